@@ -1,0 +1,354 @@
+"""Settings of a run: typed sections, preset defaults, `--set key=value` overrides, validation.
+
+A run's behaviour is fully determined by one `RunConfig`. Each pipeline stage fingerprints
+the sections it reads, so changing a setting re-runs exactly the stages it affects. Values are
+checked when the config is built, so an out-of-range setting fails before any work starts and
+before anything in the run folder is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .tasks import TASKS
+
+
+@dataclass
+class WorldSettings:
+    """Where the base model, tokenizer and corpora come from."""
+
+    kind: str = "synthetic"
+    """'synthetic' builds the offline movie-review world; 'hub' loads models and data by id or path."""
+    base_model: str = ""
+    """Hub id or local checkpoint path of the base model (hub worlds)."""
+    corpus: str = ""
+    """Hub dataset id or local path (file or `save_to_disk` folder) of the review corpus."""
+    corpus_text_field: str = "text"
+    preference_dataset: str = ""
+    """Hub id or path of DPO preference pairs; '' takes the task's default (synthetic worlds: their own)."""
+    n_preference_pairs: int = 40000
+    """At most this many preference pairs (the paper's 5000 DPO steps x batch 8)."""
+    n_corpus_texts: int = 25000
+    """At most this many corpus texts are kept (prompts, activations and triples draw on them)."""
+    prompt_min_tokens: int = 2
+    prompt_max_tokens: int = 9
+    n_rl_prompts: int = 4096
+    eval_prefix_tokens: int = 30
+    n_eval_prompts: int = 1000
+    max_length: int = 512
+    """Longest sequence (prompt + completion) any stage feeds the model."""
+    dtype: str = "float32"
+
+
+@dataclass
+class SyntheticSettings:
+    """The offline world: corpus generator, tokenizer and the GPT-NeoX pretrained on them."""
+
+    n_reviews: int = 20000
+    test_fraction: float = 0.1
+    heldout_word_fraction: float = 0.2
+    neutral_slot_prob: float = 0.12
+    negation_prob: float = 0.08
+    word_spread: float = 0.7
+    """Std-dev (lexicon units) of a slot's word around the review's sentiment: lower = more coherent."""
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    num_layers: int = 6
+    num_heads: int = 4
+    intermediate_size: int = 512
+    context_length: int = 128
+    rotary_pct: float = 0.25
+    pretrain_epochs: float = 1.0
+    pretrain_batch_size: int = 32
+    pretrain_lr: float = 3e-3
+    pretrain_warmup_steps: int = 50
+    pretrain_weight_decay: float = 0.01
+
+
+@dataclass
+class RlhfSettings:
+    """Online RL (TRL's RLOO), with the paper's PPO settings mapped onto it (see lfp_engine/rlhf.py)."""
+
+    steps: int = 1000
+    """Optimizer steps."""
+    generation_batch_size: int = 64
+    """Completions sampled per rollout phase (PPO's batch size)."""
+    mini_batch_size: int = 16
+    """Completions per optimizer step (PPO's mini-batch size)."""
+    num_generations: int = 4
+    """Completions per prompt; the leave-one-out baseline needs at least 2."""
+    num_iterations: int = 1
+    """Passes over each rollout batch (PPO's epochs)."""
+    beta: float = 0.5
+    """KL coefficient to the base model."""
+    epsilon: float = 0.2
+    """Clip range of the policy ratio."""
+    learning_rate: float = 1e-6
+    max_grad_norm: float = 1.0
+    min_new_tokens: int = 8
+    max_new_tokens: int = 19
+    temperature: float = 1.0
+
+
+@dataclass
+class DpoSettings:
+    steps: int = 5000
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 3e-5
+    beta: float = 0.1
+    adam_epsilon: float = 1e-8
+    max_length: int = 512
+
+
+@dataclass
+class RewardSettings:
+    score_prefix: bool = True
+    """Score prefix + completion, as the authors' trained models did; False scores the completion only."""
+    scale: float = 0.2
+    clip: float = 10.0
+    classifier: str = "lvwerra/distilbert-imdb"
+    """Hub id or path of the sentiment classifier for task 'classifier' (paper appendix B)."""
+    classifier_positive_label: str = ""
+    """Label whose logit is the reward; '' finds the label that reads as positive."""
+    batch_size: int = 64
+
+
+@dataclass
+class EvaluationSettings:
+    """Base-vs-tuned reward comparison (earlier paper version, table 7)."""
+
+    n_prompts: int = 1000
+    max_new_tokens: int = 19
+    min_new_tokens: int = 8
+    temperature: float = 1.0
+    batch_size: int = 64
+    n_samples_stored: int = 40
+
+
+@dataclass
+class DivergenceSettings:
+    top_k: int = 5
+
+
+@dataclass
+class RunConfig:
+    preset: str = "tiny"
+    seed: int = 0
+    task: str = "vader"
+    device: str = "auto"
+    tuned_model: str = ""
+    """Hub id or path of an already tuned model (yours): the rlhf stage then only evaluates it."""
+    world: WorldSettings = field(default_factory=WorldSettings)
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    rlhf: RlhfSettings = field(default_factory=RlhfSettings)
+    dpo: DpoSettings = field(default_factory=DpoSettings)
+    reward: RewardSettings = field(default_factory=RewardSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    divergence: DivergenceSettings = field(default_factory=DivergenceSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One section (or top-level value) as plain data, for stage fingerprints."""
+        value = getattr(self, name)
+        return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+# ---------------------------------------------------------------------------------------
+# Building a config from layers of overrides
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a parsed override to the field's declared type, or explain why it cannot be."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, options[0], key)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise ConfigError(f"setting {key}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ):
+            raise ConfigError(f"setting {key}: expected a whole number, got {value!r}")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting {key}: expected a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"setting {key}: expected a finite number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"setting {key}: expected text, got {value!r}")
+        return str(value)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"setting {key}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(annotation) or (Any,)
+        return value if inner is Any else [_coerce(v, inner, key) for v in value]
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split 'a.b=value'; the value is read as JSON when it parses (numbers, true, lists), else text."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _apply(target: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(target))
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            valid = ", ".join(sorted(f"{prefix}{k}" for k in hints))
+            raise ConfigError(f"unknown setting {full!r}; valid settings here: {valid}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"setting {full!r} is a section; set its fields, e.g. {full}.<field>=...")
+            _apply(current, value, prefix=f"{full}.")
+        else:
+            setattr(target, key, _coerce(value, hints[key], full))
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b': 1} -> {'a': {'b': 1}}: dotted override keys to the nested shape of the config."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"setting {key!r} conflicts with a plain value set for {part!r}")
+        node[parts[-1]] = value
+    return out
+
+
+def build_config(layers: list[dict[str, Any]]) -> RunConfig:
+    """Apply nested override layers in order (preset, config file, --set) and validate."""
+    config = RunConfig()
+    for layer in layers:
+        _apply(config, layer)
+    validate(config)
+    return config
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a stored config (as written by `RunConfig.to_dict`)."""
+    return build_config([data])
+
+
+# ---------------------------------------------------------------------------------------
+# Validation: every range a user can get wrong, with the setting's name in the message
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(c: RunConfig) -> None:
+    _require(c.task in TASKS, f"setting task: unknown task {c.task!r}; choose one of: {', '.join(TASKS)}")
+    _require(c.device in {"auto", "cpu", "cuda"} or c.device.startswith("cuda:"),
+             f"setting device: expected auto, cpu or cuda[:N], got {c.device!r}")
+    _require(0 <= c.seed < 2**32, f"setting seed: expected 0 <= seed < 2**32, got {c.seed}")
+
+    w = c.world
+    _require(w.kind in {"synthetic", "hub"}, f"setting world.kind: expected synthetic or hub, got {w.kind!r}")
+    if w.kind == "hub":
+        _require(bool(w.base_model), "setting world.base_model: a hub world needs a model id or local path")
+    _require(1 <= w.prompt_min_tokens <= w.prompt_max_tokens,
+             "settings world.prompt_min_tokens/prompt_max_tokens: need 1 <= min <= max")
+    _require(w.n_rl_prompts >= 1, "setting world.n_rl_prompts: must be at least 1")
+    _require(w.eval_prefix_tokens >= 1, "setting world.eval_prefix_tokens: must be at least 1")
+    _require(w.n_eval_prompts >= 2, "setting world.n_eval_prompts: must be at least 2")
+    _require(w.n_corpus_texts >= 10, "setting world.n_corpus_texts: must be at least 10")
+    _require(w.max_length >= 8, "setting world.max_length: must be at least 8")
+    _require(w.n_preference_pairs >= 10, "setting world.n_preference_pairs: must be at least 10")
+    _require(w.dtype in {"float32", "bfloat16", "float16"},
+             f"setting world.dtype: expected float32, bfloat16 or float16, got {w.dtype!r}")
+
+    s = c.synthetic
+    _require(s.n_reviews >= 50, "setting synthetic.n_reviews: must be at least 50")
+    for name in ("test_fraction", "heldout_word_fraction"):
+        value = getattr(s, name)
+        _require(0 < value < 1, f"setting synthetic.{name}: must be strictly between 0 and 1, got {value}")
+    for name in ("neutral_slot_prob", "negation_prob"):
+        value = getattr(s, name)
+        _require(0 <= value < 1, f"setting synthetic.{name}: must be in [0, 1), got {value}")
+    _require(s.word_spread > 0, "setting synthetic.word_spread: must be positive")
+    _require(s.vocab_size >= 300, "setting synthetic.vocab_size: must be at least 300 (256 bytes + specials)")
+    _require(s.hidden_size >= 8 and s.num_layers >= 1 and s.num_heads >= 1 and s.intermediate_size >= 8,
+             "settings synthetic.hidden_size/num_layers/num_heads/intermediate_size: must be positive")
+    _require(s.hidden_size % s.num_heads == 0,
+             f"settings synthetic.hidden_size ({s.hidden_size}) must be divisible by num_heads ({s.num_heads})")
+    _require(s.context_length >= 16, "setting synthetic.context_length: must be at least 16")
+    _require(0 < s.rotary_pct <= 1, "setting synthetic.rotary_pct: must be in (0, 1]")
+    _require(s.pretrain_epochs > 0 and s.pretrain_lr > 0 and s.pretrain_batch_size >= 1,
+             "settings synthetic.pretrain_*: epochs, lr and batch size must be positive")
+
+    r = c.rlhf
+    _require(r.steps >= 1, "setting rlhf.steps: must be at least 1")
+    _require(r.num_generations >= 2, "setting rlhf.num_generations: RLOO's leave-one-out baseline needs >= 2")
+    _require(r.mini_batch_size >= 1 and r.generation_batch_size >= r.mini_batch_size,
+             "settings rlhf.generation_batch_size must be >= rlhf.mini_batch_size >= 1")
+    _require(r.generation_batch_size % r.mini_batch_size == 0,
+             "setting rlhf.generation_batch_size must be a multiple of rlhf.mini_batch_size")
+    _require(r.generation_batch_size % r.num_generations == 0,
+             "setting rlhf.generation_batch_size must be a multiple of rlhf.num_generations")
+    _require(r.beta >= 0, "setting rlhf.beta: the KL coefficient cannot be negative")
+    _require(0 < r.epsilon < 1, "setting rlhf.epsilon: clip range must be in (0, 1)")
+    _require(0 < r.learning_rate < 1, "setting rlhf.learning_rate: must be in (0, 1)")
+    _require(r.max_grad_norm > 0, "setting rlhf.max_grad_norm: must be positive")
+    _require(1 <= r.min_new_tokens <= r.max_new_tokens,
+             "settings rlhf.min_new_tokens/max_new_tokens: need 1 <= min <= max")
+    _require(r.temperature > 0, "setting rlhf.temperature: must be positive")
+    _require(r.num_iterations >= 1, "setting rlhf.num_iterations: must be at least 1")
+
+    d = c.dpo
+    _require(d.steps >= 1 and d.batch_size >= 1 and d.gradient_accumulation_steps >= 1,
+             "settings dpo.steps/batch_size/gradient_accumulation_steps: must be at least 1")
+    _require(0 < d.learning_rate < 1, "setting dpo.learning_rate: must be in (0, 1)")
+    _require(d.beta > 0, "setting dpo.beta: must be positive")
+    _require(d.max_length >= 8, "setting dpo.max_length: must be at least 8")
+
+    rw = c.reward
+    _require(rw.scale > 0, "setting reward.scale: must be positive")
+    _require(rw.clip > 0, "setting reward.clip: must be positive")
+    _require(rw.batch_size >= 1, "setting reward.batch_size: must be at least 1")
+
+    e = c.evaluation
+    _require(e.n_prompts >= 2, "setting evaluation.n_prompts: a significance test needs at least 2 prompts")
+    _require(1 <= e.min_new_tokens <= e.max_new_tokens,
+             "settings evaluation.min_new_tokens/max_new_tokens: need 1 <= min <= max")
+    _require(e.temperature > 0, "setting evaluation.temperature: must be positive")
+    _require(e.batch_size >= 1 and e.n_samples_stored >= 0,
+             "settings evaluation.batch_size >= 1 and evaluation.n_samples_stored >= 0")
+
+    _require(c.divergence.top_k >= 1, "setting divergence.top_k: must be at least 1")

@@ -1,0 +1,109 @@
+"""Named starting points for a run.
+
+The defaults of `RunConfig` are the paper's hyperparameters, so a hub preset only names the
+model; the synthetic presets resize the world and the training budget to the machine they are
+meant for: `micro` for tests (seconds), `tiny` for this project's 2-core CPU default (minutes),
+`small` for a GPU box (Pythia-70m's exact architecture, trained on the synthetic world).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+IMDB = "stanfordnlp/imdb"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    overrides: dict[str, Any]
+
+
+def _hub(model_id: str, **extra: Any) -> dict[str, Any]:
+    overrides: dict[str, Any] = {
+        "world": {"kind": "hub", "base_model": model_id, "corpus": IMDB},
+        # One pass over IMDb's 25k training reviews in rollouts of 64 (the paper's PPO batch),
+        # each rollout split into 4 optimizer mini-batches of 16.
+        "rlhf": {"steps": 1600},
+    }
+    for section, values in extra.items():
+        overrides.setdefault(section, {}).update(values)
+    return overrides
+
+
+# Pythia-70m's architecture (config of EleutherAI/pythia-70m); vocab comes from our tokenizer.
+PYTHIA_70M_SHAPE = {
+    "hidden_size": 512,
+    "num_layers": 6,
+    "num_heads": 8,
+    "intermediate_size": 2048,
+    "rotary_pct": 0.25,
+}
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "tiny",
+            "offline default: synthetic movie reviews, 1.7M-parameter GPT-NeoX, CPU in minutes",
+            {
+                "world": {"kind": "synthetic", "n_rl_prompts": 4096, "eval_prefix_tokens": 8,
+                          "n_eval_prompts": 400, "max_length": 128, "n_preference_pairs": 3000},
+                "synthetic": {"n_reviews": 20000},
+                "rlhf": {"steps": 480, "learning_rate": 3e-5, "beta": 0.5, "generation_batch_size": 64,
+                         "mini_batch_size": 16},
+                "dpo": {"steps": 300, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128},
+                "evaluation": {"n_prompts": 400},
+                "divergence": {"top_k": 3},
+            },
+        ),
+        Preset(
+            "micro",
+            "test world: the tiny world's code at toy size, whole pipeline in about a minute",
+            {
+                "world": {"kind": "synthetic", "n_rl_prompts": 256, "eval_prefix_tokens": 6,
+                          "n_eval_prompts": 48, "max_length": 64, "n_preference_pairs": 64},
+                "synthetic": {"n_reviews": 1500, "vocab_size": 400, "hidden_size": 32, "num_layers": 3,
+                              "num_heads": 2, "intermediate_size": 128, "context_length": 64,
+                              "pretrain_epochs": 2.0, "pretrain_batch_size": 16, "pretrain_warmup_steps": 10},
+                "rlhf": {"steps": 8, "learning_rate": 1e-4, "generation_batch_size": 16, "mini_batch_size": 8},
+                "dpo": {"steps": 8, "batch_size": 8, "learning_rate": 1e-4, "max_length": 64},
+                "evaluation": {"n_prompts": 48, "batch_size": 48, "n_samples_stored": 8},
+                "divergence": {"top_k": 2},
+            },
+        ),
+        Preset(
+            "small",
+            "GPU world: Pythia-70m's architecture pretrained on a large synthetic corpus",
+            {
+                "world": {"kind": "synthetic", "eval_prefix_tokens": 10, "max_length": 256},
+                "synthetic": {"n_reviews": 200000, "vocab_size": 8192, "context_length": 256,
+                              "pretrain_batch_size": 64, "pretrain_lr": 1e-3, "pretrain_warmup_steps": 200,
+                              **PYTHIA_70M_SHAPE},
+                "rlhf": {"steps": 1600, "learning_rate": 1e-5},
+                "dpo": {"steps": 2000, "batch_size": 32, "learning_rate": 3e-5, "max_length": 256},
+                "evaluation": {"n_prompts": 1000},
+            },
+        ),
+        Preset("pythia-70m", "EleutherAI/pythia-70m with the paper's settings (hub)",
+               _hub("EleutherAI/pythia-70m")),
+        Preset("pythia-160m", "EleutherAI/pythia-160m with the paper's settings (hub)",
+               _hub("EleutherAI/pythia-160m")),
+        Preset("gpt-neo-125m", "EleutherAI/gpt-neo-125m with the paper's settings (hub)",
+               _hub("EleutherAI/gpt-neo-125m")),
+        Preset("gemma-2b-it", "google/gemma-2b-it, bf16, DPO with effective batch 16 and lr 5e-5 (hub)",
+               _hub("google/gemma-2b-it", world={"dtype": "bfloat16"},
+                    dpo={"batch_size": 8, "gradient_accumulation_steps": 2, "learning_rate": 5e-5})),
+    ]
+}
+
+
+def preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

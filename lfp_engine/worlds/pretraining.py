@@ -1,0 +1,124 @@
+"""Pretraining the offline world's base model: a GPT-NeoX (Pythia's architecture) from scratch.
+
+A plain causal-LM loop rather than `transformers.Trainer`: the corpus is a few million tokens,
+packed into fixed-length blocks, and a hand loop keeps the run seeded end to end, shows one
+progress bar, and reports the held-out loss the world stage records.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+from ..config import SyntheticSettings
+
+log = logging.getLogger(__name__)
+
+
+def neox_config(settings: SyntheticSettings, tokenizer: PreTrainedTokenizerFast) -> GPTNeoXConfig:
+    return GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=settings.hidden_size,
+        num_hidden_layers=settings.num_layers,
+        num_attention_heads=settings.num_heads,
+        intermediate_size=settings.intermediate_size,
+        max_position_embeddings=settings.context_length,
+        rotary_pct=settings.rotary_pct,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def pack_blocks(texts: Sequence[str], tokenizer: PreTrainedTokenizerFast, block: int) -> torch.Tensor:
+    """Concatenate texts with EOS between them and cut into [n_blocks, block] token ids."""
+    ids: list[int] = []
+    for encoded in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        ids.extend(encoded)
+        ids.append(tokenizer.eos_token_id)
+    n = len(ids) // block
+    if n == 0:
+        raise ValueError(f"corpus of {len(ids)} tokens is shorter than one block of {block}")
+    return torch.tensor(ids[: n * block], dtype=torch.long).view(n, block)
+
+
+@dataclass
+class PretrainResult:
+    model: GPTNeoXForCausalLM
+    train_loss: float
+    test_loss: float
+    tokens_seen: int
+    steps: int
+
+
+@torch.no_grad()
+def mean_loss(model: GPTNeoXForCausalLM, blocks: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = blocks[start : start + batch_size].to(device)
+        total += model(input_ids=batch, labels=batch).loss.item() * len(batch)
+        count += len(batch)
+    return total / max(count, 1)
+
+
+def pretrain(settings: SyntheticSettings, tokenizer: PreTrainedTokenizerFast, train_texts: Sequence[str],
+             test_texts: Sequence[str], seed: int, device: torch.device) -> PretrainResult:
+    torch.manual_seed(seed)
+    model = GPTNeoXForCausalLM(neox_config(settings, tokenizer)).to(device)
+    train_blocks = pack_blocks(train_texts, tokenizer, settings.context_length)
+    test_blocks = pack_blocks(test_texts, tokenizer, settings.context_length)
+    batch = settings.pretrain_batch_size
+    steps = max(1, math.ceil(settings.pretrain_epochs * len(train_blocks) / batch))
+    log.info("pretraining %.2fM-parameter GPT-NeoX: %d blocks of %d tokens, %d steps",
+             sum(p.numel() for p in model.parameters()) / 1e6, len(train_blocks), settings.context_length, steps)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.pretrain_weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.pretrain_lr, betas=(0.9, 0.95),
+    )
+    warmup = min(settings.pretrain_warmup_steps, steps // 2)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.empty(0, dtype=torch.long)
+    model.train()
+    running = float("nan")
+    bar = tqdm(range(steps), desc="pretrain base model", unit="step", mininterval=1.0)
+    for step in bar:
+        if len(order) < batch:
+            order = torch.cat([order, torch.randperm(len(train_blocks), generator=generator)])
+        idx, order = order[:batch], order[batch:]
+        x = train_blocks[idx].to(device)
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        running = loss.item() if math.isnan(running) else 0.95 * running + 0.05 * loss.item()
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{running:.3f}")
+    model.eval()
+    test_loss = mean_loss(model, test_blocks, batch, device)
+    log.info("pretraining done: train loss %.3f, held-out loss %.3f", running, test_loss)
+    return PretrainResult(model=model, train_loss=running, test_loss=test_loss,
+                          tokens_seen=steps * batch * settings.context_length, steps=steps)

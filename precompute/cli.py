@@ -1,0 +1,199 @@
+"""`lfp`: the command line that fills a run's store.
+
+    lfp run --preset tiny --out runs/tiny        every stage, skipping those already done
+    lfp run --out runs/tiny --stages rlhf        just some stages (their inputs must be done)
+    lfp run --out runs/x --set seed=3 --set rlhf.beta=0.2 --config my.toml
+    lfp status runs/tiny                         the run's manifest
+    lfp presets                                  the named starting points
+
+Settings are resolved before anything is written: a new run starts from its preset; an
+existing run continues from the config stored in it, with --config and --set layered on top.
+Errors a user can fix print as one line (`lfp: error: ...`) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lfp_engine.config import RunConfig, build_config, nest, parse_override
+from lfp_engine.errors import ConfigError, LfpError, RunFolderError
+from lfp_engine.manifest import read_config, read_manifest
+from lfp_engine.presets import PRESETS, preset
+from lfp_engine.store import RunPaths, RunStore
+
+log = logging.getLogger("lfp")
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A TOML or JSON file of settings, nested or with dotted keys."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise ConfigError(f"config file {path}: expected a .toml or .json file")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"config file {path} does not parse: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a table of settings at the top level")
+    flat = {k: v for k, v in data.items() if "." in k}
+    nested = {k: v for k, v in data.items() if "." not in k}
+    return _merge(nested, nest(flat))
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _merge(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path | None,
+                   overrides: Sequence[str]) -> tuple[str, RunConfig]:
+    stored = read_config(RunStore(paths.root))
+    layers: list[dict[str, Any]] = []
+    if stored is not None:
+        stored_preset, stored_config = stored
+        if preset_name and preset_name != stored_preset:
+            raise RunFolderError(
+                f"{paths.root} is a run of preset {stored_preset!r}, not {preset_name!r}; "
+                "choose another --out for a new run"
+            )
+        name = stored_preset
+        layers.append(stored_config)
+    else:
+        name = preset_name or "tiny"
+        layers += [{"preset": name}, preset(name).overrides]
+    if config_file is not None:
+        layers.append(load_config_file(config_file))
+    if overrides:
+        layers.append(nest(dict(parse_override(o) for o in overrides)))
+    config = build_config(layers)
+    if config.preset != name:
+        raise ConfigError(f"setting preset cannot change an existing run's preset ({name!r}); use --preset for new runs")
+    return name, config
+
+
+def _setup_logging(log_file: Path | None, verbose: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_stages
+
+    out = Path(args.out or f"runs/{args.preset or 'tiny'}")
+    paths = RunPaths(out)
+    name, config = resolve_config(paths, args.preset, Path(args.config) if args.config else None, args.set or [])
+    _setup_logging(paths.log, args.verbose)
+    selected = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    force = [s.strip() for s in args.force.split(",") if s.strip()] if args.force else []
+    log.info("run folder %s (preset %s, seed %d, task %s)", paths.root, name, config.seed, config.task)
+    outcomes = run_stages(paths, config, name, selected, force)
+    for o in outcomes:
+        log.info("%-12s %s%s", o.stage, o.status, f" in {o.duration_s:.1f} s" if o.status == "done" else "")
+    log.info("results in %s; `lfp status %s` shows the manifest", paths.db, out)
+    return 0
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .pipeline import stage_registry
+
+    paths = RunPaths(args.run)
+    store = RunStore(paths.root)
+    if not store.exists():
+        raise RunFolderError(f"{paths.root} is not a run folder (no {store.path.name})")
+    stored = read_config(store)
+    manifest = read_manifest(store)
+    if args.json:
+        print(json.dumps({"preset": stored[0] if stored else None, "config": stored[1] if stored else None,
+                          "stages": {k: v.__dict__ for k, v in manifest.items()}}, indent=2, default=str))
+        return 0
+    if stored:
+        config = stored[1]
+        print(f"run {paths.root}: preset {stored[0]}, task {config.get('task')}, seed {config.get('seed')}")
+    for stage in stage_registry():
+        record = manifest.get(stage.name)
+        if record is None:
+            print(f"  {stage.name:<12} not run")
+            continue
+        timing = f"{record.duration_s:7.1f} s" if record.duration_s is not None else "        "
+        print(f"  {stage.name:<12} {record.status:<8} {timing}  {record.finished_at or record.started_at}")
+        if record.error:
+            print(f"      error: {record.error}")
+        for key, value in record.outputs.items():
+            if not isinstance(value, (dict, list)) or len(str(value)) < 60:
+                print(f"      {key}: {_short(value)}")
+    return 0
+
+
+def cmd_presets(_: argparse.Namespace) -> int:
+    for p in PRESETS.values():
+        print(f"{p.name:<14} {p.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lfp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or resume) the pipeline's stages")
+    run.add_argument("--preset", help=f"starting point for a new run: {', '.join(PRESETS)} (default tiny)")
+    run.add_argument("--out", help="run folder (default runs/<preset>)")
+    run.add_argument("--stages", help="comma-separated stages to run (default: all)")
+    run.add_argument("--force", help="comma-separated stages to redo even when up to date")
+    run.add_argument("--config", help="TOML or JSON file of settings")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="print a run's manifest")
+    status.add_argument("run", help="run folder")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    presets = sub.add_parser("presets", help="list the presets")
+    presets.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LfpError as err:
+        print(f"lfp: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lfp: interrupted; `lfp run` again resumes at the first unfinished stage", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

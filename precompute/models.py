@@ -1,0 +1,26 @@
+"""Loading a run's models for a stage: the base from the world, the tuned one from `rlhf`."""
+
+from __future__ import annotations
+
+from lfp_engine.hub import load_causal_lm, load_tokenizer
+from lfp_engine.worlds import WorldRecord
+
+from .pipeline import StageContext
+
+
+def tuned_source(ctx: StageContext) -> str:
+    """Path or hub id of the tuned model, as the rlhf stage recorded it ('./' = in the run folder)."""
+    source = str(ctx.outputs_of("rlhf")["tuned_model"])
+    return str((ctx.paths.root / source).resolve()) if source.startswith("./") else source
+
+
+def load_tokenizer_of(ctx: StageContext):
+    return load_tokenizer(WorldRecord.load(ctx.paths.world).tokenizer)
+
+
+def load_base(ctx: StageContext):
+    return load_causal_lm(WorldRecord.load(ctx.paths.world).base_model, ctx.device, ctx.config.world.dtype)
+
+
+def load_tuned(ctx: StageContext):
+    return load_causal_lm(tuned_source(ctx), ctx.device, ctx.config.world.dtype)

@@ -1,0 +1,5 @@
+"""The stages of a run, in pipeline order (DESIGN.md, "Stages of a run")."""
+
+from . import divergence, rlhf, world
+
+STAGES = [world.STAGE, rlhf.STAGE, divergence.STAGE]

@@ -1,0 +1,97 @@
+"""Stage `rlhf`: tune the policy (RLOO or DPO), or take the user's tuned model, then measure
+what tuning changed: reward of base vs tuned on held-out prompts, KL to the base, and for DPO
+tasks the preference margin on held-out pairs."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from lfp_engine.atomic import atomic_path
+from lfp_engine.config import RunConfig
+from lfp_engine.hub import DTYPES, is_local, load_causal_lm
+from lfp_engine.reward import ClassifierReward, RewardFunction, VaderReward
+from lfp_engine.rlhf import evaluate_tuning, train_dpo, train_rloo
+from lfp_engine.tasks import TaskSpec, task_spec
+from lfp_engine.worlds import PREFERENCES, PROMPTS, WorldRecord, read_world_table
+
+from ..models import load_base, load_tokenizer_of
+from ..pipeline import Stage, StageContext, StageResult
+
+log = logging.getLogger("lfp")
+
+LOCAL_TUNED = "./models/tuned"
+
+
+def build_reward(spec: TaskSpec, config: RunConfig, device: torch.device) -> RewardFunction | None:
+    r = config.reward
+    if spec.reward == "vader":
+        return VaderReward(scale=r.scale, clip=r.clip)
+    if spec.reward == "classifier":
+        return ClassifierReward.from_pretrained(r.classifier, device, positive_label=r.classifier_positive_label,
+                                                batch_size=r.batch_size)
+    return None
+
+
+def run(ctx: StageContext) -> StageResult:
+    c = ctx.config
+    spec = task_spec(c.task)
+    world = WorldRecord.load(ctx.paths.world)
+    tokenizer = load_tokenizer_of(ctx)
+    reward = build_reward(spec, c, ctx.device)
+    prompts = read_world_table(ctx.paths.world, PROMPTS)
+    pairs = read_world_table(ctx.paths.world, PREFERENCES) if world.has_preferences else None
+    dtype = DTYPES[c.world.dtype]
+    training_log = pd.DataFrame()
+
+    if c.tuned_model:
+        source = c.tuned_model
+        source = str(Path(source).expanduser().resolve()) if is_local(source) else source
+        log.info("using the tuned model %s as given; no fine-tuning", source)
+        tuned = load_causal_lm(source, ctx.device, c.world.dtype)
+    else:
+        work = ctx.paths.work / "rlhf"
+        shutil.rmtree(work, ignore_errors=True)
+        if spec.method == "rloo":
+            rl_prompts = prompts.loc[prompts["purpose"] == "rl", "prompt"].tolist()
+            tuned, training_log = train_rloo(world.base_model, tokenizer, rl_prompts, reward, c.rlhf,
+                                             c.reward.score_prefix, ctx.seed, ctx.device, work, dtype)
+        else:
+            train_pairs = pairs[pairs["split"] == "train"]
+            tuned, training_log = train_dpo(world.base_model, tokenizer, train_pairs, c.dpo, ctx.seed, ctx.device,
+                                            work, dtype)
+        with atomic_path(ctx.paths.tuned_model) as folder:
+            tuned.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+        shutil.rmtree(work, ignore_errors=True)
+        source = LOCAL_TUNED
+        log.info("tuned model written to %s", ctx.paths.tuned_model)
+
+    base = load_base(ctx)
+    eval_prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(c.evaluation.n_prompts).tolist()
+    test_pairs = pairs[pairs["split"] == "test"].head(c.evaluation.n_prompts) if pairs is not None else None
+    evaluation = evaluate_tuning(base, tuned, tokenizer, eval_prompts, reward, c.evaluation, c.reward.score_prefix,
+                                 ctx.seed, c.world.max_length, preference_pairs=test_pairs)
+    table = evaluation.table()
+    headline = {f"{row.metric}_{row.model}_mean": row.mean for row in table.itertuples()}
+    headline |= {f"{c.metric}_p_value": c.p_value for c in evaluation.comparisons}
+    return StageResult(
+        tables={"rlhf_rewards": table, "rlhf_samples": evaluation.samples, "rlhf_training_log": training_log},
+        outputs={"tuned_model": source, "method": "given" if c.tuned_model else spec.method,
+                 "kl_to_base": evaluation.kl_to_base, **headline},
+        inputs={"base_model": world.base_model, "n_eval_prompts": len(eval_prompts)},
+    )
+
+
+STAGE = Stage(
+    name="rlhf",
+    run=run,
+    sections=("task", "tuned_model", "rlhf", "dpo", "reward", "evaluation"),
+    needs=("world",),
+    derived=lambda config: {"dtype": config.world.dtype, "max_length": config.world.max_length},
+    artifacts=lambda paths, config: [] if config.tuned_model else [paths.tuned_model / "config.json"],
+)
