@@ -58,6 +58,17 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _known_settings(stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored config minus settings this version no longer has (renamed or removed)."""
+    reference = RunConfig().to_dict()
+
+    def keep(data: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+        return {k: keep(v, ref[k]) if isinstance(v, dict) and isinstance(ref.get(k), dict) else v
+                for k, v in data.items() if k in ref}
+
+    return keep(stored, reference)
+
+
 def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path | None,
                    overrides: Sequence[str]) -> tuple[str, RunConfig]:
     stored = read_config(RunStore(paths.root))
@@ -70,7 +81,9 @@ def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path |
                 "choose another --out for a new run"
             )
         name = stored_preset
-        layers.append(stored_config)
+        # The preset first, then the stored config over it: settings the run was made with
+        # stay as they were, and sections added since (new stages) take the preset's values.
+        layers += [{"preset": name}, preset(name).overrides, _known_settings(stored_config)]
     else:
         name = preset_name or "tiny"
         layers += [{"preset": name}, preset(name).overrides]
