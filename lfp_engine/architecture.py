@@ -65,3 +65,23 @@ def mlp_modules(model: nn.Module, layers: list[int]) -> dict[int, nn.Module]:
     if bad:
         raise InputError(f"layer index {bad} out of range: the model has layers 0..{a.n_layers - 1}")
     return {layer: model.get_submodule(a.mlp_path(layer)) for layer in layers}
+
+
+NORM_MARKERS = ("norm", "ln_f")
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    """The normalisation applied to the residual stream just before the unembedding.
+
+    Found as the last normalisation module (by registration order) outside the decoder layers:
+    `final_layer_norm` in GPT-NeoX, `ln_f` in GPT-Neo and GPT-2, `norm` in Llama and Gemma.
+    """
+    a = anatomy(model)
+    inside = f"{a.layers_path}."
+    candidates = [module for name, module in model.named_modules()
+                  if name and not name.startswith(inside) and name != a.layers_path
+                  and any(marker in name.rsplit(".", 1)[-1].lower() or marker in type(module).__name__.lower()
+                          for marker in NORM_MARKERS)]
+    if not candidates:
+        raise InputError(f"{type(model).__name__}: found no final normalisation module outside the decoder layers")
+    return candidates[-1]

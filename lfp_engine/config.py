@@ -19,6 +19,8 @@ from typing import Any
 from .errors import ConfigError
 from .tasks import TASKS
 
+SAE_ARCHITECTURES = ("tied", "untied", "topk")
+
 
 @dataclass
 class WorldSettings:
@@ -139,6 +141,66 @@ class DivergenceSettings:
 
 
 @dataclass
+class ActivationSettings:
+    """Which tokens' MLP outputs are captured for the SAEs (paper section 3.2)."""
+
+    n_train_tokens: int = 75000
+    """Token rows captured for SAE training: the paper's 75,000 training examples per SAE."""
+    n_eval_tokens: int = 20000
+    """Held-out token rows (corpus test split) on which every quality metric is measured."""
+    max_tokens_per_text: int = 128
+    """Each text is cut to this many tokens (and to the model's context) before capture."""
+    batch_size: int = 32
+    """Texts per forward pass."""
+    shard_rows: int = 16384
+    """Rows per shard file; a shard is the unit held in memory, so capture stays bounded."""
+    prepend_bos: bool = True
+    """Feed the document separator before each text, as in pretraining (its row is not stored)."""
+
+
+@dataclass
+class SaeSettings:
+    """The sparse autoencoders: the paper's tied ReLU SAE by default (section 3.2, appendix F)."""
+
+    architecture: str = "tied"
+    """'tied' (decoder = encoder transposed, the paper's), 'untied', or 'topk' (k largest codes kept)."""
+    dict_multipliers: list[int] = field(default_factory=lambda: [1, 2])
+    """Hidden sizes as multiples of the input width: the paper's two dictionaries n and 2n."""
+    l1_coefficient: float = 1e-3
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    n_train_examples: int = 75000
+    """Activation rows seen in training; more than the captured rows means several epochs."""
+    topk: int = 32
+    """k of the 'topk' architecture (unused by the others)."""
+    dense_threshold: float = 0.1
+    """A feature firing on more than this fraction of tokens counts as dense."""
+    eval_batch_size: int = 32
+    """Texts per forward pass when measuring the spliced-in language-model loss."""
+
+
+@dataclass
+class FeatureSettings:
+    """Per-feature statistics and what a feature page shows (paper section 3.4)."""
+
+    shared_threshold: float = 0.7
+    """A feature whose best twin in the other dictionary has a higher decoder cosine is 'shared'."""
+    n_top_examples: int = 20
+    n_quantiles: int = 5
+    """Bands of equal probability mass over a feature's non-zero activations, sampled for examples."""
+    examples_per_quantile: int = 4
+    context_before: int = 16
+    context_after: int = 7
+    """Tokens shown before and after the activating token (24 tokens with the defaults)."""
+    histogram_bins: int = 40
+    n_logits: int = 10
+    """Tokens listed per feature in each direction (boosted, suppressed)."""
+    n_neighbors: int = 10
+    batch_rows: int = 8192
+    """Activation rows encoded at once while streaming over the shards."""
+
+
+@dataclass
 class RunConfig:
     preset: str = "tiny"
     seed: int = 0
@@ -153,6 +215,9 @@ class RunConfig:
     reward: RewardSettings = field(default_factory=RewardSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     divergence: DivergenceSettings = field(default_factory=DivergenceSettings)
+    activations: ActivationSettings = field(default_factory=ActivationSettings)
+    sae: SaeSettings = field(default_factory=SaeSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -352,3 +417,37 @@ def validate(c: RunConfig) -> None:
              "settings evaluation.batch_size >= 1 and evaluation.n_samples_stored >= 0")
 
     _require(c.divergence.top_k >= 1, "setting divergence.top_k: must be at least 1")
+
+    a = c.activations
+    _require(a.n_train_tokens >= 64, "setting activations.n_train_tokens: must be at least 64")
+    _require(a.n_eval_tokens >= 16, "setting activations.n_eval_tokens: must be at least 16")
+    _require(a.max_tokens_per_text >= 2, "setting activations.max_tokens_per_text: must be at least 2")
+    _require(a.batch_size >= 1, "setting activations.batch_size: must be at least 1")
+    _require(a.shard_rows >= 256, "setting activations.shard_rows: must be at least 256")
+
+    sa = c.sae
+    _require(sa.architecture in SAE_ARCHITECTURES,
+             f"setting sae.architecture: expected one of {', '.join(SAE_ARCHITECTURES)}, got {sa.architecture!r}")
+    m = sa.dict_multipliers
+    _require(len(m) == 2 and all(x >= 1 for x in m) and m[0] < m[1],
+             f"setting sae.dict_multipliers: expected two increasing whole numbers >= 1 (the paper: [1, 2]), "
+             f"got {m}; a dictionary size of zero has no features")
+    _require(sa.l1_coefficient >= 0, "setting sae.l1_coefficient: cannot be negative")
+    _require(0 < sa.learning_rate < 1, "setting sae.learning_rate: must be in (0, 1)")
+    _require(sa.batch_size >= 1 and sa.eval_batch_size >= 1,
+             "settings sae.batch_size and sae.eval_batch_size: must be at least 1")
+    _require(sa.n_train_examples >= sa.batch_size,
+             "setting sae.n_train_examples: must be at least one batch (sae.batch_size)")
+    _require(sa.topk >= 1, "setting sae.topk: must be at least 1")
+    _require(0 < sa.dense_threshold <= 1, "setting sae.dense_threshold: must be in (0, 1]")
+
+    f = c.features
+    _require(-1 <= f.shared_threshold <= 1, "setting features.shared_threshold: a cosine, must be in [-1, 1]")
+    _require(f.n_top_examples >= 1, "setting features.n_top_examples: must be at least 1")
+    _require(f.n_quantiles >= 1 and f.examples_per_quantile >= 0,
+             "settings features.n_quantiles >= 1 and features.examples_per_quantile >= 0")
+    _require(f.context_before >= 0 and f.context_after >= 0,
+             "settings features.context_before/context_after: cannot be negative")
+    _require(f.histogram_bins >= 1, "setting features.histogram_bins: must be at least 1")
+    _require(f.n_logits >= 1 and f.n_neighbors >= 1, "settings features.n_logits/n_neighbors: must be at least 1")
+    _require(f.batch_rows >= 1, "setting features.batch_rows: must be at least 1")

@@ -59,6 +59,7 @@ PRESETS: dict[str, Preset] = {
                 "dpo": {"steps": 300, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128},
                 "evaluation": {"n_prompts": 400},
                 "divergence": {"top_k": 3},
+                "sae": {"l1_coefficient": 0.1},
             },
         ),
         Preset(
@@ -74,6 +75,10 @@ PRESETS: dict[str, Preset] = {
                 "dpo": {"steps": 8, "batch_size": 8, "learning_rate": 1e-4, "max_length": 64},
                 "evaluation": {"n_prompts": 48, "batch_size": 48, "n_samples_stored": 8},
                 "divergence": {"top_k": 2},
+                "activations": {"n_train_tokens": 6000, "n_eval_tokens": 1500, "shard_rows": 2048},
+                "sae": {"n_train_examples": 6000, "l1_coefficient": 0.01},
+                "features": {"n_top_examples": 5, "examples_per_quantile": 2, "histogram_bins": 10,
+                             "n_logits": 5, "n_neighbors": 3},
             },
         ),
         Preset(

@@ -62,6 +62,19 @@ class RunPaths:
         return self.root / "models" / "tuned"
 
     @property
+    def activations(self) -> Path:
+        """Captured MLP outputs: `train/` (SAE training rows) and `eval/` (held-out rows)."""
+        return self.root / "activations"
+
+    @property
+    def saes(self) -> Path:
+        return self.root / "saes"
+
+    def sae(self, layer: int, dict_size: int) -> Path:
+        """Folder of one SAE (SAELens format): saes/layer_<L>_<dict_size>."""
+        return self.saes / f"layer_{layer}_{dict_size}"
+
+    @property
     def work(self) -> Path:
         """Scratch space of trainers (checkpoints, logs); safe to delete."""
         return self.root / ".work"

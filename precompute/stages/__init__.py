@@ -1,5 +1,5 @@
 """The stages of a run, in pipeline order (DESIGN.md, "Stages of a run")."""
 
-from . import divergence, rlhf, world
+from . import activations, divergence, features, rlhf, sae, world
 
-STAGES = [world.STAGE, rlhf.STAGE, divergence.STAGE]
+STAGES = [world.STAGE, rlhf.STAGE, divergence.STAGE, activations.STAGE, sae.STAGE, features.STAGE]

@@ -1,0 +1,75 @@
+"""Stage `activations`: the tuned model's MLP outputs at the most divergent layers, over the corpus.
+
+Two activation sets (see `lfp_engine.activations`): `train/` from the corpus's train split, the
+rows the SAEs learn from (the paper's 75,000 per SAE), and `eval/` from its test split, on which
+every SAE metric is measured. Texts are taken in a seeded random order until the token budget is
+met. Activations come from the tuned model, the one whose feedback patterns we study; the
+authors took them from the base model by mistake (METHOD.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from lfp_engine.activations import capture_activations, token_sequences
+from lfp_engine.atomic import atomic_path
+from lfp_engine.errors import InputError
+from lfp_engine.worlds import CORPUS, read_world_table
+
+from ..models import load_tokenizer_of, load_tuned, tuned_source
+from ..pipeline import Stage, StageContext, StageResult
+
+log = logging.getLogger("lfp")
+
+SETS = (("train", "train", "n_train_tokens"), ("eval", "test", "n_eval_tokens"))
+"""(activation set, corpus split it is drawn from, setting of its token budget)."""
+
+
+def bos_token(tokenizer, prepend: bool) -> int | None:
+    """The token fed before each text: the tokenizer's BOS, else its EOS (Pythia's document separator)."""
+    if not prepend:
+        return None
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def run(ctx: StageContext) -> StageResult:
+    a = ctx.config.activations
+    layers = list(ctx.outputs_of("divergence")["layers"])
+    tokenizer = load_tokenizer_of(ctx)
+    model = load_tuned(ctx)
+    corpus = read_world_table(ctx.paths.world, CORPUS)
+    bos = bos_token(tokenizer, a.prepend_bos)
+    window = min(a.max_tokens_per_text + (bos is not None), ctx.config.world.max_length,
+                 getattr(model.config, "max_position_embeddings", None) or ctx.config.world.max_length)
+    max_tokens = window - (bos is not None)
+    rng = np.random.default_rng(ctx.seed)
+    outputs = {"layers": layers, "folder": str(ctx.paths.activations), "max_tokens_per_text": max_tokens}
+    with atomic_path(ctx.paths.activations) as folder:
+        for name, split, budget in SETS:
+            texts = corpus[corpus["split"] == split]
+            if texts.empty:
+                raise InputError(f"the corpus has no {split!r} texts to capture activations from")
+            texts = texts.iloc[rng.permutation(len(texts))]
+            n_tokens = getattr(a, budget)
+            info = capture_activations(
+                model, token_sequences(tokenizer, texts, n_tokens, max_tokens), layers, folder / name,
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=bos, batch_size=a.batch_size,
+                shard_rows=a.shard_rows, model_name=tuned_source(ctx), n_expected=n_tokens)
+            if info.n_rows < n_tokens:
+                log.warning("the %s split holds only %d tokens of the %d asked for (activations.%s)",
+                            split, info.n_rows, n_tokens, budget)
+            outputs |= {f"n_{name}_rows": info.n_rows, "d_model": info.d_model}
+    log.info("activations of layers %s written to %s", layers, ctx.paths.activations)
+    return StageResult(outputs=outputs, inputs={"tuned_model": tuned_source(ctx)})
+
+
+STAGE = Stage(
+    name="activations",
+    run=run,
+    sections=("activations",),
+    needs=("world", "rlhf", "divergence"),
+    derived=lambda config: {"dtype": config.world.dtype, "max_length": config.world.max_length},
+    artifacts=lambda paths, config: [paths.activations / name / "activations.json" for name, _, _ in SETS],
+)
