@@ -44,7 +44,7 @@ def run(ctx: StageContext) -> StageResult:
     tokenizer = load_tokenizer_of(ctx)
     reward = build_reward(spec, c, ctx.device)
     prompts = read_world_table(ctx.paths.world, PROMPTS)
-    pairs = read_world_table(ctx.paths.world, PREFERENCES) if world.has_preferences else None
+    pairs = read_world_table(ctx.paths.world, PREFERENCES) if spec.method == "dpo" else None
     dtype = DTYPES[c.world.dtype]
     training_log = pd.DataFrame()
 
