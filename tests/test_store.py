@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -45,7 +46,7 @@ def test_sweep_removes_leftovers_of_killed_writes(tmp_path):
 def test_store_write_is_one_transaction(tmp_path):
     store = RunStore(tmp_path)
     store.write({"a": pd.DataFrame({"x": [1, 2]})})
-    with pytest.raises(Exception):
+    with pytest.raises(duckdb.CatalogException):
         store.write({"a": pd.DataFrame({"x": [9]})}, [("INSERT INTO no_such_table VALUES (?)", [1])])
     assert store.read("a")["x"].tolist() == [1, 2]  # the failed write changed nothing
     assert store.read("a", where="x > ?", params=[1])["x"].tolist() == [2]
