@@ -64,9 +64,11 @@ def _trainer_common(out_dir: Path, seed: int, device: torch.device, steps: int, 
     )
 
 
-def _log_frame(history: list[dict]) -> pd.DataFrame:
+def training_log_frame(history: list[dict]) -> pd.DataFrame:
+    """TRL's log history as a table (step + the metrics in LOG_KEYS); typed even when empty."""
     rows = [{"step": h["step"], **{k: h[k] for k in LOG_KEYS if k in h}} for h in history if "step" in h]
-    return pd.DataFrame(rows).rename(columns=lambda c: c.replace("/", "_"))
+    frame = pd.DataFrame(rows, columns=["step", *sorted({k for r in rows for k in r} - {"step"})])
+    return frame.astype({"step": "int64"}).rename(columns=lambda c: c.replace("/", "_"))
 
 
 def _quiet_progress(trainer) -> None:
@@ -120,7 +122,7 @@ def train_rloo(base_path: str, tokenizer, prompts: Sequence[str], reward: Reward
                           train_dataset=train, processing_class=tokenizer)
     _quiet_progress(trainer)
     trainer.train()
-    return trainer.model.eval(), _log_frame(trainer.state.log_history)
+    return trainer.model.eval(), training_log_frame(trainer.state.log_history)
 
 
 def train_dpo(base_path: str, tokenizer, pairs: pd.DataFrame, settings: DpoSettings, seed: int,
@@ -143,7 +145,7 @@ def train_dpo(base_path: str, tokenizer, pairs: pd.DataFrame, settings: DpoSetti
     trainer = DPOTrainer(model=base_path, args=args, train_dataset=train, processing_class=tokenizer)
     _quiet_progress(trainer)
     trainer.train()
-    return trainer.model.eval(), _log_frame(trainer.state.log_history)
+    return trainer.model.eval(), training_log_frame(trainer.state.log_history)
 
 
 # ---------------------------------------------------------------------------------------

@@ -107,8 +107,8 @@ def _setup_logging(log_file: Path | None, verbose: bool) -> None:
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.addHandler(console)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        # delay: the file (and so the run folder) appears only once the run has been validated.
+        handler = logging.FileHandler(log_file, encoding="utf-8", delay=True)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets"):
@@ -124,7 +124,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(paths.log, args.verbose)
     selected = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     force = [s.strip() for s in args.force.split(",") if s.strip()] if args.force else []
-    log.info("run folder %s (preset %s, seed %d, task %s)", paths.root, name, config.seed, config.task)
     outcomes = run_stages(paths, config, name, selected, force)
     for o in outcomes:
         log.info("%-12s %s%s", o.stage, o.status, f" in {o.duration_s:.1f} s" if o.status == "done" else "")

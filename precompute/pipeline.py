@@ -118,13 +118,28 @@ def _check_selection(stages: list[Stage], selected: Sequence[str] | None) -> lis
     return [s for s in stages if s.name in selected]
 
 
+def _check_prerequisites(chosen: list[Stage], manifest: dict[str, StageRecord], paths: RunPaths) -> None:
+    """Refuse, before writing anything, a stage whose inputs are neither done nor about to run."""
+    available = {name for name, record in manifest.items() if record.status == "done"}
+    for stage in chosen:
+        missing = [n for n in stage.needs if n not in available]
+        if missing:
+            raise StageOrderError(
+                f"stage {stage.name!r} needs {missing} to be done first: run "
+                f"`lfp run --out {paths.root} --stages {','.join(missing + [stage.name])}`"
+            )
+        available.add(stage.name)
+
+
 def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequence[str] | None = None,
                force: Sequence[str] = ()) -> list[StageOutcome]:
     """Run (or skip) the selected stages in pipeline order; see the module docstring."""
     store = RunStore(paths.root)
     stages = stage_registry()
     chosen = _check_selection(stages, selected)
+    _check_prerequisites(chosen, read_manifest(store), paths)
     paths.root.mkdir(parents=True, exist_ok=True)
+    log.info("run folder %s (preset %s, seed %d, task %s)", paths.root, preset, config.seed, config.task)
     for leftover in sweep_temporaries(paths.root):
         log.info("removed the leftover of an interrupted write: %s", leftover)
     ensure_tables(store)

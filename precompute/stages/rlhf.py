@@ -8,14 +8,13 @@ import logging
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from lfp_engine.atomic import atomic_path
 from lfp_engine.config import RunConfig
 from lfp_engine.hub import DTYPES, is_local, load_causal_lm
 from lfp_engine.reward import ClassifierReward, RewardFunction, VaderReward
-from lfp_engine.rlhf import evaluate_tuning, train_dpo, train_rloo
+from lfp_engine.rlhf import evaluate_tuning, train_dpo, train_rloo, training_log_frame
 from lfp_engine.tasks import TaskSpec, task_spec
 from lfp_engine.worlds import PREFERENCES, PROMPTS, WorldRecord, read_world_table
 
@@ -44,9 +43,9 @@ def run(ctx: StageContext) -> StageResult:
     tokenizer = load_tokenizer_of(ctx)
     reward = build_reward(spec, c, ctx.device)
     prompts = read_world_table(ctx.paths.world, PROMPTS)
-    pairs = read_world_table(ctx.paths.world, PREFERENCES) if world.has_preferences else None
+    pairs = read_world_table(ctx.paths.world, PREFERENCES) if spec.method == "dpo" else None
     dtype = DTYPES[c.world.dtype]
-    training_log = pd.DataFrame()
+    training_log = training_log_frame([])
 
     if c.tuned_model:
         source = c.tuned_model

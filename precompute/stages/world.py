@@ -52,9 +52,11 @@ def _prompts(ctx: StageContext, corpus: pd.DataFrame, tokenizer, excluded: set[s
 def _synthetic(ctx: StageContext, spec: TaskSpec, folder: Path) -> tuple[WorldRecord, dict, dict]:
     c = ctx.config
     world = build_synthetic_world(c.synthetic, c.world.n_preference_pairs, ctx.seed, ctx.device)
+    # The world's own sentiment pairs are kept whatever the task (they cost nothing), so a
+    # later switch to task=dpo reuses this world; a named preference dataset replaces them.
     source = preference_source(c, spec)
-    preferences = world.preferences if source == "" else (
-        load_preference_pairs(source, c.world.n_preference_pairs, np.random.default_rng(ctx.seed)) if source else None)
+    preferences = (load_preference_pairs(source, c.world.n_preference_pairs, np.random.default_rng(ctx.seed))
+                   if source else world.preferences)
     heldout = set(world.ground_truth.loc[world.ground_truth["heldout"], "word"])
     prompts = _prompts(ctx, world.corpus, world.tokenizer, heldout)
 

@@ -1,0 +1,43 @@
+"""Shared fixtures: small random models of several architectures, and one micro run per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lfp_command(*args: str) -> list[str]:
+    """Run the CLI as a subprocess of this interpreter (no reliance on PATH)."""
+    return [sys.executable, "-m", "precompute.cli", *args]
+
+
+def run_lfp(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    result = subprocess.run(lfp_command(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"lfp {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory) -> Path:
+    """A finished micro run (every stage), made once per test session in a subprocess."""
+    out = tmp_path_factory.mktemp("runs") / "micro"
+    run_lfp("run", "--preset", "micro", "--out", str(out))
+    return out
+
+
+def tiny_neox(layers: int = 3, hidden: int = 16, vocab: int = 64, seed: int = 0):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    return GPTNeoXForCausalLM(GPTNeoXConfig(
+        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=4 * hidden, max_position_embeddings=64)).eval()
