@@ -150,7 +150,7 @@ class ActivationSettings:
     """Held-out token rows (corpus test split) on which every quality metric is measured."""
     max_tokens_per_text: int = 128
     """Each text is cut to this many tokens (and to the model's context) before capture."""
-    batch_size: int = 32
+    batch_size: int = 64
     """Texts per forward pass."""
     shard_rows: int = 16384
     """Rows per shard file; a shard is the unit held in memory, so capture stays bounded."""

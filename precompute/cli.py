@@ -5,6 +5,8 @@
     lfp run --out runs/x --set seed=3 --set rlhf.beta=0.2 --config my.toml
     lfp status runs/tiny                         the run's manifest
     lfp presets                                  the named starting points
+    lfp sae-sweep runs/tiny --l1 0.001,0.002     SAEs retrained per L1 coefficient (paper fig. 8)
+    lfp sae-compare runs/tiny                    tied vs untied, divergent vs lowest layers (tables 11, 12)
 
 Settings are resolved before anything is written: a new run starts from its preset; an
 existing run continues from the config stored in it, with --config and --set layered on top.
@@ -174,6 +176,48 @@ def cmd_presets(_: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_run(args: argparse.Namespace) -> tuple[RunPaths, RunConfig]:
+    paths = RunPaths(args.run)
+    if not RunStore(paths.root).exists():
+        raise RunFolderError(f"{paths.root} is not a run folder (no lfp.duckdb): make one with `lfp run --out {args.run}`")
+    _, config = resolve_config(paths, None, None, args.set or [])
+    _setup_logging(paths.log, args.verbose)
+    return paths, config
+
+
+def _print_table(frame) -> None:
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def _parse_numbers(text: str, option: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+
+
+def cmd_sae_sweep(args: argparse.Namespace) -> int:
+    from .sae_experiments import l1_sweep, summary
+
+    paths, config = _existing_run(args)
+    table = l1_sweep(paths, config, _parse_numbers(args.l1, "--l1"))
+    RunStore(paths.root).write({"sae_l1_sweep": table})
+    log.info("wrote table sae_l1_sweep (%d rows) to %s", len(table), paths.db)
+    _print_table(summary(table, ["l1_coefficient"]))
+    return 0
+
+
+def cmd_sae_compare(args: argparse.Namespace) -> int:
+    from .sae_experiments import compare, summary
+
+    paths, config = _existing_run(args)
+    table = compare(paths, config)
+    RunStore(paths.root).write({"sae_comparison": table})
+    log.info("wrote table sae_comparison (%d rows) to %s", len(table), paths.db)
+    _print_table(summary(table, ["layer_choice", "architecture"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lfp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     presets = sub.add_parser("presets", help="list the presets")
     presets.set_defaults(func=cmd_presets)
+    sweep = sub.add_parser("sae-sweep", help="retrain the run's SAEs for several L1 coefficients (paper figure 8)")
+    sweep.add_argument("run", help="run folder (its `activations` stage must be done)")
+    sweep.add_argument("--l1", default="0.001,0.002,0.004,0.006,0.008,0.01",
+                       help="comma-separated L1 coefficients (default: the paper's range 0.001..0.01)")
+    compare = sub.add_parser("sae-compare",
+                             help="tied vs untied SAEs on the most divergent vs the lowest layers (tables 11, 12)")
+    compare.add_argument("run", help="run folder (its `activations` stage must be done)")
+    for command, func in ((sweep, cmd_sae_sweep), (compare, cmd_sae_compare)):
+        command.add_argument("--set", action="append", metavar="KEY=VALUE",
+                             help="override a setting for this experiment only, e.g. sae.n_train_examples=20000")
+        command.add_argument("-v", "--verbose", action="store_true")
+        command.set_defaults(func=func)
     return parser
 
 

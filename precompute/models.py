@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lfp_engine.hub import load_causal_lm, load_tokenizer
 from lfp_engine.worlds import WorldRecord
 
@@ -12,6 +14,15 @@ def tuned_source(ctx: StageContext) -> str:
     """Path or hub id of the tuned model, as the rlhf stage recorded it ('./' = in the run folder)."""
     source = str(ctx.outputs_of("rlhf")["tuned_model"])
     return str((ctx.paths.root / source).resolve()) if source.startswith("./") else source
+
+
+def run_relative(ctx: StageContext, source: str) -> str:
+    """A model location as files should record it: './...' inside the run folder (which can then be
+    moved or copied whole), else the path or hub id unchanged."""
+    path = Path(source)
+    if path.is_absolute() and path.is_relative_to(ctx.paths.root):
+        return f"./{path.relative_to(ctx.paths.root)}"
+    return source
 
 
 def load_tokenizer_of(ctx: StageContext):

@@ -10,6 +10,8 @@ authors took them from the base model by mistake (METHOD.md).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from lfp_engine.atomic import atomic_path
 from lfp_engine.errors import InputError
 from lfp_engine.worlds import CORPUS, read_world_table
 
-from ..models import load_tokenizer_of, load_tuned, tuned_source
+from ..models import load_tokenizer_of, load_tuned, run_relative, tuned_source
 from ..pipeline import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
@@ -34,9 +36,13 @@ def bos_token(tokenizer, prepend: bool) -> int | None:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def run(ctx: StageContext) -> StageResult:
+def capture_sets(ctx: StageContext, layers: list[int], root: Path) -> dict[str, Any]:
+    """Capture the train and eval activation sets of `layers` into root/train and root/eval.
+
+    The texts depend only on the stage seed and settings, so a later capture of other layers
+    (`lfp sae-compare`) sees exactly the tokens the stage captured.
+    """
     a = ctx.config.activations
-    layers = list(ctx.outputs_of("divergence")["layers"])
     tokenizer = load_tokenizer_of(ctx)
     model = load_tuned(ctx)
     corpus = read_world_table(ctx.paths.world, CORPUS)
@@ -45,24 +51,31 @@ def run(ctx: StageContext) -> StageResult:
                  getattr(model.config, "max_position_embeddings", None) or ctx.config.world.max_length)
     max_tokens = window - (bos is not None)
     rng = np.random.default_rng(ctx.seed)
-    outputs = {"layers": layers, "folder": str(ctx.paths.activations), "max_tokens_per_text": max_tokens}
+    outputs: dict[str, Any] = {"layers": layers, "max_tokens_per_text": max_tokens}
+    for name, split, budget in SETS:
+        texts = corpus[corpus["split"] == split]
+        if texts.empty:
+            raise InputError(f"the corpus has no {split!r} texts to capture activations from")
+        texts = texts.iloc[rng.permutation(len(texts))]
+        n_tokens = getattr(a, budget)
+        info = capture_activations(
+            model, token_sequences(tokenizer, texts, n_tokens, max_tokens), layers, root / name,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=bos, batch_size=a.batch_size,
+            shard_rows=a.shard_rows, model_name=run_relative(ctx, tuned_source(ctx)), n_expected=n_tokens)
+        if info.n_rows < n_tokens:
+            log.warning("the %s split holds only %d tokens of the %d asked for (activations.%s)",
+                        split, info.n_rows, n_tokens, budget)
+        outputs |= {f"n_{name}_rows": info.n_rows, "d_model": info.d_model}
+    return outputs
+
+
+def run(ctx: StageContext) -> StageResult:
+    layers = list(ctx.outputs_of("divergence")["layers"])
     with atomic_path(ctx.paths.activations) as folder:
-        for name, split, budget in SETS:
-            texts = corpus[corpus["split"] == split]
-            if texts.empty:
-                raise InputError(f"the corpus has no {split!r} texts to capture activations from")
-            texts = texts.iloc[rng.permutation(len(texts))]
-            n_tokens = getattr(a, budget)
-            info = capture_activations(
-                model, token_sequences(tokenizer, texts, n_tokens, max_tokens), layers, folder / name,
-                pad_token_id=tokenizer.pad_token_id, bos_token_id=bos, batch_size=a.batch_size,
-                shard_rows=a.shard_rows, model_name=tuned_source(ctx), n_expected=n_tokens)
-            if info.n_rows < n_tokens:
-                log.warning("the %s split holds only %d tokens of the %d asked for (activations.%s)",
-                            split, info.n_rows, n_tokens, budget)
-            outputs |= {f"n_{name}_rows": info.n_rows, "d_model": info.d_model}
+        outputs = capture_sets(ctx, layers, folder)
     log.info("activations of layers %s written to %s", layers, ctx.paths.activations)
-    return StageResult(outputs=outputs, inputs={"tuned_model": tuned_source(ctx)})
+    return StageResult(outputs={"folder": str(ctx.paths.activations), **outputs},
+                       inputs={"tuned_model": tuned_source(ctx)})
 
 
 STAGE = Stage(

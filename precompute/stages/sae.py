@@ -23,7 +23,7 @@ from lfp_engine.sae_metrics import loss_recovered, reconstruction_metrics, token
 from lfp_engine.saelens_format import save_sae
 from lfp_engine.worlds import WorldRecord
 
-from ..models import load_tokenizer_of, load_tuned, tuned_source
+from ..models import load_tokenizer_of, load_tuned, run_relative, tuned_source
 from ..pipeline import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
@@ -104,10 +104,11 @@ def run(ctx: StageContext) -> StageResult:
     with atomic_path(ctx.paths.saes) as folder:
         for spec, sae in zip(specs, trained.saes):
             path = folder / ctx.paths.sae(spec.layer, spec.d_sae).name
-            save_sae(sae.cpu(), path, model_name=tuned_source(ctx), hook_name=train.hook_name(spec.layer),
+            save_sae(sae.cpu(), path, model_name=run_relative(ctx, tuned_source(ctx)),
+                     hook_name=train.hook_name(spec.layer),
                      metadata={"layer": spec.layer, "l1_coefficient": spec.l1_coefficient,
                                "n_train_examples": s.n_train_examples, "learning_rate": s.learning_rate,
-                               "batch_size": s.batch_size, "base_model": world.base_model,
+                               "batch_size": s.batch_size, "base_model": run_relative(ctx, world.base_model),
                                "context_size": ctx.outputs_of("activations")["max_tokens_per_text"],
                                "prepend_bos": train.info.bos_token_id is not None,
                                "seed": ctx.seed})
