@@ -91,7 +91,7 @@ def token_sequences(tokenizer, texts: pd.DataFrame, n_tokens: int, max_tokens: i
                 return
 
 
-def _length_sorted_batches(sequences: Iterable[tuple[int, list[int]]], batch_size: int,
+def length_sorted_batches(sequences: Iterable[tuple[int, list[int]]], batch_size: int,
                            window: int = 16) -> Iterator[list[tuple[int, list[int]]]]:
     """Batches of sequences of similar length (sorted within windows of `window` batches), so
     little of each forward pass is spent on padding; deterministic for a given input order."""
@@ -206,7 +206,7 @@ def capture_activations(model: nn.Module, sequences: Iterable[tuple[int, list[in
     d_model = 0
     offset = 0 if bos_token_id is None else 1
     progress = tqdm(total=n_expected, desc="capture", unit="tok", mininterval=1, leave=False)
-    for batch in _length_sorted_batches(sequences, batch_size):
+    for batch in length_sorted_batches(sequences, batch_size):
         ids, attention, text = pad_batch([seq for _, seq in batch], pad_token_id, bos_token_id, device)
         outputs = mlp_outputs(model, layers, ids, attention)
         rows = {}
@@ -253,6 +253,7 @@ class ActivationSet:
         data = json.loads(path.read_text(encoding="utf-8"))
         self.info = ActivationSetInfo(**data)
         self._index: pd.DataFrame | None = None
+        self._shard_sizes: list[int] | None = None
 
     @property
     def layers(self) -> list[int]:
@@ -291,7 +292,9 @@ class ActivationSet:
         return stacked
 
     def shard_sizes(self) -> list[int]:
-        return self.index.groupby("shard").size().sort_index().tolist()
+        if self._shard_sizes is None:
+            self._shard_sizes = self.index.groupby("shard").size().sort_index().tolist()
+        return self._shard_sizes
 
     def iter_rows(self, layers: Sequence[int], batch_rows: int,
                   device: torch.device | str = "cpu") -> Iterator[tuple[int, torch.Tensor]]:
