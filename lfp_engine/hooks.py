@@ -8,7 +8,7 @@ Two uses:
 - `capture_mlp_outputs`: record the MLP outputs of several layers during one forward pass
   (activation capture for the SAEs, SAE codes for the probe and the dashboard). With
   `stop_after_last=True` the pass ends as soon as the deepest requested layer has run, since
-  nothing after it is needed: that is what keeps capture cheaper than a bare forward pass.
+  nothing after it is needed (later layers, the unembedding and its logits are skipped).
 - `replace_mlp_output`: substitute f(output) for a layer's MLP output, e.g. an SAE's
   reconstruction (the spliced-in loss), zeros (zero ablation), or a reconstruction with some
   features switched off plus the SAE's error term (the ablation stage).

@@ -171,9 +171,9 @@ class SaeSpec:
     k: int | None = None
 
     def seed(self, seed: int) -> int:
-        """This dictionary's own init seed: the same whatever else is trained alongside it."""
-        return derive_seed(seed, "sae", str(self.layer), str(self.d_sae), self.architecture,
-                           repr(self.l1_coefficient), str(self.k))
+        """This dictionary's init seed: its layer and size only, whatever is trained alongside it,
+        so variants that differ in L1 coefficient or tying (the sweep, the comparison) start alike."""
+        return derive_seed(seed, "sae", str(self.layer), str(self.d_sae))
 
 
 @dataclass

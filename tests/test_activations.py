@@ -41,7 +41,7 @@ def test_rows_are_the_text_tokens_of_each_text_alone(tmp_path, bos):
         assert attention.all()
         alone = mlp_outputs(model, [0, 2], ids, attention)
         rows = np.sort(index.loc[index["text_id"] == text_id, "row"].to_numpy())
-        for i, layer in enumerate((0, 2)):
+        for layer in (0, 2):
             stored = acts.gather(layer, rows)
             torch.testing.assert_close(stored, alone[layer][text].float(), rtol=1e-5, atol=1e-6)
         assert index.loc[index["text_id"] == text_id, "position"].tolist() == list(range(len(tokens)))
