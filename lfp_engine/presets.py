@@ -59,6 +59,7 @@ PRESETS: dict[str, Preset] = {
                 "dpo": {"steps": 300, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128},
                 "evaluation": {"n_prompts": 400},
                 "divergence": {"top_k": 3},
+                "contrastive": {"n_triples": 8000, "n_text_triples": 2000},
             },
         ),
         Preset(
@@ -74,6 +75,7 @@ PRESETS: dict[str, Preset] = {
                 "dpo": {"steps": 8, "batch_size": 8, "learning_rate": 1e-4, "max_length": 64},
                 "evaluation": {"n_prompts": 48, "batch_size": 48, "n_samples_stored": 8},
                 "divergence": {"top_k": 2},
+                "contrastive": {"n_triples": 600, "n_text_triples": 60},
             },
         ),
         Preset(

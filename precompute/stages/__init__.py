@@ -1,5 +1,5 @@
 """The stages of a run, in pipeline order (DESIGN.md, "Stages of a run")."""
 
-from . import divergence, rlhf, world
+from . import contrastive, divergence, rlhf, world
 
-STAGES = [world.STAGE, rlhf.STAGE, divergence.STAGE]
+STAGES = [world.STAGE, rlhf.STAGE, divergence.STAGE, contrastive.STAGE]
