@@ -119,6 +119,22 @@ def _agree_article(before: str, word: str) -> str:
     return _ARTICLE_BEFORE.sub(lambda m: (m.group(1) + article[1:]) + " ", before)
 
 
+class _Substitutes:
+    """Per (kind, role), an endless balanced stream of substitute words from one split."""
+
+    def __init__(self, by_key: dict[tuple[str, str, str], list[str]], neutral: Mapping[str, tuple[str, ...]],
+                 split: str, rng: np.random.Generator):
+        self.by_key, self.neutral, self.split, self.rng = by_key, neutral, split, rng
+        self.streams: dict[tuple[str, str], Iterator[str]] = {}
+
+    def next(self, kind: str, role: str) -> str:
+        key = (kind, role)
+        if key not in self.streams:
+            words = list(self.neutral[role]) if kind == "neutral" else self.by_key[(self.split, kind, role)]
+            self.streams[key] = _cycle(words, self.rng)
+        return next(self.streams[key])
+
+
 def _context(text: str, start: int, end: int, max_chars: int) -> tuple[str, str]:
     """Preceding context (cut at a word boundary) and the rest of the word's sentence."""
     begin = max(0, start - max_chars)
@@ -149,21 +165,14 @@ def word_triples(corpus: pd.DataFrame, pools: WordPools, n_triples: int, rng: np
         if n == 0 or usable.empty:
             continue
         picks = usable.iloc[rng.integers(0, len(usable), size=n)]
-        cycles: dict[tuple[str, str], Iterator[str]] = {}
+        supply = _Substitutes(by_key, pools.neutral, split, rng)
         for o in picks.itertuples():
-            def take(kind: str) -> str:
-                key = (kind, o.role)
-                if key not in cycles:
-                    words = list(pools.neutral[o.role]) if kind == "neutral" else by_key[(split, kind, o.role)]
-                    cycles[key] = _cycle(words, rng)
-                return next(cycles[key])
-
             before, after = _context(texts[o.text_id], o.start, o.end, max_context_chars)
             capital = texts[o.text_id][o.start].isupper()
             row = {"kind": "word", "split": split, "source_id": o.text_id, "generator": "substitution",
                    "role": o.role, "original_word": o.word, "grade": None}
             for kind in ("positive", "neutral", "negative"):
-                word = take(kind)
+                word = supply.next(kind, o.role)
                 shown = word.capitalize() if capital else word
                 prefix = _agree_article(before, word)
                 row[f"word_{kind}"] = word
