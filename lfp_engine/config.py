@@ -201,6 +201,44 @@ class FeatureSettings:
 
 
 @dataclass
+class ContrastiveSettings:
+    """Contrastive triples (paper 3.3)."""
+
+    n_triples: int = 10000
+    """Word-substitution triples (VADER task), shared between the word splits by their sizes."""
+    max_context_chars: int = 600
+    """Preceding context kept before the substituted word."""
+    skip_negated: bool = True
+    min_word_count: int = 5
+    """Hub corpora: a lexicon word must occur this often to be substituted."""
+    min_abs_value: float = 0.5
+    """Hub corpora: words rated closer to zero than this are too weak to substitute."""
+    test_fraction: float = 0.2
+    """Share of words (hub) or texts (preference tasks) held out for testing the probe."""
+    n_text_triples: int = 1000
+    """Preference tasks: entries rewritten (by the LLM, or the synthetic generator)."""
+
+
+@dataclass
+class LlmSettings:
+    """An OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama) for rewrites and explanations.
+
+    The key is read from the environment variable named here, never from settings, so it can
+    never end up in a stored config. With neither a base URL (here or $OPENAI_BASE_URL) nor a
+    key, stages fall back to their offline generators and say so in their data.
+    """
+
+    base_url: str = ""
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = 4
+    max_retries: int = 4
+    timeout_s: float = 60.0
+    temperature: float = 0.0
+    max_tokens: int = 600
+
+
+@dataclass
 class RunConfig:
     preset: str = "tiny"
     seed: int = 0
@@ -218,6 +256,8 @@ class RunConfig:
     activations: ActivationSettings = field(default_factory=ActivationSettings)
     sae: SaeSettings = field(default_factory=SaeSettings)
     features: FeatureSettings = field(default_factory=FeatureSettings)
+    contrastive: ContrastiveSettings = field(default_factory=ContrastiveSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -428,10 +468,10 @@ def validate(c: RunConfig) -> None:
     sa = c.sae
     _require(sa.architecture in SAE_ARCHITECTURES,
              f"setting sae.architecture: expected one of {', '.join(SAE_ARCHITECTURES)}, got {sa.architecture!r}")
-    m = sa.dict_multipliers
-    _require(len(m) == 2 and all(x >= 1 for x in m) and m[0] < m[1],
+    sizes = sa.dict_multipliers
+    _require(len(sizes) == 2 and all(x >= 1 for x in sizes) and sizes[0] < sizes[1],
              f"setting sae.dict_multipliers: expected two increasing whole numbers >= 1 (the paper: [1, 2]), "
-             f"got {m}; a dictionary size of zero has no features")
+             f"got {sizes}; a dictionary size of zero has no features")
     _require(sa.l1_coefficient >= 0, "setting sae.l1_coefficient: cannot be negative")
     _require(0 < sa.learning_rate < 1, "setting sae.learning_rate: must be in (0, 1)")
     _require(sa.batch_size >= 1 and sa.eval_batch_size >= 1,
@@ -451,3 +491,20 @@ def validate(c: RunConfig) -> None:
     _require(f.histogram_bins >= 1, "setting features.histogram_bins: must be at least 1")
     _require(f.n_logits >= 1 and f.n_neighbors >= 1, "settings features.n_logits/n_neighbors: must be at least 1")
     _require(f.batch_rows >= 1, "setting features.batch_rows: must be at least 1")
+
+    k = c.contrastive
+    _require(k.n_triples >= 10, "setting contrastive.n_triples: must be at least 10")
+    _require(k.max_context_chars >= 0, "setting contrastive.max_context_chars: cannot be negative")
+    _require(k.min_word_count >= 1, "setting contrastive.min_word_count: must be at least 1")
+    _require(0 <= k.min_abs_value < 4, "setting contrastive.min_abs_value: must be in [0, 4)")
+    _require(0 < k.test_fraction < 1, "setting contrastive.test_fraction: must be strictly between 0 and 1")
+    _require(k.n_text_triples >= 10, "setting contrastive.n_text_triples: must be at least 10")
+
+    m = c.llm
+    _require(bool(m.model), "setting llm.model: name the model to ask")
+    _require(bool(m.api_key_env), "setting llm.api_key_env: name the environment variable holding the key")
+    _require(1 <= m.max_concurrency <= 64, "setting llm.max_concurrency: must be between 1 and 64")
+    _require(0 <= m.max_retries <= 20, "setting llm.max_retries: must be between 0 and 20")
+    _require(m.timeout_s > 0, "setting llm.timeout_s: must be positive")
+    _require(0 <= m.temperature <= 2, "setting llm.temperature: must be in [0, 2]")
+    _require(m.max_tokens >= 16, "setting llm.max_tokens: must be at least 16")

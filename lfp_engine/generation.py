@@ -1,9 +1,16 @@
 """Sampling completions and scoring their likelihood, batched and seeded.
 
 Used wherever the method compares a model's behaviour: base vs tuned reward (section 3.1),
-the KL of the tuned policy to its base, DPO preference margins, and (later) ablated vs
-unablated generations. Completions keep their token ids so that likelihoods are computed on
-exactly the tokens sampled, never on a decode/re-encode round trip.
+the KL of the tuned policy to its base, DPO preference margins, ablated vs unablated
+generations, and the dashboard's live lab. Completions keep their token ids so that
+likelihoods are computed on exactly the tokens sampled, never on a decode/re-encode round trip.
+
+Sampling draws its randomness from its own `torch.Generator`, never from torch's global RNG:
+HF `generate` runs greedy decoding over logits to which `GumbelSampling` adds Gumbel noise,
+and argmax(logits / T + Gumbel) is an exact sample of softmax(logits / T). So the same prompts,
+model and seed give the same completions whatever else the process does, including other
+threads sampling at the same time (two dashboard sessions), and it works for any architecture
+`generate` supports.
 """
 
 from __future__ import annotations
@@ -13,8 +20,21 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from .errors import InputError
+
+
+class GumbelSampling(LogitsProcessor):
+    """Perturb temperature-scaled logits with Gumbel noise from a private generator."""
+
+    def __init__(self, temperature: float, generator: torch.Generator):
+        self.temperature = temperature
+        self.generator = generator
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        u = torch.rand(scores.shape, generator=self.generator, dtype=torch.float32).clamp_(1e-12, 1.0 - 1e-7)
+        return scores / self.temperature - torch.log(-torch.log(u)).to(scores.device, scores.dtype)
 
 
 @dataclass
@@ -51,8 +71,7 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_prompt_tokens: int) ->
 def sample_completions(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, min_new_tokens: int = 0,
                        temperature: float = 1.0, batch_size: int = 64, seed: int = 0,
                        max_length: int | None = None, desc: str = "sample") -> Completions:
-    """One sampled completion per prompt. Batch b is drawn under seed + b, so the same prompts,
-    model and seed give the same completions whatever else the process did before."""
+    """One sampled completion per prompt; batch b draws its noise from a generator seeded seed + b."""
     device = next(model.parameters()).device
     window = max_length or getattr(model.config, "max_position_embeddings", 2048)
     prompt_ids = encode_prompts(tokenizer, prompts, max(1, window - max_new_tokens))
@@ -61,9 +80,10 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, max_new_toke
     for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", leave=False)):
         chunk = prompt_ids[start : start + batch_size]
         ids, mask = _left_padded(tokenizer, chunk, device)
-        torch.manual_seed(seed + b)
+        noise = GumbelSampling(temperature, torch.Generator().manual_seed(seed + b))
         out = model.generate(
-            input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+            input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
+            logits_processor=LogitsProcessorList([noise]),
             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         )

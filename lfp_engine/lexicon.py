@@ -46,6 +46,12 @@ def word_tokens(texts: Iterable[str], batch_size: int = 512) -> Iterator[list[st
         yield [token.lower_ for token in doc]
 
 
+def iter_word_spans(texts: Iterable[str], batch_size: int = 512) -> Iterator[list[tuple[str, int, int]]]:
+    """(lower-cased token, start char, end char) of each text's tokens, streamed in batches."""
+    for doc in _spacy_tokenizer().pipe(texts, batch_size=batch_size):
+        yield [(t.lower_, t.idx, t.idx + len(t.text)) for t in doc]
+
+
 def word_spans(text: str) -> list[tuple[str, int, int]]:
-    """(lower-cased token, start char, end char) for one text: for showing values in place."""
-    return [(t.lower_, t.idx, t.idx + len(t.text)) for t in _spacy_tokenizer()(text)]
+    """The spans of one text: for showing values in place."""
+    return next(iter_word_spans([text]))

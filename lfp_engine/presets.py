@@ -64,6 +64,7 @@ PRESETS: dict[str, Preset] = {
                 # world uses 0.1, and 4 epochs over its 75,000 captured tokens (MMCS 0.48 -> 0.68).
                 "activations": {"batch_size": 128},
                 "sae": {"l1_coefficient": 0.1, "n_train_examples": 300000, "eval_batch_size": 128},
+                "contrastive": {"n_triples": 8000, "n_text_triples": 2000},
             },
         ),
         Preset(
@@ -83,6 +84,7 @@ PRESETS: dict[str, Preset] = {
                 "sae": {"n_train_examples": 6000, "l1_coefficient": 0.01},
                 "features": {"n_top_examples": 5, "examples_per_quantile": 2, "histogram_bins": 10,
                              "n_logits": 5, "n_neighbors": 3},
+                "contrastive": {"n_triples": 600, "n_text_triples": 60},
             },
         ),
         Preset(

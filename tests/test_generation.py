@@ -37,3 +37,27 @@ def test_logprobs_equal_a_token_by_token_computation():
             logp = torch.log_softmax(model(ids).logits[0].double(), -1)
         expected = sum(logp[len(prompt_ids[i]) + j - 1, t].item() for j, t in enumerate(completion_ids[i]))
         assert abs(got[i].item() - expected) < 1e-5
+
+
+def test_sampling_ignores_the_global_rng_and_follows_the_distribution():
+    model, tokenizer = _setup()
+    prompts = ["the film"] * 4
+    torch.manual_seed(123)
+    a = sample_completions(model, tokenizer, prompts, max_new_tokens=5, seed=7)
+    torch.manual_seed(999)
+    torch.rand(1000)
+    b = sample_completions(model, tokenizer, prompts, max_new_tokens=5, seed=7)
+    assert a.completion_ids == b.completion_ids
+    assert len({tuple(c) for c in a.completion_ids}) > 1  # rows of one batch draw different noise
+
+
+def test_gumbel_sampling_draws_from_the_softmax():
+    from lfp_engine.generation import GumbelSampling
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(40000, 1)
+    noise = GumbelSampling(temperature=1.5, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(noise(None, logits).argmax(-1), minlength=4).double() / len(logits)
+    expected = torch.softmax(torch.tensor([2.0, 1.0, 0.0, -1.0]) / 1.5, -1).double()
+    assert torch.allclose(counts, expected, atol=0.01)
+    masked = noise(None, torch.tensor([[0.0, float("-inf")]]))
+    assert masked[0, 1] == float("-inf")

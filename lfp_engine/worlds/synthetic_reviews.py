@@ -163,14 +163,16 @@ class ReviewGenerator:
 
     # -- fill: sentiment slots for a score ---------------------------------------------------
 
-    def _word(self, role: str, target: float) -> str:
-        if self.rng.random() < self.neutral_slot_prob:
+    def _word(self, role: str, target: float, neutral: bool = False) -> str:
+        if neutral or self.rng.random() < self.neutral_slot_prob:
             return str(self.rng.choice(self.vocab.neutral[role]))
         words, values = self._pools[role]
         weights = np.exp(-0.5 * ((values - target) / self.word_spread) ** 2) + 1e-12
         return words[int(self.rng.choice(len(words), p=weights / weights.sum()))]
 
-    def fill(self, skeleton: list[str], score: float) -> Review:
+    def fill(self, skeleton: list[str], score: float, neutral: bool = False) -> Review:
+        """Fill the sentiment slots for `score`; `neutral` fills every one with a neutral word
+        (the neutral element of a contrastive triple)."""
         rng = self.rng
         rating = int(np.clip(round(5.5 + 1.5 * score + rng.normal(0, 0.6)), 1, 10))
 
@@ -180,8 +182,8 @@ class ReviewGenerator:
                 return str(rating)
             local = score + rng.normal(0, 0.5)
             if slot == "not_adj":
-                return self._word("adjective", -0.6 * local)
-            return self._word(SENTIMENT_SLOTS[slot], local)
+                return self._word("adjective", -0.6 * local, neutral)
+            return self._word(SENTIMENT_SLOTS[slot], local, neutral)
 
         text = _ARTICLE.sub(r"\1n ", " ".join(SLOT.sub(sub, s) for s in skeleton))
         return Review(text=text, score=float(score), rating=rating)

@@ -89,6 +89,7 @@ def run(ctx: StageContext) -> StageResult:
 STAGE = Stage(
     name="rlhf",
     run=run,
+    version=2,  # 2: evaluation samples through Gumbel-max with a private generator
     sections=("task", "tuned_model", "rlhf", "dpo", "reward", "evaluation"),
     needs=("world",),
     derived=lambda config: {"dtype": config.world.dtype, "max_length": config.world.max_length},
