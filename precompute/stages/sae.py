@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from lfp_engine.activations import ActivationSet
 from lfp_engine.atomic import atomic_path
-from lfp_engine.config import SaeSettings
+from lfp_engine.config import RunConfig, SaeSettings
 from lfp_engine.sae import SaeSpec, SparseAutoencoder, TrainedSaes, train_saes
 from lfp_engine.sae_metrics import loss_recovered, reconstruction_metrics, token_loss, zero_output
 from lfp_engine.saelens_format import save_sae
+from lfp_engine.store import RunPaths
 from lfp_engine.worlds import WorldRecord
 
 from ..models import load_tokenizer_of, load_tuned, run_relative, tuned_source
@@ -129,7 +131,7 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-def sae_artifacts(paths, config) -> list:
+def sae_artifacts(paths: RunPaths, config: RunConfig) -> list[Path]:
     """The cfg of every SAE the stage writes (the layers are in the stored activation set)."""
     info = paths.activations / "train" / "activations.json"
     if not info.exists():
