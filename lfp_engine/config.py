@@ -156,6 +156,9 @@ class ActivationSettings:
     """Rows per shard file; a shard is the unit held in memory, so capture stays bounded."""
     prepend_bos: bool = True
     """Feed the document separator before each text, as in pretraining (its row is not stored)."""
+    models: list[str] = field(default_factory=lambda: ["tuned", "base"])
+    """Whose MLP outputs get captured, and so SAEs and feature statistics: the tuned model (the
+    method's subject) and the base model (the probe's base-model baseline, appendix B's comparison)."""
 
 
 @dataclass
@@ -464,6 +467,8 @@ def validate(c: RunConfig) -> None:
     _require(a.max_tokens_per_text >= 2, "setting activations.max_tokens_per_text: must be at least 2")
     _require(a.batch_size >= 1, "setting activations.batch_size: must be at least 1")
     _require(a.shard_rows >= 256, "setting activations.shard_rows: must be at least 256")
+    _require("tuned" in a.models and set(a.models) <= {"tuned", "base"} and len(set(a.models)) == len(a.models),
+             f"setting activations.models: expected [\"tuned\"] or [\"tuned\", \"base\"], got {a.models}")
 
     sa = c.sae
     _require(sa.architecture in SAE_ARCHITECTURES,

@@ -25,6 +25,8 @@ import pandas as pd
 from .errors import RunFolderError
 
 DB_NAME = "lfp.duckdb"
+MODELS = ("tuned", "base")
+"""The two models of a run whose activations can be captured and encoded."""
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOCK_RETRY_S = 30.0
 
@@ -61,18 +63,31 @@ class RunPaths:
     def tuned_model(self) -> Path:
         return self.root / "models" / "tuned"
 
+    def model_root(self, model: str) -> Path:
+        """Where a model's activations and SAEs live: the run folder for the tuned model (the one
+        the method studies), `base_model/` for the base model's (baselines, appendix B)."""
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        return self.root if model == "tuned" else self.root / "base_model"
+
+    def activations_of(self, model: str) -> Path:
+        """Captured MLP outputs: `train/` (SAE training rows) and `eval/` (held-out rows)."""
+        return self.model_root(model) / "activations"
+
+    def saes_of(self, model: str) -> Path:
+        return self.model_root(model) / "saes"
+
     @property
     def activations(self) -> Path:
-        """Captured MLP outputs: `train/` (SAE training rows) and `eval/` (held-out rows)."""
-        return self.root / "activations"
+        return self.activations_of("tuned")
 
     @property
     def saes(self) -> Path:
-        return self.root / "saes"
+        return self.saes_of("tuned")
 
-    def sae(self, layer: int, dict_size: int) -> Path:
+    def sae(self, layer: int, dict_size: int, model: str = "tuned") -> Path:
         """Folder of one SAE (SAELens format): saes/layer_<L>_<dict_size>."""
-        return self.saes / f"layer_{layer}_{dict_size}"
+        return self.saes_of(model) / f"layer_{layer}_{dict_size}"
 
     @property
     def work(self) -> Path:

@@ -35,3 +35,12 @@ def load_base(ctx: StageContext):
 
 def load_tuned(ctx: StageContext):
     return load_causal_lm(tuned_source(ctx), ctx.device, ctx.config.world.dtype)
+
+
+def model_source(ctx: StageContext, model: str) -> str:
+    """Path or hub id of the run's 'tuned' or 'base' model."""
+    return tuned_source(ctx) if model == "tuned" else WorldRecord.load(ctx.paths.world).base_model
+
+
+def load_model(ctx: StageContext, model: str):
+    return load_tuned(ctx) if model == "tuned" else load_base(ctx)

@@ -21,12 +21,12 @@ from .conftest import run_lfp
 METRIC_COLUMNS = ["layer", "dict_size", "architecture", "l1_coefficient", "n_train_examples", "mse", "normalized_mse",
                   "variance_explained", "l0", "l0_fraction", "dead_fraction", "dense_fraction", "ce_clean",
                   "ce_spliced", "ce_zero_ablated", "loss_recovered", "train_seconds"]
-FEATURE_TYPES = {"layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "twin_feature": "BIGINT",
+FEATURE_TYPES = {"model": "VARCHAR", "layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "twin_feature": "BIGINT",
                  "twin_cosine": "DOUBLE", "is_shared": "BOOLEAN", "shared_rank": "BIGINT", "density": "DOUBLE",
                  "max_activation": "DOUBLE", "mean_activation": "DOUBLE", "explanation": "VARCHAR",
                  "explanation_source": "VARCHAR", "relevance": "BOOLEAN", "simulation_score": "DOUBLE",
                  "detection_score": "DOUBLE"}
-EXAMPLE_TYPES = {"layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "kind": "VARCHAR", "rank": "BIGINT",
+EXAMPLE_TYPES = {"model": "VARCHAR", "layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "kind": "VARCHAR", "rank": "BIGINT",
                  "quantile": "DOUBLE", "text_id": "BIGINT", "position": "BIGINT", "token_ids": "INTEGER[]",
                  "tokens": "VARCHAR[]", "activations": "DOUBLE[]", "max_activation": "DOUBLE"}
 
@@ -49,21 +49,27 @@ def test_the_sae_stages_fill_the_store(micro_run):
     assert ActivationSet(paths.activations / "eval").n_rows == 1500
     d = train.d_model
 
-    metrics = store.read("sae_metrics", order_by="layer, dict_size")
-    assert set(METRIC_COLUMNS) <= set(metrics.columns)
-    assert [(r.layer, r.dict_size) for r in metrics.itertuples()] == [(l, m * d) for l in layers for m in (1, 2)]
+    all_metrics = store.read("sae_metrics", order_by="model DESC, layer, dict_size")
+    assert set(METRIC_COLUMNS) <= set(all_metrics.columns)
+    assert list(all_metrics["model"].unique()) == ["tuned", "base"]
+    for model in ("tuned", "base"):
+        part = all_metrics[all_metrics["model"] == model]
+        assert [(r.layer, r.dict_size) for r in part.itertuples()] == [(l, m * d) for l in layers for m in (1, 2)]
+    metrics = all_metrics
     assert metrics["variance_explained"].between(0.3, 1).all() and (metrics["l0"] > 0).all()
     assert metrics[["dead_fraction", "dense_fraction", "l0_fraction"]].stack().between(0, 1).all()
     assert (metrics["ce_zero_ablated"] > metrics["ce_clean"]).all() and np.isfinite(metrics["loss_recovered"]).all()
 
-    found = find_saes(paths.saes)
-    assert sorted(found) == [(l, m * d) for l in layers for m in (1, 2)]
-    for (layer, size), folder in found.items():
-        cfg = read_cfg(folder)
-        assert cfg["metadata"]["hook_name"] == f"gpt_neox.layers.{layer}.mlp"
-        assert cfg["metadata"]["model_name"] == "./models/tuned"
-        sae = load_sae(folder)
-        assert sae.tied and sae.d_sae == size and sae.d_in == d
+    for model, name in (("tuned", "./models/tuned"), ("base", "./world/base")):
+        found = find_saes(paths.saes_of(model))
+        assert sorted(found) == [(l, m * d) for l in layers for m in (1, 2)]
+        for (layer, size), folder in found.items():
+            cfg = read_cfg(folder)
+            assert cfg["metadata"]["hook_name"] == f"gpt_neox.layers.{layer}.mlp"
+            assert cfg["metadata"]["model_name"] == name
+            sae = load_sae(folder)
+            assert sae.tied and sae.d_sae == size and sae.d_in == d
+    assert ActivationSet(paths.activations_of("base") / "train").n_rows == train.n_rows
 
     assert column_types(store, "features") | FEATURE_TYPES == column_types(store, "features")
     features = store.read("features")
@@ -71,7 +77,7 @@ def test_the_sae_stages_fill_the_store(micro_run):
     assert features[["explanation", "relevance", "simulation_score", "detection_score"]].isna().all().all()
     assert features["twin_cosine"].between(-1, 1 + 1e-9).all()
     assert (features["is_shared"] == (features["twin_cosine"] > config.features.shared_threshold)).all()
-    for _, group in features.groupby(["layer", "dict_size"]):
+    for _, group in features.groupby(["model", "layer", "dict_size"]):
         assert sorted(group["shared_rank"]) == list(range(1, len(group) + 1))
 
     assert column_types(store, "feature_examples") == EXAMPLE_TYPES
@@ -88,7 +94,7 @@ def test_the_sae_stages_fill_the_store(micro_run):
     assert len(store.read("feature_neighbors")) == len(features) * config.features.n_neighbors
     assert (store.read("feature_histograms")["count"] >= 0).all()
     summary = store.read("shared_features_summary")
-    assert len(summary) == 2 * len(layers) and summary["mean_max_cosine"].between(0, 1).all()
+    assert len(summary) == 2 * 2 * len(layers) and summary["mean_max_cosine"].between(0, 1).all()
 
 
 @pytest.mark.slow
@@ -96,9 +102,10 @@ def test_the_same_config_gives_the_same_saes(micro_run, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(micro_run, out)
     run_lfp("run", "--out", str(out), "--stages", "activations,sae", "--force", "activations,sae")
-    for (key, folder) in find_saes(RunPaths(micro_run).saes).items():
-        again = RunPaths(out).sae(*key) / "sae_weights.safetensors"
-        assert (folder / "sae_weights.safetensors").read_bytes() == again.read_bytes()
+    for model in ("tuned", "base"):
+        for (key, folder) in find_saes(RunPaths(micro_run).saes_of(model)).items():
+            again = RunPaths(out).sae(*key, model) / "sae_weights.safetensors"
+            assert (folder / "sae_weights.safetensors").read_bytes() == again.read_bytes()
     columns = [c for c in METRIC_COLUMNS if c != "train_seconds"]
     assert RunStore(out).read("sae_metrics")[columns].equals(RunStore(micro_run).read("sae_metrics")[columns])
 
@@ -107,7 +114,7 @@ def test_the_same_config_gives_the_same_saes(micro_run, tmp_path):
 def test_sweep_and_comparison_write_their_tables(micro_run, tmp_path):
     out = tmp_path / "experiments"
     shutil.copytree(micro_run, out)
-    before = RunStore(out).read("sae_metrics")
+    before = RunStore(out).read("sae_metrics", where="model = ?", params=["tuned"])
     result = run_lfp("sae-sweep", str(out), "--l1", "0.001,0.01", "--set", "sae.n_train_examples=960")
     assert "l1_coefficient" in result.stdout
     sweep = RunStore(out).read("sae_l1_sweep")
@@ -118,7 +125,7 @@ def test_sweep_and_comparison_write_their_tables(micro_run, tmp_path):
     assert set(comparison["architecture"]) == {"tied", "untied"}
     lowest = comparison[comparison["layer_choice"] == "lowest"]
     assert sorted(set(lowest["layer"])) == list(range(len(set(before["layer"]))))
-    assert RunStore(out).read("sae_metrics").equals(before)  # experiments leave the run's SAEs alone
+    assert RunStore(out).read("sae_metrics", where="model = ?", params=["tuned"]).equals(before)  # left alone
     assert not (out / ".work" / "sae-compare").exists()
 
 

@@ -20,7 +20,7 @@ from lfp_engine.atomic import atomic_path
 from lfp_engine.errors import InputError
 from lfp_engine.worlds import CORPUS, read_world_table
 
-from ..models import load_tokenizer_of, load_tuned, run_relative, tuned_source
+from ..models import load_model, load_tokenizer_of, model_source, run_relative
 from ..pipeline import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
@@ -36,15 +36,15 @@ def bos_token(tokenizer, prepend: bool) -> int | None:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def capture_sets(ctx: StageContext, layers: list[int], root: Path) -> dict[str, Any]:
+def capture_sets(ctx: StageContext, layers: list[int], root: Path, model_name: str = "tuned") -> dict[str, Any]:
     """Capture the train and eval activation sets of `layers` into root/train and root/eval.
 
-    The texts depend only on the stage seed and settings, so a later capture of other layers
-    (`lfp sae-compare`) sees exactly the tokens the stage captured.
+    The texts depend only on the stage seed and settings, so the tuned and base models see
+    exactly the same tokens, and so does a later capture of other layers (`lfp sae-compare`).
     """
     a = ctx.config.activations
     tokenizer = load_tokenizer_of(ctx)
-    model = load_tuned(ctx)
+    model = load_model(ctx, model_name)
     corpus = read_world_table(ctx.paths.world, CORPUS)
     bos = bos_token(tokenizer, a.prepend_bos)
     window = min(a.max_tokens_per_text + (bos is not None), ctx.config.world.max_length,
@@ -61,7 +61,8 @@ def capture_sets(ctx: StageContext, layers: list[int], root: Path) -> dict[str, 
         info = capture_activations(
             model, token_sequences(tokenizer, texts, n_tokens, max_tokens), layers, root / name,
             pad_token_id=tokenizer.pad_token_id, bos_token_id=bos, batch_size=a.batch_size,
-            shard_rows=a.shard_rows, model_name=run_relative(ctx, tuned_source(ctx)), n_expected=n_tokens)
+            shard_rows=a.shard_rows, model_name=run_relative(ctx, model_source(ctx, model_name)),
+            n_expected=n_tokens)
         if info.n_rows < n_tokens:
             log.warning("the %s split holds only %d tokens of the %d asked for (activations.%s)",
                         split, info.n_rows, n_tokens, budget)
@@ -71,11 +72,14 @@ def capture_sets(ctx: StageContext, layers: list[int], root: Path) -> dict[str, 
 
 def run(ctx: StageContext) -> StageResult:
     layers = list(ctx.outputs_of("divergence")["layers"])
-    with atomic_path(ctx.paths.activations) as folder:
-        outputs = capture_sets(ctx, layers, folder)
-    log.info("activations of layers %s written to %s", layers, ctx.paths.activations)
-    return StageResult(outputs={"folder": str(ctx.paths.activations), **outputs},
-                       inputs={"tuned_model": tuned_source(ctx)})
+    models = list(ctx.config.activations.models)
+    captured: dict[str, dict[str, Any]] = {}
+    for model in models:
+        with atomic_path(ctx.paths.activations_of(model)) as folder:
+            captured[model] = capture_sets(ctx, layers, folder, model)
+        log.info("%s model: activations of layers %s written to %s", model, layers, ctx.paths.activations_of(model))
+    return StageResult(outputs={"folder": str(ctx.paths.activations), "models": models, **captured["tuned"]},
+                       inputs={m: model_source(ctx, m) for m in models})
 
 
 STAGE = Stage(
@@ -84,5 +88,6 @@ STAGE = Stage(
     sections=("activations",),
     needs=("world", "rlhf", "divergence"),
     derived=lambda config: {"dtype": config.world.dtype, "max_length": config.world.max_length},
-    artifacts=lambda paths, config: [paths.activations / name / "activations.json" for name, _, _ in SETS],
+    artifacts=lambda paths, config: [paths.activations_of(m) / name / "activations.json"
+                                     for m in config.activations.models for name, _, _ in SETS],
 )

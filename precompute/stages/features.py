@@ -1,7 +1,8 @@
 """Stage `features`: per-feature statistics, examples, logit effects, neighbours and shared features.
 
-Reads the run's SAEs and training activations and writes, identifying each feature by the
-integer columns (layer, dict_size, feature):
+Reads the run's SAEs and training activations and writes, for every model that has them
+(column `model`: 'tuned', and 'base' for the baselines), identifying each feature by
+(model, layer, dict_size, feature):
 - `features`: twin_feature, twin_cosine, is_shared, shared_rank (shared features across the n and
   2n dictionaries, paper 3.4), density, max_activation, mean_activation (over the tokens where it
   fires), n_firing, and explanation, explanation_source, relevance, simulation_score,
@@ -25,7 +26,7 @@ from lfp_engine.features import context_windows, direct_logit_effects, feature_s
 from lfp_engine.saelens_format import find_saes, load_sae
 from lfp_engine.seeding import derive_seed
 
-from ..models import load_tokenizer_of, load_tuned
+from ..models import load_model, load_tokenizer_of
 from ..pipeline import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
@@ -40,27 +41,31 @@ def token_strings(tokenizer) -> list[str]:
     return tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
 
 
-def _keyed(frame: pd.DataFrame, layer: int, dict_size: int) -> pd.DataFrame:
+TABLES = ("features", "feature_examples", "feature_logits", "feature_neighbors", "feature_histograms",
+          "shared_features_summary")
+
+
+def _keyed(frame: pd.DataFrame, model: str, layer: int, dict_size: int) -> pd.DataFrame:
     frame = frame.copy()
     frame.insert(0, "dict_size", dict_size)
     frame.insert(0, "layer", layer)
+    frame.insert(0, "model", model)
     return frame
 
 
-def run(ctx: StageContext) -> StageResult:
+def features_of(ctx: StageContext, model_name: str, vocab: list[str]) -> dict[str, pd.DataFrame]:
+    """Every table of one model's dictionaries."""
     f = ctx.config.features
-    ctx.outputs_of("sae")
-    train = ActivationSet(ctx.paths.activations / "train")
-    found = find_saes(ctx.paths.saes)
-    model = load_tuned(ctx)
-    vocab = token_strings(load_tokenizer_of(ctx))
-    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in (
-        "features", "feature_examples", "feature_logits", "feature_neighbors", "feature_histograms",
-        "shared_features_summary")}
+    train = ActivationSet(ctx.paths.activations_of(model_name) / "train")
+    found = find_saes(ctx.paths.saes_of(model_name))
+    model = load_model(ctx, model_name)
+    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     for layer in train.layers:
         saes = {size: load_sae(path, ctx.device) for (l, size), path in sorted(found.items()) if l == layer}
         twins, summary = shared_features(saes, f.shared_threshold)
-        tables["shared_features_summary"].append(summary.assign(layer=layer))
+        summary.insert(0, "layer", layer)
+        summary.insert(0, "model", model_name)
+        tables["shared_features_summary"].append(summary)
         for size, sae in saes.items():
             def rows(layer: int = layer):
                 return ((start, x[0]) for start, x in train.iter_rows([layer], f.batch_rows, ctx.device))
@@ -69,28 +74,37 @@ def run(ctx: StageContext) -> StageResult:
                                        per_quantile=f.examples_per_quantile, histogram_bins=f.histogram_bins,
                                        seed=derive_seed(ctx.seed, str(layer), str(size)))
             frame = twins[twins["dict_size"] == size].drop(columns="dict_size").merge(stats.frame, on="feature")
-            tables["features"].append(_keyed(frame, layer, size))
+            tables["features"].append(_keyed(frame, model_name, layer, size))
             examples = context_windows(stats.examples, sae, train, layer, f.context_before, f.context_after,
                                        f.batch_rows, vocab.__getitem__)
-            tables["feature_examples"].append(_keyed(examples.drop(columns=["row", "activation"]), layer, size))
+            tables["feature_examples"].append(_keyed(examples.drop(columns=["row", "activation"]), model_name,
+                                                     layer, size))
             logits = direct_logit_effects(model, sae.W_dec.detach(), f.n_logits)
             logits.insert(4, "token", [vocab[t] for t in logits["token_id"]])
-            tables["feature_logits"].append(_keyed(logits, layer, size))
-            tables["feature_neighbors"].append(_keyed(nearest_neighbors(sae, f.n_neighbors), layer, size))
-            tables["feature_histograms"].append(_keyed(stats.histogram, layer, size))
-            log.info("features of layer %d, %d features: %d dead, %d shared (cosine > %.2f)", layer, size,
-                     int((stats.frame["n_firing"] == 0).sum()), int(frame["is_shared"].sum()), f.shared_threshold)
-    out = {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
+            tables["feature_logits"].append(_keyed(logits, model_name, layer, size))
+            tables["feature_neighbors"].append(_keyed(nearest_neighbors(sae, f.n_neighbors), model_name, layer, size))
+            tables["feature_histograms"].append(_keyed(stats.histogram, model_name, layer, size))
+            log.info("%s features of layer %d, %d features: %d dead, %d shared (cosine > %.2f)", model_name, layer,
+                     size, int((stats.frame["n_firing"] == 0).sum()), int(frame["is_shared"].sum()),
+                     f.shared_threshold)
+    return {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
+
+
+def run(ctx: StageContext) -> StageResult:
+    models = ctx.outputs_of("sae")["models"]
+    vocab = token_strings(load_tokenizer_of(ctx))
+    parts = [features_of(ctx, model, vocab) for model in models]
+    out = {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in TABLES}
     for column, dtype in EXPLANATION_COLUMNS.items():
         out["features"][column] = pd.Series(pd.NA, index=out["features"].index, dtype=dtype)
     summary = out["shared_features_summary"]
-    out["shared_features_summary"] = summary[["layer"] + [c for c in summary.columns if c != "layer"]]
-    small = summary[summary["dict_size"] < summary["twin_dict_size"]]
+    small = summary[(summary["model"] == "tuned") & (summary["dict_size"] < summary["twin_dict_size"])]
     return StageResult(
         tables=out,
-        outputs={"n_features": len(out["features"]), "n_shared": int(out["features"]["is_shared"].sum()),
+        outputs={"n_features": int((out["features"]["model"] == "tuned").sum()),
+                 "n_shared": int(out["features"].loc[out["features"]["model"] == "tuned", "is_shared"].sum()),
                  "mean_max_cosine": {str(r.layer): r.mean_max_cosine for r in small.itertuples()}},
-        inputs={"n_rows": train.n_rows},
+        inputs={"models": models},
     )
 
 

@@ -2,9 +2,10 @@
 
 All dictionaries train together in one pass over the training activations (`train_saes`), then
 each is measured on the held-out activations (`sae_metrics`) and written in SAELens format to
-`saes/layer_<L>_<dict_size>/`. Tables: `sae_metrics` (one row per dictionary) and
-`sae_training_log` (loss terms over training). `train_seconds` is the wall time of the joint
-training loop, the same for every dictionary trained in it.
+`saes/layer_<L>_<dict_size>/`. The same is done for every model whose activations were captured
+(the base model's dictionaries go to `base_model/saes/`). Tables: `sae_metrics` (one row per
+model and dictionary) and `sae_training_log` (loss terms over training). `train_seconds` is the
+wall time of a model's joint training loop, the same for every dictionary trained in it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lfp_engine.saelens_format import save_sae
 from lfp_engine.store import RunPaths
 from lfp_engine.worlds import WorldRecord
 
-from ..models import load_tokenizer_of, load_tuned, run_relative, tuned_source
+from ..models import load_model, load_tokenizer_of, model_source, run_relative
 from ..pipeline import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
@@ -33,10 +34,11 @@ log = logging.getLogger("lfp")
 EVAL_BATCH_ROWS = 8192
 
 
-def activation_sets(ctx: StageContext) -> tuple[ActivationSet, ActivationSet]:
-    """(train, eval) activation sets of the run; the `activations` stage must have run."""
+def activation_sets(ctx: StageContext, model: str = "tuned") -> tuple[ActivationSet, ActivationSet]:
+    """(train, eval) activation sets of a model; the `activations` stage must have run."""
     ctx.outputs_of("activations")
-    return ActivationSet(ctx.paths.activations / "train"), ActivationSet(ctx.paths.activations / "eval")
+    folder = ctx.paths.activations_of(model)
+    return ActivationSet(folder / "train"), ActivationSet(folder / "eval")
 
 
 def dictionary_specs(settings: SaeSettings, layers: Sequence[int], d_in: int, architecture: str | None = None,
@@ -74,9 +76,9 @@ def reconstruction_table(evaluation: ActivationSet, specs: Sequence[SaeSpec], sa
 
 
 def spliced_losses(ctx: StageContext, evaluation: ActivationSet, specs: Sequence[SaeSpec],
-                   saes: Sequence[SparseAutoencoder]) -> pd.DataFrame:
+                   saes: Sequence[SparseAutoencoder], model_name: str = "tuned") -> pd.DataFrame:
     """ce_clean, ce_spliced, ce_zero_ablated and loss_recovered per dictionary, on the eval texts."""
-    model = load_tuned(ctx)
+    model = load_model(ctx, model_name)
     sequences = [tokens for _, tokens in evaluation.sequences()]
     common = dict(pad_token_id=load_tokenizer_of(ctx).pad_token_id, bos_token_id=evaluation.info.bos_token_id, batch_size=ctx.config.sae.eval_batch_size)
     clean = token_loss(model, sequences, desc="LM loss, clean", **common)
@@ -93,20 +95,21 @@ def spliced_losses(ctx: StageContext, evaluation: ActivationSet, specs: Sequence
     return pd.DataFrame(rows)
 
 
-def run(ctx: StageContext) -> StageResult:
+def dictionaries_of(ctx: StageContext, model: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Train, measure and save one model's dictionaries: (metrics, training log, inputs)."""
     s = ctx.config.sae
-    train, evaluation = activation_sets(ctx)
+    train, evaluation = activation_sets(ctx, model)
     specs = dictionary_specs(s, train.layers, train.d_model)
-    trained = train_dictionaries(train, specs, s, ctx.seed, ctx.device)
+    trained = train_dictionaries(train, specs, s, ctx.seed, ctx.device, desc=f"train SAEs ({model})")
     metrics = reconstruction_table(evaluation, specs, trained.saes, s, ctx.device)
-    metrics = metrics.merge(spliced_losses(ctx, evaluation, specs, trained.saes), on=["layer", "dict_size"])
+    metrics = metrics.merge(spliced_losses(ctx, evaluation, specs, trained.saes, model), on=["layer", "dict_size"])
     metrics["train_seconds"] = trained.seconds
 
     world = WorldRecord.load(ctx.paths.world)
-    with atomic_path(ctx.paths.saes) as folder:
+    with atomic_path(ctx.paths.saes_of(model)) as folder:
         for spec, sae in zip(specs, trained.saes):
-            path = folder / ctx.paths.sae(spec.layer, spec.d_sae).name
-            save_sae(sae.cpu(), path, model_name=run_relative(ctx, tuned_source(ctx)),
+            path = folder / ctx.paths.sae(spec.layer, spec.d_sae, model).name
+            save_sae(sae.cpu(), path, model_name=run_relative(ctx, model_source(ctx, model)),
                      hook_name=train.hook_name(spec.layer),
                      metadata={"layer": spec.layer, "l1_coefficient": spec.l1_coefficient,
                                "n_train_examples": s.n_train_examples, "learning_rate": s.learning_rate,
@@ -114,20 +117,31 @@ def run(ctx: StageContext) -> StageResult:
                                "context_size": ctx.outputs_of("activations")["max_tokens_per_text"],
                                "prepend_bos": train.info.bos_token_id is not None,
                                "seed": ctx.seed})
-    metrics["sae_path"] = [str(ctx.paths.sae(r.layer, r.dict_size).relative_to(ctx.paths.root))
+    metrics["sae_path"] = [str(ctx.paths.sae(r.layer, r.dict_size, model).relative_to(ctx.paths.root))
                            for r in metrics.itertuples()]
+    metrics.insert(0, "model", model)
     training_log = trained.log.assign(layer=[specs[i].layer for i in trained.log["spec"]],
                                       dict_size=[specs[i].d_sae for i in trained.log["spec"]]).drop(columns="spec")
+    training_log.insert(0, "model", model)
     for r in metrics.itertuples():
-        log.info("SAE layer %d, %d features: variance explained %.3f, L0 %.1f, dead %.2f, loss recovered %.3f",
-                 r.layer, r.dict_size, r.variance_explained, r.l0, r.dead_fraction, r.loss_recovered)
+        log.info("%s SAE layer %d, %d features: variance explained %.3f, L0 %.1f, dead %.2f, loss recovered %.3f",
+                 model, r.layer, r.dict_size, r.variance_explained, r.l0, r.dead_fraction, r.loss_recovered)
+    return metrics, training_log, {"layers": train.layers, "n_train_rows": train.n_rows,
+                                   "n_eval_rows": evaluation.n_rows}
+
+
+def run(ctx: StageContext) -> StageResult:
+    parts = {model: dictionaries_of(ctx, model) for model in ctx.outputs_of("activations")["models"]}
+    metrics = pd.concat([p[0] for p in parts.values()], ignore_index=True)
+    tuned = metrics[metrics["model"] == "tuned"]
     return StageResult(
-        tables={"sae_metrics": metrics, "sae_training_log": training_log},
-        outputs={"folder": str(ctx.paths.saes), "n_saes": len(specs), "train_seconds": trained.seconds,
-                 "mean_variance_explained": float(metrics["variance_explained"].mean()),
-                 "mean_loss_recovered": float(metrics["loss_recovered"].mean()),
-                 "mean_l0": float(metrics["l0"].mean())},
-        inputs={"layers": train.layers, "n_train_rows": train.n_rows, "n_eval_rows": evaluation.n_rows},
+        tables={"sae_metrics": metrics, "sae_training_log": pd.concat([p[1] for p in parts.values()], ignore_index=True)},
+        outputs={"folder": str(ctx.paths.saes), "models": list(parts), "n_saes": len(tuned),
+                 "train_seconds": float(tuned["train_seconds"].iloc[0]),
+                 "mean_variance_explained": float(tuned["variance_explained"].mean()),
+                 "mean_loss_recovered": float(tuned["loss_recovered"].mean()),
+                 "mean_l0": float(tuned["l0"].mean())},
+        inputs=parts["tuned"][2],
     )
 
 
@@ -137,8 +151,8 @@ def sae_artifacts(paths: RunPaths, config: RunConfig) -> list[Path]:
     if not info.exists():
         return [info]
     train = ActivationSet(paths.activations / "train")
-    return [paths.sae(layer, m * train.d_model) / "cfg.json" for layer in train.layers
-            for m in config.sae.dict_multipliers]
+    return [paths.sae(layer, m * train.d_model, model) / "cfg.json" for model in config.activations.models
+            for layer in train.layers for m in config.sae.dict_multipliers]
 
 
 STAGE = Stage(name="sae", run=run, sections=("sae",), needs=("activations",), artifacts=sae_artifacts)
