@@ -223,6 +223,22 @@ class ContrastiveSettings:
 
 
 @dataclass
+class ProbeSettings:
+    """Probes on the implicit reward (paper 3.3, 4.1)."""
+
+    cv_folds: int = 5
+    """Word-grouped folds that choose the regularisation strength."""
+    n_bootstrap: int = 1000
+    """Resamples of words for the confidence interval of Kendall's tau."""
+    batch_size: int = 32
+    """Texts per forward pass when encoding the triples."""
+    n_generation_prompts: int = 1000
+    """Held-out prompts the tuned and base models complete to count how often they write each word."""
+    max_pca_rows: int = 4000
+    """Points kept in the stored PCA of the probe's inputs (figure 5)."""
+
+
+@dataclass
 class LlmSettings:
     """An OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama) for rewrites and explanations.
 
@@ -260,6 +276,7 @@ class RunConfig:
     sae: SaeSettings = field(default_factory=SaeSettings)
     features: FeatureSettings = field(default_factory=FeatureSettings)
     contrastive: ContrastiveSettings = field(default_factory=ContrastiveSettings)
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
 
     def to_dict(self) -> dict[str, Any]:
@@ -504,6 +521,13 @@ def validate(c: RunConfig) -> None:
     _require(0 <= k.min_abs_value < 4, "setting contrastive.min_abs_value: must be in [0, 4)")
     _require(0 < k.test_fraction < 1, "setting contrastive.test_fraction: must be strictly between 0 and 1")
     _require(k.n_text_triples >= 10, "setting contrastive.n_text_triples: must be at least 10")
+
+    p = c.probe
+    _require(2 <= p.cv_folds <= 20, "setting probe.cv_folds: must be between 2 and 20")
+    _require(p.n_bootstrap >= 0, "setting probe.n_bootstrap: cannot be negative")
+    _require(p.batch_size >= 1, "setting probe.batch_size: must be at least 1")
+    _require(p.n_generation_prompts >= 1, "setting probe.n_generation_prompts: must be at least 1")
+    _require(p.max_pca_rows >= 10, "setting probe.max_pca_rows: must be at least 10")
 
     m = c.llm
     _require(bool(m.model), "setting llm.model: name the model to ask")

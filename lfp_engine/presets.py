@@ -65,6 +65,7 @@ PRESETS: dict[str, Preset] = {
                 "activations": {"batch_size": 128},
                 "sae": {"l1_coefficient": 0.1, "n_train_examples": 300000, "eval_batch_size": 128},
                 "contrastive": {"n_triples": 8000, "n_text_triples": 2000},
+                "probe": {"n_generation_prompts": 400},
             },
         ),
         Preset(
@@ -85,6 +86,7 @@ PRESETS: dict[str, Preset] = {
                 "features": {"n_top_examples": 5, "examples_per_quantile": 2, "histogram_bins": 10,
                              "n_logits": 5, "n_neighbors": 3},
                 "contrastive": {"n_triples": 600, "n_text_triples": 60},
+                "probe": {"n_bootstrap": 100, "n_generation_prompts": 48, "max_pca_rows": 200},
             },
         ),
         Preset(

@@ -167,3 +167,59 @@ def sign_agreement(truth: np.ndarray, estimate: np.ndarray) -> float:
     if len(truth) == 0:
         return float("nan")
     return float(np.mean(np.sign(np.asarray(estimate)) == np.sign(truth)))
+
+
+# ---------------------------------------------------------------------------------------
+# On disk: what the dashboard needs to apply a probe live
+
+
+@dataclass(frozen=True)
+class ProbeCard:
+    """Everything that says how a saved probe reads the model: which model and dictionaries
+    fed it, how texts were encoded, and the scale that maps deltas into reward units."""
+
+    model: str
+    """'tuned' or 'base': whose activations and SAEs the probe reads."""
+    layers: tuple[int, ...]
+    widths: tuple[int, ...]
+    """Dictionary size per layer (the smaller dictionary of each chosen layer)."""
+    kind: str
+    target_scale: float
+    bos_token_id: int | None
+    max_tokens: int
+
+
+def save_probe(probe: LinearProbe, card: ProbeCard, folder, name: str = "probe") -> None:
+    """`name.safetensors` (weights, intercept) + `name.json` (the card), written atomically."""
+    import json
+    from dataclasses import asdict
+
+    import torch
+    from safetensors.torch import save_file
+
+    from .atomic import atomic_path, write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{name}.safetensors") as tmp:
+        save_file({"weights": torch.from_numpy(np.ascontiguousarray(probe.weights)),
+                   "intercept": torch.tensor([probe.intercept], dtype=torch.float64)}, str(tmp))
+    write_text(json.dumps({**asdict(card), "alpha": probe.alpha}, indent=2), folder / f"{name}.json")
+
+
+def load_probe(folder, name: str = "probe") -> tuple[LinearProbe, ProbeCard]:
+    import json
+
+    from safetensors.torch import load_file
+
+    from .errors import StageOrderError
+
+    path = folder / f"{name}.safetensors"
+    if not path.exists():
+        raise StageOrderError(f"{path} is missing: run the `probe` stage first")
+    tensors = load_file(str(path))
+    data = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+    alpha = data.pop("alpha")
+    card = ProbeCard(**{**data, "layers": tuple(data["layers"]), "widths": tuple(data["widths"])})
+    probe = LinearProbe(weights=tensors["weights"].numpy().astype(np.float64),
+                        intercept=float(tensors["intercept"][0]), kind=card.kind, alpha=alpha)
+    return probe, card

@@ -90,6 +90,11 @@ class RunPaths:
         return self.saes_of(model) / f"layer_{layer}_{dict_size}"
 
     @property
+    def probe(self) -> Path:
+        """The probe's weights and card (`probe.*`), and the base model's (`base_probe.*`)."""
+        return self.root / "probe"
+
+    @property
     def work(self) -> Path:
         """Scratch space of trainers (checkpoints, logs); safe to delete."""
         return self.root / ".work"

@@ -1,6 +1,6 @@
 """The stages of a run, in pipeline order (DESIGN.md, "Stages of a run")."""
 
-from . import activations, contrastive, divergence, features, rlhf, sae, world
+from . import activations, contrastive, divergence, features, probe, rlhf, sae, world
 
 STAGES = [world.STAGE, rlhf.STAGE, divergence.STAGE, activations.STAGE, sae.STAGE, features.STAGE,
-          contrastive.STAGE]
+          contrastive.STAGE, probe.STAGE]

@@ -1,0 +1,123 @@
+"""The probe stage on the micro run: its tables, that it reads the tuned model through the tuned
+model's SAEs, that the live per-token view agrees with it, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from lfp_engine.activations import ActivationSet
+from lfp_engine.deltas import Encoder, tokenize
+from lfp_engine.errors import InputError
+from lfp_engine.hub import load_causal_lm, load_tokenizer
+from lfp_engine.implicit_reward import token_rewards
+from lfp_engine.probe import load_probe
+from lfp_engine.saelens_format import find_saes, load_sae
+from lfp_engine.store import RunPaths, RunStore
+from precompute.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def encoder_of(run, model: str, card, probe_saes: str | None = None) -> Encoder:
+    paths = RunPaths(run)
+    source = paths.tuned_model if model == "tuned" else paths.base_model
+    found = find_saes(paths.saes_of(probe_saes or model))
+    saes = {layer: load_sae(found[(layer, width)]) for layer, width in zip(card.layers, card.widths, strict=True)}
+    return Encoder(load_causal_lm(str(source)), load_tokenizer(str(source)), list(card.layers), saes,
+                   card.bos_token_id, card.max_tokens)
+
+
+def test_probe_tables_follow_the_contract(micro_run):
+    store = RunStore(micro_run)
+    metrics = store.read("probe_metrics")
+    assert set(metrics["variant"]) == {"sae", "xavier", "shuffled", "raw_mlp", "base_model"}
+    test = metrics[(metrics["subset"] == "test") & (metrics["metric"] == "kendall_tau")]
+    assert len(test) == 5 and test["p_value"].between(0, 1).all() and (test["ci_low"] <= test["ci_high"]).all()
+    signs = metrics[metrics["metric"] == "sign_agreement"]
+    assert set(signs["subset"]) == {"test_positive", "test_negative"}
+    comparison = store.read("lexicon_comparison")
+    words = store.read("contrastive_words")
+    assert set(comparison["word"]) == set(words["word"])
+    merged = comparison.merge(words, on="word", suffixes=("", "_w"))
+    assert (merged["split"] == merged["split_w"]).all() and (merged["lexicon_value"] == merged["value"]).all()
+    assert (comparison["generation_count"] >= 0).all()
+    predictions = store.read("probe_predictions")
+    assert set(predictions["element"]) == {"positive", "negative"}
+    assert ((predictions["target"] > 0) == (predictions["element"] == "positive")).all()
+    weights = store.read("probe_weights")
+    probe, card = load_probe(RunPaths(micro_run).probe)
+    assert len(weights) == sum(card.widths) == len(probe.weights)
+    np.testing.assert_array_equal(weights["weight"].to_numpy(), probe.weights)
+    assert card.model == "tuned" and len(store.read("probe_pca")) <= 200
+
+
+def test_deltas_come_from_the_tuned_model_and_its_own_saes(micro_run):
+    store = RunStore(micro_run)
+    probe, card = load_probe(RunPaths(micro_run).probe)
+    triples = store.read("triples", where="split = ?", params=["test"], order_by="triple_id").head(12)
+    stored = store.read("probe_predictions", where="element = ? AND split = ?", params=["positive", "test"],
+                        order_by="triple_id").head(12)
+    spans = list(zip(triples["start_positive"], triples["end_positive"]))
+    tuned = encoder_of(micro_run, "tuned", card)
+    texts = tokenize(tuned.tokenizer, triples["text_positive"].tolist(), spans, card.max_tokens)
+    # float32 forward passes in other batch compositions agree to ~1e-8
+    np.testing.assert_allclose(probe.predict(tuned.representations(texts)), stored["prediction"], rtol=0, atol=1e-6)
+    # the authors' mistake, base-model activations through tuned SAEs, gives other inputs
+    mixed = encoder_of(micro_run, "base", card, probe_saes="tuned")
+    assert np.abs(probe.predict(mixed.representations(texts)) - stored["prediction"]).max() > 1e-3
+
+
+def test_live_token_rewards_agree_with_the_stage(micro_run):
+    store = RunStore(micro_run)
+    probe, card = load_probe(RunPaths(micro_run).probe)
+    encoder = encoder_of(micro_run, "tuned", card)
+    triples = store.read("triples", where="split = ?", params=["test"], order_by="triple_id").head(5)
+    stored = store.read("probe_predictions", where="element = ? AND split = ?", params=["negative", "test"],
+                        order_by="triple_id").head(5)
+    for row, expected in zip(triples.itertuples(), stored["prediction"], strict=True):
+        text = row.text_negative[: row.end_negative]  # the activations at the word see only what precedes it
+        live = token_rewards(encoder, probe, text, top_k=3)
+        (tokenized,) = tokenize(encoder.tokenizer, [text], [(row.start_negative, row.end_negative)], card.max_tokens)
+        offset = live.n_tokens_read - len(tokenized.ids)  # both end at the word
+        word = [offset + p for p in tokenized.positions]
+        assert live.tokens.loc[word, "reward"].mean() == pytest.approx(expected, abs=1e-6)
+        drivers = live.tokens.loc[word[0], "drivers"]
+        assert len(drivers) <= 3 and all(len(d) == 4 for d in drivers)
+
+
+def test_live_view_refuses_empty_text_and_reads_long_text_truncated(micro_run):
+    probe, card = load_probe(RunPaths(micro_run).probe)
+    encoder = encoder_of(micro_run, "tuned", card)
+    for bad in ("", "   \n"):
+        with pytest.raises(InputError, match="empty"):
+            token_rewards(encoder, probe, bad)
+    long = token_rewards(encoder, probe, "The plot was great. " * 5000)
+    assert long.truncated and long.n_tokens_read == card.max_tokens
+    odd = token_rewards(encoder, probe, "zxqvblorp 🎬 <script>alert(1)</script>\x07")
+    assert not odd.truncated and np.isfinite(odd.tokens["reward"]).all()
+
+
+def test_unknown_words_split_into_sub_tokens(micro_run):
+    tokenizer = load_tokenizer(str(RunPaths(micro_run).tuned_model))
+    text = "The acting was zxqvblorpish."
+    start = text.index("zxq")
+    (tt,) = tokenize(tokenizer, [text], [(start, start + len("zxqvblorpish"))], 64)
+    assert len(tt.positions) > 1 and tt.positions[-1] == len(tt.ids) - 1
+    with pytest.raises(InputError, match="no tokens"):
+        tokenize(tokenizer, [""], None, 64)
+    with pytest.raises(InputError, match="cover no token"):
+        tokenize(tokenizer, ["abc"], [(10, 12)], 64)
+
+
+def test_a_run_without_saes_says_so_and_keeps_its_tables(micro_run, tmp_path, capsys):
+    out = tmp_path / "nosae"
+    shutil.copytree(micro_run, out)
+    before = RunStore(out).read("probe_metrics")
+    shutil.rmtree(out / "saes")
+    assert main(["run", "--out", str(out), "--stages", "probe", "--force", "probe"]) == 2
+    assert "run the `sae` stage" in capsys.readouterr().err
+    assert RunStore(out).read("probe_metrics").equals(before)
+    assert ActivationSet(out / "activations" / "train").n_rows > 0
