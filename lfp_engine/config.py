@@ -239,6 +239,41 @@ class ProbeSettings:
 
 
 @dataclass
+class ExplainSettings:
+    """Explanations, relevance labels and scores of the shared features (paper 3.4, 4.2, appendix G)."""
+
+    max_llm_features: int = 10
+    """With an LLM: the most-shared features explained per model, layer and dictionary (the paper: 10)."""
+    shown_fraction: float = 0.6
+    """Share of a feature's top examples the explainer sees; the rest are held out for scoring."""
+    n_windows: int = 200
+    """Random held-out text windows per dictionary, from which non-firing examples are drawn."""
+    n_quiet: int = 5
+    """Non-firing examples per feature in the detection task."""
+    relevance_min_r: float = 0.3
+    """Offline relevance: |r| between activation and lexicon value must reach this..."""
+    relevance_max_p: float = 0.01
+    """...with a p-value below this."""
+    n_questions: int = 20
+    """Multiple-choice questions for the human check (appendix G)."""
+    task_description: str = ""
+    """What the tuning aimed at, for relevance labels; '' takes the task's description."""
+
+
+@dataclass
+class ValidateSettings:
+    """The probe's validation against the explanations (paper tables 6 and 7)."""
+
+    threshold: float = 3.0
+    """Inputs whose implicit reward the probe puts above this (reward units) count as strong."""
+    n_prompts: int = 1000
+    """Held-out prefixes completed with and without ablation (the paper: 1000)."""
+    n_random_draws: int = 3
+    """Random feature sets ablated as the control; their rewards are averaged per prompt."""
+    n_samples_stored: int = 20
+
+
+@dataclass
 class LlmSettings:
     """An OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama) for rewrites and explanations.
 
@@ -277,6 +312,8 @@ class RunConfig:
     features: FeatureSettings = field(default_factory=FeatureSettings)
     contrastive: ContrastiveSettings = field(default_factory=ContrastiveSettings)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
+    explain: ExplainSettings = field(default_factory=ExplainSettings)
+    validate: ValidateSettings = field(default_factory=ValidateSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
 
     def to_dict(self) -> dict[str, Any]:
@@ -528,6 +565,20 @@ def validate(c: RunConfig) -> None:
     _require(p.batch_size >= 1, "setting probe.batch_size: must be at least 1")
     _require(p.n_generation_prompts >= 1, "setting probe.n_generation_prompts: must be at least 1")
     _require(p.max_pca_rows >= 10, "setting probe.max_pca_rows: must be at least 10")
+
+    x = c.explain
+    _require(x.max_llm_features >= 1, "setting explain.max_llm_features: must be at least 1")
+    _require(0 < x.shown_fraction < 1, "setting explain.shown_fraction: must be strictly between 0 and 1")
+    _require(x.n_windows >= 1 and x.n_quiet >= 1, "settings explain.n_windows and explain.n_quiet: must be at least 1")
+    _require(0 <= x.relevance_min_r <= 1, "setting explain.relevance_min_r: must be in [0, 1]")
+    _require(0 < x.relevance_max_p <= 1, "setting explain.relevance_max_p: must be in (0, 1]")
+    _require(x.n_questions >= 0, "setting explain.n_questions: cannot be negative")
+
+    v = c.validate
+    _require(math.isfinite(v.threshold), "setting validate.threshold: must be a finite number")
+    _require(v.n_prompts >= 2, "setting validate.n_prompts: a paired test needs at least 2 prompts")
+    _require(v.n_random_draws >= 1, "setting validate.n_random_draws: must be at least 1")
+    _require(v.n_samples_stored >= 0, "setting validate.n_samples_stored: cannot be negative")
 
     m = c.llm
     _require(bool(m.model), "setting llm.model: name the model to ask")

@@ -174,17 +174,21 @@ def balanced_accuracy(picked: Sequence[bool], firing: Sequence[bool]) -> float:
 Judge = Callable[[str, Sequence[str]], list[bool] | None]
 
 
-def detection_score(judge: Judge, explanation: str, firing: Sequence[str], quiet: Sequence[str],
-                    rng: np.random.Generator) -> float | None:
-    """Shuffle firing and non-firing texts together, let the judge pick, score balanced accuracy.
-    None when the judge gave no usable answer."""
+def detection_task(firing: Sequence[str], quiet: Sequence[str], rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    """Firing and non-firing texts shuffled together, with the truth (fires?) of each."""
     texts = list(firing) + list(quiet)
     truth = np.array([True] * len(firing) + [False] * len(quiet))
     order = rng.permutation(len(texts))
-    picks = judge(explanation, [texts[i] for i in order])
-    if picks is None:
-        return None
-    return balanced_accuracy(picks, truth[order])
+    return [texts[i] for i in order], truth[order]
+
+
+def detection_score(judge: Judge, explanation: str, firing: Sequence[str], quiet: Sequence[str],
+                    rng: np.random.Generator) -> float | None:
+    """Let the judge pick the firing texts from a shuffled mix; balanced accuracy of its picks.
+    None when the judge gave no usable answer."""
+    texts, truth = detection_task(firing, quiet, rng)
+    picks = judge(explanation, texts)
+    return None if picks is None else balanced_accuracy(picks, truth)
 
 
 # ---------------------------------------------------------------------------------------

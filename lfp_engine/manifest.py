@@ -49,7 +49,7 @@ def library_versions() -> dict[str, str]:
 class StageRecord:
     stage: str
     status: str
-    """'running', 'done' or 'failed'."""
+    """'running', 'done', 'incomplete' (finished with failures to retry) or 'failed'."""
     fingerprint: str
     settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0

@@ -66,6 +66,7 @@ PRESETS: dict[str, Preset] = {
                 "sae": {"l1_coefficient": 0.1, "n_train_examples": 300000, "eval_batch_size": 128},
                 "contrastive": {"n_triples": 8000, "n_text_triples": 2000},
                 "probe": {"n_generation_prompts": 400},
+                "validate": {"n_prompts": 400},
             },
         ),
         Preset(
@@ -83,8 +84,12 @@ PRESETS: dict[str, Preset] = {
                 "divergence": {"top_k": 2},
                 "activations": {"n_train_tokens": 6000, "n_eval_tokens": 1500, "shard_rows": 2048},
                 "sae": {"n_train_examples": 6000, "l1_coefficient": 0.01},
+                # Toy dictionaries converge less: twins reach cosine ~0.55, not 0.9, so the
+                # threshold is lowered to give the later stages shared features to work on.
                 "features": {"n_top_examples": 5, "examples_per_quantile": 2, "histogram_bins": 10,
-                             "n_logits": 5, "n_neighbors": 3},
+                             "n_logits": 5, "n_neighbors": 3, "shared_threshold": 0.45},
+                "explain": {"n_windows": 40, "n_questions": 5},
+                "validate": {"threshold": 0.2, "n_prompts": 48, "n_random_draws": 2, "n_samples_stored": 5},
                 "contrastive": {"n_triples": 600, "n_text_triples": 60},
                 "probe": {"n_bootstrap": 100, "n_generation_prompts": 48, "max_pca_rows": 200},
             },

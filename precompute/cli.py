@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     force = [s.strip() for s in args.force.split(",") if s.strip()] if args.force else []
     outcomes = run_stages(paths, config, name, selected, force)
     for o in outcomes:
-        log.info("%-12s %s%s", o.stage, o.status, f" in {o.duration_s:.1f} s" if o.status == "done" else "")
+        log.info("%-12s %s%s", o.stage, o.status, f" in {o.duration_s:.1f} s" if o.status != "skipped" else "")
     log.info("results in %s; `lfp status %s` shows the manifest", paths.db, out)
     return 0
 

@@ -43,6 +43,9 @@ from lfp_engine.store import RunPaths, RunStore
 
 log = logging.getLogger("lfp")
 
+USABLE = ("done", "incomplete")
+"""Statuses whose results later stages may read; only 'done' counts as up to date."""
+
 
 @dataclass
 class StageContext:
@@ -55,7 +58,7 @@ class StageContext:
 
     def outputs_of(self, stage: str) -> dict[str, Any]:
         record = self.manifest.get(stage)
-        if record is None or record.status != "done":
+        if record is None or record.status not in USABLE:
             raise StageOrderError(f"stage {stage!r} has not finished: run `lfp run --out {self.paths.root} --stages {stage}`")
         return record.outputs
 
@@ -66,6 +69,11 @@ class StageResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     """Summary numbers and the locations of files written, recorded in the manifest."""
     inputs: dict[str, Any] = field(default_factory=dict)
+    statements: list[tuple[str, list[Any]]] = field(default_factory=list)
+    """Parameterised SQL run in the stage's transaction (e.g. creating a table no stage owns)."""
+    complete: bool = True
+    """False when some of the work failed (e.g. LLM requests): the stage's results are kept and
+    usable downstream, but the stage runs again on the next `lfp run` to finish the rest."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ def _check_selection(stages: list[Stage], selected: Sequence[str] | None) -> lis
 
 def _check_prerequisites(chosen: list[Stage], manifest: dict[str, StageRecord], paths: RunPaths) -> None:
     """Refuse, before writing anything, a stage whose inputs are neither done nor about to run."""
-    available = {name for name, record in manifest.items() if record.status == "done"}
+    available = {name for name, record in manifest.items() if record.status in USABLE}
     for stage in chosen:
         missing = [n for n in stage.needs if n not in available]
         if missing:
@@ -152,7 +160,7 @@ def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequen
     for stage in stages:
         if stage not in chosen:
             record = manifest.get(stage.name)
-            if record is not None and record.status == "done":
+            if record is not None and record.status in USABLE:
                 current[stage.name] = record.fingerprint
             continue
         missing = [n for n in stage.needs if n not in current]
@@ -198,13 +206,13 @@ def _run_one(stage: Stage, fp: str, paths: RunPaths, store: RunStore, config: Ru
         record.duration_s = time.monotonic() - start
         store.write({}, [record.upsert()])
         raise
-    record.status = "done"
+    record.status = "done" if result.complete else "incomplete"
     record.inputs = result.inputs
     record.outputs = result.outputs
     record.finished_at = now()
     record.duration_s = time.monotonic() - start
-    store.write(result.tables, [record.upsert()])
+    store.write(result.tables, [*result.statements, record.upsert()])
     for name, frame in result.tables.items():
         log.info("stage %-12s wrote table %s (%d rows) to %s", stage.name, name, len(frame), store.path)
-    log.info("stage %-12s done in %.1f s", stage.name, record.duration_s)
-    return StageOutcome(stage.name, "done", record.duration_s)
+    log.info("stage %-12s %s in %.1f s", stage.name, record.status, record.duration_s)
+    return StageOutcome(stage.name, record.status, record.duration_s)
