@@ -235,7 +235,8 @@ def llm_text_triples(entries: pd.DataFrame, endpoint: Endpoint, cache: ResponseC
     With `swap_polarity` (the toxic task) the harmful rewrite is the positive element, since it
     is what the tuning rewarded.
     """
-    answers = complete_many(endpoint, [rewrite_request(t) for t in entries["text"]], cache, "contrastive", usage)
+    answers = complete_many(endpoint, [rewrite_request(t) for t in entries["text"]], cache, "contrastive", usage,
+                            accept=lambda i, t: parse_rewrite(t) is not None)
     rows, failed = [], 0
     for entry, answer in zip(entries.itertuples(), answers, strict=True):
         parsed = parse_rewrite(answer.text)

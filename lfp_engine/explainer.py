@@ -109,19 +109,19 @@ def explain_with_llm(evidence: Sequence[Evidence], endpoint: Endpoint, cache: Re
     source = f"llm:{endpoint.model}"
     records = [_record(ev, source) for ev in evidence]
     answers = complete_many(endpoint, [explanation_request(ev.shown, ev.scale) for ev in evidence], cache,
-                            "explain", usage)
+                            "explain", usage, accept=lambda i, t: parse_explanation(t) is not None)
     ok = []
     for r, ev, a in zip(records, evidence, answers, strict=True):
         r.explanation = parse_explanation(a.text)
         if r.explanation is None:
             r.status = "failed"
-            r.error = a.error or "the explanation answer was empty"
+            r.error = a.error
             r.failures.append("explanation")
         else:
             ok.append((r, ev))
 
     relevance = complete_many(endpoint, [relevance_request(r.explanation, task_description) for r, _ in ok], cache,
-                              "relevance", usage)
+                              "relevance", usage, accept=lambda i, t: parse_relevance(t) is not None)
     for (r, _), a in zip(ok, relevance, strict=True):
         r.relevance = parse_relevance(a.text)
         r.relevance_detail = (a.text or "").strip()[:200] or None
@@ -130,7 +130,8 @@ def explain_with_llm(evidence: Sequence[Evidence], endpoint: Endpoint, cache: Re
 
     sims = [(r, ex) for r, ev in ok for ex in ev.held_out + ev.quiet[:1]]
     sim_answers = complete_many(endpoint, [simulation_request(r.explanation, ex.tokens) for r, ex in sims], cache,
-                                "simulate", usage)
+                                "simulate", usage,
+                                accept=lambda i, t: parse_simulation(t, len(sims[i][1].tokens)) is not None)
     predicted: dict[int, list[tuple[list[float], Sequence[float]]]] = {}
     broken: set[int] = set()
     for (r, ex), a in zip(sims, sim_answers, strict=True):
@@ -151,7 +152,7 @@ def explain_with_llm(evidence: Sequence[Evidence], endpoint: Endpoint, cache: Re
     tasks = [detection_task([_text(e) for e in ev.held_out], [_text(e) for e in ev.quiet], rng) for _, ev in detectable]
     picks = complete_many(endpoint, [detection_request(r.explanation, texts)
                                      for (r, _), (texts, _) in zip(detectable, tasks, strict=True)],
-                          cache, "detect", usage)
+                          cache, "detect", usage, accept=lambda i, t: parse_detection(t, len(tasks[i][0])) is not None)
     for (r, _), (texts, truth), a in zip(detectable, tasks, picks, strict=True):
         chosen = parse_detection(a.text, len(texts))
         if chosen is None:

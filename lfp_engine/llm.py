@@ -11,7 +11,8 @@ All of it goes through `complete_many`:
   for what it already asked;
 - requests run with bounded concurrency; the `openai` client retries rate limits (429), server
   errors (5xx) and timeouts with exponential backoff (honouring Retry-After);
-- a request that still fails is returned as failed, not cached, so the next run asks again;
+- a request that still fails, or whose answer the caller cannot use (malformed JSON, an empty
+  explanation), is returned as failed and not cached, so the next run asks again;
 - tokens used are counted.
 """
 
@@ -22,7 +23,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
@@ -162,8 +163,13 @@ def _ask(client, endpoint: Endpoint, messages: Messages) -> Completion:
 
 
 def complete_many(endpoint: Endpoint, requests: Sequence[Messages], cache: ResponseCache, purpose: str,
-                  usage: Usage | None = None) -> list[Completion]:
-    """Answer every request (cached ones from the store), keeping the order of `requests`."""
+                  usage: Usage | None = None,
+                  accept: Callable[[int, str], bool] = lambda i, text: True) -> list[Completion]:
+    """Answer every request (cached ones from the store), keeping the order of `requests`.
+
+    `accept(i, answer)` says whether the answer to request i is usable; one that is not is
+    returned with `text=None` and an error, and is not cached.
+    """
     results: list[Completion | None] = [None] * len(requests)
     keys = [cache_key(endpoint.model, m) for m in requests]
     todo = []
@@ -180,6 +186,10 @@ def complete_many(endpoint: Endpoint, requests: Sequence[Messages], cache: Respo
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"LLM {purpose}", unit="request"):
                 i = futures[future]
                 completion = future.result()
+                if completion.text is not None and not accept(i, completion.text):
+                    completion = Completion(text=None, error=f"unusable answer: {completion.text[:200]!r}",
+                                            prompt_tokens=completion.prompt_tokens,
+                                            completion_tokens=completion.completion_tokens)
                 if completion.text is not None:
                     cache.put(keys[i], endpoint.model, purpose, requests[i], completion)
                 else:

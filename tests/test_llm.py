@@ -99,3 +99,12 @@ def test_the_key_is_written_nowhere(tmp_path):
 ])
 def test_json_answers_are_found_or_refused(text, expected):
     assert parse_json_answer(text) == expected
+
+
+def test_unusable_answers_are_failures_and_not_cached(tmp_path):
+    store = RunStore(tmp_path)
+    with FakeLLM(echo) as server:
+        result = complete_many(endpoint(server), [[{"role": "user", "content": "x"}]], ResponseCache(store), "test",
+                               accept=lambda i, text: text.startswith("{"))
+        assert result[0].text is None and "unusable answer" in result[0].error
+    assert store.read(CACHE_TABLE).empty
