@@ -115,34 +115,39 @@ class Encoder:
 
     @torch.inference_mode()
     def _codes(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """([B, T, D] codes of the text tokens, [B, T] mask of text tokens), BOS column dropped."""
-        ids, attention, text = pad_batch(batch, self.tokenizer.pad_token_id, self.bos_token_id, self.device)
+        """([B, T, D] codes and [B, T, L*d] raw MLP outputs of the text tokens), BOS column dropped."""
+        ids, attention, _ = pad_batch(batch, self.tokenizer.pad_token_id, self.bos_token_id, self.device)
         outputs = mlp_outputs(self.model, self.layers, ids, attention)
-        parts = []
-        for layer in self.layers:
-            h = outputs[layer].float()
-            parts.append(self.saes[layer].encode(h) if self.saes is not None else h)
-        codes = torch.cat(parts, dim=-1)
+        raw = torch.cat([outputs[layer].float() for layer in self.layers], dim=-1)
+        codes = raw if self.saes is None else torch.cat(
+            [self.saes[layer].encode(outputs[layer].float()) for layer in self.layers], dim=-1)
         offset = 0 if self.bos_token_id is None else 1
-        return codes[:, offset:], text[:, offset:]
+        return codes[:, offset:], raw[:, offset:]
 
     def token_codes(self, text: TokenizedText) -> np.ndarray:
         """Codes of every token of one text: [n_tokens, D]."""
         codes, _ = self._codes([text.ids])
         return codes[0, : len(text.ids)].cpu().numpy().astype(np.float64)
 
-    def representations(self, texts: Sequence[TokenizedText], desc: str = "encode") -> np.ndarray:
-        """A(x) for each text: the mean code over its positions, [n, D] float64."""
+    def representations(self, texts: Sequence[TokenizedText], desc: str = "encode",
+                        with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """A(x) for each text: the mean code over its positions, [n, D] float64. With `with_raw`,
+        also the mean raw MLP outputs [n, L*d] from the same forward passes (the no-SAE baseline)."""
         out = np.zeros((len(texts), self.layout.total), dtype=np.float64)
+        raw_out = None
         order = np.argsort([len(t.ids) for t in texts], kind="stable")
         for start in tqdm(range(0, len(order), self.batch_size), desc=desc, unit="batch", mininterval=1, leave=False):
             chunk = order[start:start + self.batch_size]
-            codes, _ = self._codes([texts[i].ids for i in chunk])
+            codes, raw = self._codes([texts[i].ids for i in chunk])
+            if with_raw and raw_out is None:
+                raw_out = np.zeros((len(texts), raw.shape[-1]), dtype=np.float64)
             for row, i in enumerate(chunk):
                 out[i] = codes[row, texts[i].positions].double().mean(0).cpu().numpy()
+                if with_raw:
+                    raw_out[i] = raw[row, texts[i].positions].double().mean(0).cpu().numpy()
         if not np.isfinite(out).all():
             raise InputError("the codes contain NaN or infinite values; the model overflows in its dtype")
-        return out
+        return (out, raw_out) if with_raw else out
 
 
 def activation_deltas(positive: np.ndarray, neutral: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,10 @@ PRESETS: dict[str, Preset] = {
             {
                 "world": {"kind": "synthetic", "n_rl_prompts": 4096, "eval_prefix_tokens": 8,
                           "n_eval_prompts": 400, "max_length": 128, "n_preference_pairs": 3000},
-                "synthetic": {"n_reviews": 20000},
+                # Three passes: after one, the model still memorises each word's company; after
+                # three it has an abstract sentiment direction (held-out words' polarity decodes
+                # at ~89% from the residual stream instead of ~50%), which the probe depends on.
+                "synthetic": {"n_reviews": 20000, "pretrain_epochs": 3.0},
                 "rlhf": {"steps": 480, "learning_rate": 3e-5, "beta": 0.5, "generation_batch_size": 64,
                          "mini_batch_size": 16},
                 "dpo": {"steps": 300, "batch_size": 16, "learning_rate": 5e-5, "max_length": 128},

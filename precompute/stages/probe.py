@@ -69,16 +69,19 @@ def run(ctx: StageContext) -> StageResult:
 
     variants: dict[str, ProbeDataset] = {}
     encoders: dict[str, Encoder] = {}
-    for variant, model_name, with_saes in (("sae", "tuned", True), ("raw_mlp", "tuned", False),
-                                           ("base_model", "base", True)):
+    for variant, model_name in (("sae", "tuned"), ("base_model", "base")):
         if model_name not in models:
             log.warning("no %s-model SAEs (activations.models=%s): the %s baseline is skipped", model_name, models, variant)
             continue
-        model = load_model(ctx, model_name)
-        saes = smallest_saes(ctx, model_name, layers) if with_saes else None
-        encoder = Encoder(model, tokenizer, layers, saes, bos, max_tokens, p.batch_size)
-        reps = {e: encoder.representations(texts[e], desc=f"encode {variant} {e}") for e in ELEMENTS}
-        variants[variant] = build_dataset(reps, triples, reward_max)
+        encoder = Encoder(load_model(ctx, model_name), tokenizer, layers, smallest_saes(ctx, model_name, layers), bos,
+                          max_tokens, p.batch_size)
+        tuned = variant == "sae"  # the tuned model's passes also give the raw-MLP baseline's inputs
+        encoded = {e: encoder.representations(texts[e], desc=f"encode {model_name} {e}", with_raw=tuned)
+                   for e in ELEMENTS}
+        if tuned:
+            variants["raw_mlp"] = build_dataset({e: raw for e, (_, raw) in encoded.items()}, triples, reward_max)
+            encoded = {e: codes for e, (codes, _) in encoded.items()}
+        variants[variant] = build_dataset(encoded, triples, reward_max)
         encoders[variant] = encoder
 
     probes = {variant: fit(data, p.cv_folds) for variant, data in variants.items()}
