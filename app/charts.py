@@ -47,19 +47,26 @@ def divergence_bars(divergence: pd.DataFrame, column: str, title: str) -> alt.Ch
 def divergence_lines(frames: dict[str, pd.DataFrame], column: str, title: str) -> alt.Chart:
     """Several runs' layer divergence on one axis (runs compared)."""
     frame = pd.concat([f.assign(run=name) for name, f in frames.items()], ignore_index=True)
-    return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("layer:O", axis=LAYER_AXIS), y=alt.Y(f"{column}:Q", title=title), color=alt.Color("run:N", title="run"),
+    return alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(size=90, filled=True)).encode(
+        x=alt.X("layer:O", axis=LAYER_AXIS), y=alt.Y(f"{column}:Q", title=title),
+        color=alt.Color("run:N", title="run", scale=alt.Scale(range=[TUNED, BASE, ACCENT, MUTED])),
         shape=alt.Shape("chosen:N", title="studied", scale=alt.Scale(domain=[True, False], range=["square", "circle"])),
         tooltip=["run", "layer", alt.Tooltip(f"{column}:Q", format=".4g"), "chosen"]).properties(height=280)
 
 
-def dictionary_metric(metrics: pd.DataFrame, column: str, title: str) -> alt.Chart:
-    """One SAE quality metric per layer, the n and 2n dictionaries side by side."""
-    frame = metrics.assign(dictionary=metrics["dict_size"].astype(str))
+def dictionary_metrics(metrics: pd.DataFrame, columns: dict[str, str]) -> alt.FacetChart:
+    """SAE quality metrics per layer, the n and 2n dictionaries side by side, one panel per metric
+    (`columns`: column -> title), drawn as one chart."""
+    frame = metrics.assign(dictionary=metrics["dict_size"].astype(str)).melt(
+        id_vars=["layer", "dictionary"], value_vars=list(columns), var_name="column", value_name="value")
+    frame["metric"] = frame["column"].map(columns)
     return alt.Chart(frame).mark_bar().encode(
-        x=alt.X("layer:O", title="layer", axis=LAYER_AXIS), xOffset="dictionary:N", y=alt.Y(f"{column}:Q", title=title),
+        x=alt.X("layer:O", title="layer", axis=LAYER_AXIS), xOffset="dictionary:N", y=alt.Y("value:Q", title=None),
         color=alt.Color("dictionary:N", title="dictionary size", scale=alt.Scale(range=[BASE, ACCENT])),
-        tooltip=["layer", "dict_size", alt.Tooltip(f"{column}:Q", format=".4g")]).properties(height=200)
+        tooltip=["metric", "layer", "dictionary", alt.Tooltip("value:Q", format=".4g")],
+    ).properties(width=260, height=170).facet(
+        facet=alt.Facet("metric:N", sort=list(columns.values()), title=None), columns=2,
+    ).resolve_scale(y="independent")
 
 
 def l1_sweep(sweep: pd.DataFrame) -> alt.Chart:

@@ -31,3 +31,8 @@ def quoted(text: str) -> str:
     """A feature's explanation as a block quote, exactly as written."""
     return ('<blockquote style="border-left: 3px solid #edae49; margin: 0; padding: 0.2rem 0.8rem; '
             f'font-size: 1.15rem">{html.escape(text)}</blockquote>')
+
+
+def labelled(label: str, body: str) -> str:
+    """A small caption line above a block of HTML (one example among several)."""
+    return f'<div style="margin: 0.7rem 0 0.15rem; font-size: 0.85rem; color: #555">{html.escape(label)}</div>{body}'

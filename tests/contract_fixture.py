@@ -28,8 +28,9 @@ HOSTILE_EXPLANATION = "it's \"great\" -- '; DROP TABLE features; -- 100%_sure"
 MARKUP_EXPLANATION = "<script>alert('explanation')</script> <b>bold</b> words"
 MARKUP_TOKEN = "<script>alert('token')</script>"
 SOURCES = ("llm:fixture-model", "offline")
-VARIANT_NOISE = {"sae": 0.9, "raw_mlp": 1.4, "base_model": 1.8, "shuffled": None, "xavier": None}
-"""Noise around 0.6 x lexicon value per variant; None: unrelated to the lexicon."""
+VARIANT_NOISE = {"sae": 1.0, "raw_mlp": 1.3, "base_model": 1.6, "shuffled": None, "xavier": None}
+"""Spread of the made-up predictions around 0.6 x lexicon value, per word and per element again, for
+each variant; None: predictions unrelated to the lexicon."""
 
 
 def copy_run(source: Path, target: Path) -> Path:
@@ -75,8 +76,12 @@ def regression_probe_tables(store: RunStore, rng: np.random.Generator) -> dict[s
     metric_rows, comparison = [], None
     for variant, noise in VARIANT_NOISE.items():
         lexicon = elements["lexicon_value"].to_numpy()
-        prediction = (0.6 * lexicon + rng.normal(0, noise, len(elements)) if noise is not None
-                      else rng.normal(0, 1.5, len(elements)))
+        if noise is None:
+            prediction = rng.normal(0, 1.5, len(elements))
+        else:
+            word_bias = dict(zip(words["word"], rng.normal(0, noise, len(words))))
+            prediction = (0.6 * lexicon + elements["word"].map(word_bias).to_numpy()
+                          + rng.normal(0, noise, len(elements)))
         per_word = word_values(prediction, elements["word"].tolist()).rename("probe_value")
         values = words.set_index("word").join(per_word, how="inner")
         for subset, mask in (("test", values["split"] == "test"), ("train", values["split"] == "train"),

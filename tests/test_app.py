@@ -76,7 +76,9 @@ def test_story_shows_the_stores_numbers(open_app, app_runs):
     assert f"**{answer}**" in [m.value for m in at.markdown]
     assert f"Kendall tau {num(tau['value'], 2)}" in answer and span(tau["ci_low"], tau["ci_high"], lambda v: num(v, 2)) in answer
     samples = store.read("rlhf_samples")
-    pd.testing.assert_frame_equal(at.dataframe[0].value.reset_index(drop=True), samples)
+    assert at.table[0].value.iloc[:, 0].tolist() == samples["prompt"].head(5).tolist()
+    assert at.table[0].value.iloc[:, 4].tolist() == samples["tuned_reward"].head(5).tolist()
+    assert at.dataframe[0].value.to_numpy().tolist() == samples.to_numpy().tolist()
     words = [line for line in texts(at).splitlines() if line.startswith("For example:")]
     top = store.query("SELECT word FROM world_lexicon ORDER BY lexicon_value DESC, word LIMIT 1")["word"].iloc[0]
     assert words and f"**{top}**" in words[0]
@@ -181,7 +183,7 @@ def test_feature_page_shows_the_stores_numbers_and_escapes_text(open_app, app_ru
     assert "&lt;script&gt;alert(&#x27;token&#x27;)&lt;/script&gt;" in html and MARKUP_TOKEN not in html
     assert "&quot;great&quot;" in html  # the explanation, escaped
     examples = store.read("feature_examples", "model = 'tuned' AND layer = ? AND dict_size = ? AND feature = ?", where)
-    assert html.count("<div style=") == len(examples)
+    assert html.count("font-family: ui-monospace") == len(examples)
     neighbors = store.read("feature_neighbors", "model = 'tuned' AND layer = ? AND dict_size = ? AND feature = ?",
                            where, order_by="rank")
     assert at.dataframe[0].value["neighbor"].tolist() == neighbors["neighbor"].tolist()

@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+from lfp_engine.store import RunStore
+
 from .browser import PAGE_PATHS, chromium, chromium_path, open_page, settle, streamlit_app
 from .contract_fixture import MARKUP_EXPLANATION, MARKUP_TOKEN
 
@@ -49,15 +51,29 @@ def test_every_page_renders_and_stored_markup_stays_text(app_runs):
         assert dialogs == [] and errors == []
 
 
-def test_clicking_a_row_of_the_browser_opens_its_feature(app_runs):
+def click_first_row(page, grid) -> None:
+    """Tick the selection cell of a dataframe's first row (the grid is a canvas; its header ~35 px)."""
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)
+
+
+def test_clicking_rows_opens_features(app_runs):
     run = app_runs["fixture"]
     with streamlit_app(["--run", str(run)]) as url, chromium() as page:
         open_page(page, f"{url}/{PAGE_PATHS['features']}")
-        grid = page.locator('[data-testid="stDataFrame"]').first
-        box = grid.bounding_box()
-        # The grid is a canvas: click the selection cell of the first row (header is ~35 px high).
-        page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)
+        click_first_row(page, page.locator('[data-testid="stDataFrame"]').first)
         page.wait_for_url(re.compile(r"/feature(\?|$)"), timeout=30_000)
         settle(page)
         header = page.locator('[data-testid="stMain"] h2').first.inner_text()
-        assert re.match(r"Feature \d+ · layer \d+ · \d+-feature dictionary · tuned", header)
+        match = re.match(r"Feature (\d+) · layer (\d+) · (\d+)-feature dictionary · tuned", header)
+        assert match, header
+
+        feature, layer, size = (int(v) for v in match.groups())
+        neighbor = RunStore(run).read("feature_neighbors", "model = 'tuned' AND layer = ? AND dict_size = ? AND "
+                                      "feature = ? AND rank = 1", [layer, size, feature])["neighbor"].iloc[0]
+        click_first_row(page, page.locator('[data-testid="stDataFrame"]').last)  # the nearest features
+        page.wait_for_function(f"() => document.querySelector('[data-testid=\"stMain\"] h2')"
+                               f".innerText.startsWith('Feature {neighbor} ')", timeout=30_000)
+        settle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0

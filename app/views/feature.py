@@ -7,7 +7,7 @@ import streamlit as st
 from app import charts, ui
 from app.data import FeatureKey
 from app.formatting import missing, num, percent
-from app.markup import highlighted, quoted
+from app.markup import highlighted, labelled, quoted
 
 run = ui.current_run()
 st.title("Feature")
@@ -83,16 +83,19 @@ if ui.needs(run, "feature_examples", what="The examples"):
     top, spread = st.tabs(["Top activations", "Across the range (quantiles)"])
     scale = float(row["max_activation"]) if not missing(row["max_activation"]) else 0.0
     for tab, kind in ((top, "top"), (spread, "quantile")):
-        with tab:
+        with tab, st.container(height=560):
             part = examples[examples["kind"] == kind]
             if part.empty:
                 st.caption("No examples of this kind.")
+            blocks = []
             for example in part.itertuples():
-                label = (f"#{example.rank}" if kind == "top" else f"quantile {num(example.quantile, 2)}, #{example.rank}")
+                rank = f"#{example.rank}" if kind == "top" else f"quantile {num(example.quantile, 2)}, #{example.rank}"
                 values = list(example.activations)
                 marked = next((i for i, v in enumerate(values) if v == example.max_activation), None)
-                st.markdown(f"**{label}** · activation {num(example.max_activation)} · text {example.text_id}")
-                st.html(highlighted(list(example.tokens), values, scale, marked))
+                blocks.append(labelled(f"{rank} · activation {num(example.max_activation)} · text {example.text_id}",
+                                       highlighted(list(example.tokens), values, scale, marked)))
+            if blocks:  # one element for all examples: the browser draws one block, not dozens
+                st.html("".join(blocks))
     ui.explain("Darker shading: stronger activation (relative to the feature's maximum); the outlined token is the "
                "one the example was picked for. Quantile examples show the feature at weaker strengths too.")
 
@@ -113,11 +116,17 @@ else:
 st.subheader("Nearest features")
 if ui.needs(run, "feature_neighbors", what="The nearest features"):
     neighbors = run.feature_neighbors(key)
-    st.dataframe(neighbors, hide_index=True, column_config={
-        "neighbor": st.column_config.NumberColumn("feature", format="%d"),
-        "cosine": st.column_config.NumberColumn("similarity", format="%.3f"),
-        "density": st.column_config.NumberColumn("density", format="percent")})
-    ui.explain("The features of the same dictionary whose directions are closest to this one (cosine similarity).")
-    for column, neighbor in zip(st.columns(max(1, len(neighbors))), neighbors["neighbor"]):
-        if column.button(f"Open feature {neighbor}", key=f"open_{neighbor}"):
-            ui.open_feature(FeatureKey(model, layer, dict_size, int(neighbor)))
+    table_key = f"neighbors_of_{model}_{layer}_{dict_size}_{key.feature}"  # a fresh selection per feature
+
+    def open_neighbor() -> None:
+        """Runs before the next script run, so the bound feature widget can still be set."""
+        rows = st.session_state[table_key].selection.rows
+        if rows:
+            st.session_state["feature"] = int(neighbors.iloc[rows[0]]["neighbor"])
+
+    st.dataframe(neighbors, hide_index=True, on_select=open_neighbor, selection_mode="single-row", key=table_key,
+                 column_config={"neighbor": st.column_config.NumberColumn("feature", format="%d"),
+                                "cosine": st.column_config.NumberColumn("similarity", format="%.3f"),
+                                "density": st.column_config.NumberColumn("density", format="percent")})
+    ui.explain("The features of the same dictionary whose directions are closest to this one (cosine similarity). "
+               "Pick a row to open that feature.")

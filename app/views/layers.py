@@ -33,16 +33,9 @@ if ui.needs(run, "sae_metrics", what="SAE quality"):
     models = [m for m in ("tuned", "base") if not run.sae_metrics(m).empty]
     model = ui.model_picker(models, key="layers_model", persist_state="session")
     metrics = run.sae_metrics(model)
-    quality = [("variance_explained", "variance explained"), ("l0", "active features per token (L0)"),
-               ("dead_fraction", "dead fraction"), ("loss_recovered", "loss recovered")]
-    for row in (quality[:2], quality[2:]):
-        for col, (column, title) in zip(st.columns(2), row):
-            with col:
-                st.markdown(f"**{title.capitalize()}**")
-                if (metrics[column] == 0).all():
-                    st.markdown("0 in every dictionary.")
-                else:
-                    st.altair_chart(charts.dictionary_metric(metrics, column, title))
+    st.altair_chart(charts.dictionary_metrics(metrics, {
+        "variance_explained": "variance explained", "l0": "active features per token (L0)",
+        "dead_fraction": "dead fraction", "loss_recovered": "loss recovered"}))
     st.dataframe(metrics, hide_index=True, column_order=[
         "layer", "dict_size", "architecture", "l1_coefficient", "variance_explained", "normalized_mse", "l0",
         "l0_fraction", "dead_fraction", "dense_fraction", "ce_clean", "ce_spliced", "ce_zero_ablated",

@@ -7,6 +7,10 @@ from app import charts, narrative, ui
 from app.formatting import num, signed
 from lfp_engine.tasks import TASKS
 
+SAMPLES_SHOWN = 5
+SAMPLE_COLUMNS = {"prompt": "opening", "base_completion": "base model writes", "base_reward": "base reward",
+                  "tuned_completion": "tuned model writes", "tuned_reward": "tuned reward"}
+
 run = ui.current_run()
 preset, config = run.config()
 outputs = run.stage_outputs()
@@ -48,13 +52,12 @@ if metric is not None:
             ui.explain("Each point is the mean reward of one training batch, as the trainer logged it.")
     if run.has("rlhf_samples"):
         st.subheader("Before and after, on the same openings")
-        st.dataframe(run.rlhf_samples(), hide_index=True,
-                     column_config={"prompt": "opening", "base_completion": "base model writes",
-                                    "base_reward": st.column_config.NumberColumn("reward", format="%.2f"),
-                                    "tuned_completion": "tuned model writes",
-                                    "tuned_reward": st.column_config.NumberColumn("reward", format="%.2f")})
+        samples = run.rlhf_samples().rename(columns=SAMPLE_COLUMNS)
+        st.table(samples.head(SAMPLES_SHOWN).style.format(precision=2).hide(axis="index"))
         ui.explain("Both models continue the same opening under the same random seed; the reward scores each "
                    "completion.")
+        with st.expander(f"All {len(samples)} stored samples"):
+            st.dataframe(samples, hide_index=True)
 else:
     ui.needs(run, "rlhf_rewards", what="The before/after comparison")
 
