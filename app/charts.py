@@ -88,12 +88,15 @@ def histogram(bins: pd.DataFrame) -> alt.Chart:
     ).properties(height=220)
 
 
-def logit_effects(logits: pd.DataFrame, direction: str) -> alt.Chart:
-    frame = logits[logits["direction"] == direction]
-    return alt.Chart(frame).mark_bar(color=TUNED if direction == "boost" else BASE).encode(
-        y=alt.Y("token:N", sort=alt.EncodingSortField("rank"), title=None),
-        x=alt.X("effect:Q", title="effect on the logit"),
-        tooltip=["token", alt.Tooltip("effect:Q", format=".3f")]).properties(height=alt.Step(24))
+def logit_effects(logits: pd.DataFrame) -> alt.HConcatChart:
+    """Next tokens the feature makes more likely (left) and less likely (right), as one chart."""
+    def side(direction: str, title: str, color: str) -> alt.Chart:
+        return alt.Chart(logits[logits["direction"] == direction], title=title).mark_bar(color=color).encode(
+            y=alt.Y("token:N", sort=alt.EncodingSortField("rank"), title=None),
+            x=alt.X("effect:Q", title="effect on the logit"),
+            tooltip=["token", alt.Tooltip("effect:Q", format=".3f")]).properties(height=alt.Step(24), width=300)
+
+    return alt.hconcat(side("boost", "more likely", TUNED), side("suppress", "less likely", BASE))
 
 
 def probe_vs_lexicon(words: pd.DataFrame, color: str = "split") -> alt.Chart:

@@ -155,9 +155,6 @@ class RunData:
         frame = self._q("SELECT stage, outputs FROM run_manifest WHERE status = 'done'")
         return {row.stage: json.loads(row.outputs) if row.outputs else {} for row in frame.itertuples()}
 
-    def manifest(self) -> pd.DataFrame:
-        return self._q("SELECT stage, status, finished_at, duration_s, error FROM run_manifest ORDER BY started_at")
-
     # -- world and tuning -------------------------------------------------------------------
 
     def lexicon_extremes(self, n: int) -> pd.DataFrame:

@@ -55,10 +55,12 @@ def synthetic_store(folder: Path, n_features: int, seed: float = 0.42) -> Path:
                     "seed BIGINT, inputs VARCHAR, outputs VARCHAR, versions VARCHAR, started_at VARCHAR, "
                     "finished_at VARCHAR, duration_s DOUBLE, error VARCHAR)")
         con.execute(f"""CREATE TABLE features AS SELECT 'tuned' AS model, 3 AS layer, ? AS dict_size, i AS feature,
-            (i * 7919) % ? AS twin_feature, random() AS twin_cosine, random() > 0.9 AS is_shared, NULL::BIGINT AS shared_rank,
+            (i * 7919) % ? AS twin_feature, random() AS twin_cosine, random() > 0.9 AS is_shared,
+            NULL::BIGINT AS shared_rank,
             random() * 0.2 AS density, random() * 5 AS max_activation, random() AS mean_activation,
             (random() * 10000)::BIGINT AS n_firing,
-            'fires on ' || {words}[1 + i % {k}] || ' near ' || {words}[1 + (i // {k}) % {k}] || ' #' || i AS explanation,
+            'fires on ' || {words}[1 + i % {k}] || ' near ' || {words}[1 + (i // {k}) % {k}] || ' #' || i
+                AS explanation,
             CASE WHEN i % 2 = 0 THEN 'offline' ELSE 'llm:bench' END AS explanation_source,
             random() < 0.3 AS relevance, random() AS simulation_score, random() AS detection_score
             FROM range(?) t(i)""", [n_features, n_features, n_features])
@@ -106,13 +108,14 @@ def timed_run(at: AppTest, cold: bool) -> None:
         raise RuntimeError(at.exception[0].value)
 
 
+def cold_and_warm(at: AppTest, repeats: int) -> tuple[float, float]:
+    """Median script-run seconds with the query cache cleared, then with it warm."""
+    return (median_time(lambda: timed_run(at, cold=True), repeats),
+            median_time(lambda: timed_run(at, cold=False), repeats))
+
+
 def server_side(run: Path, runs_root: Path, repeats: int) -> list[tuple[str, float, float]]:
-    rows = []
-    for page in PAGES:
-        at = app_on(run, page, runs_root=runs_root)
-        rows.append((page, median_time(lambda: timed_run(at, cold=True), repeats),
-                     median_time(lambda: timed_run(at, cold=False), repeats)))
-    return rows
+    return [(page, *cold_and_warm(app_on(run, page, runs_root=runs_root), repeats)) for page in PAGES]
 
 
 def browser_views(at_factory, repeats: int) -> list[tuple[str, float, float]]:
@@ -123,21 +126,20 @@ def browser_views(at_factory, repeats: int) -> list[tuple[str, float, float]]:
         ("search 'awful'", lambda at: at.text_input(key="browser_search").set_value("awful")),
         ("sort by density, ascending", lambda at: (at.selectbox(key="browser_sort").set_value("density"),
                                                    at.toggle(key="browser_descending").set_value(False))),
-        ("filter: relevant, explainer llm:bench", lambda at: (at.selectbox(key="browser_relevance").set_value("relevant"),
-                                                             at.selectbox(key="browser_source").set_value("llm:bench"))),
+        ("filter: relevant, explainer llm:bench",
+         lambda at: (at.selectbox(key="browser_relevance").set_value("relevant"),
+                     at.selectbox(key="browser_source").set_value("llm:bench"))),
     ]
     for name, change in views:
         at = at_factory()
         at.run()
         change(at)
-        rows.append((f"feature browser: {name}", median_time(lambda: timed_run(at, cold=True), repeats),
-                     median_time(lambda: timed_run(at, cold=False), repeats)))
+        rows.append((f"feature browser: {name}", *cold_and_warm(at, repeats)))
     at = at_factory()
     at.run()
     last = [w for w in at.number_input if w.key.startswith("browser_page")][0]
     last.set_value(last.max)
-    rows.append((f"feature browser: last page ({int(last.max):,})", median_time(lambda: timed_run(at, cold=True), repeats),
-                 median_time(lambda: timed_run(at, cold=False), repeats)))
+    rows.append((f"feature browser: last page ({int(last.max):,})", *cold_and_warm(at, repeats)))
     return rows
 
 
@@ -196,9 +198,7 @@ def main() -> None:
     rows = browser_views(lambda: app_on(synthetic, "views/features.py"), args.repeats)
     feature = app_on(synthetic, "views/feature.py", {"layer": "3", "dict_size": str(args.features),
                                                       "feature": str(args.features // 2)})
-    rows.append((f"feature page (feature {args.features // 2:,})",
-                 median_time(lambda: timed_run(feature, cold=True), args.repeats),
-                 median_time(lambda: timed_run(feature, cold=False), args.repeats)))
+    rows.append((f"feature page (feature {args.features // 2:,})", *cold_and_warm(feature, args.repeats)))
     print(table(f"{args.features:,}-feature dictionary, AppTest script run", rows, ("cache cleared", "cache warm")))
     if args.browser:
         print()

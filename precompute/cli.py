@@ -179,10 +179,16 @@ def cmd_presets(_: argparse.Namespace) -> int:
     return 0
 
 
-def _existing_run(args: argparse.Namespace) -> tuple[RunPaths, RunConfig]:
-    paths = RunPaths(args.run)
+def _run_folder(run: str) -> RunPaths:
+    """The paths of an existing run, or a one-line error saying how to make it."""
+    paths = RunPaths(run)
     if not RunStore(paths.root).exists():
-        raise RunFolderError(f"{paths.root} is not a run folder (no lfp.duckdb): make one with `lfp run --out {args.run}`")
+        raise RunFolderError(f"{paths.root} is not a run folder (no lfp.duckdb): make one with `lfp run --out {run}`")
+    return paths
+
+
+def _existing_run(args: argparse.Namespace) -> tuple[RunPaths, RunConfig]:
+    paths = _run_folder(args.run)
     _, config = resolve_config(paths, None, None, args.set or [])
     _setup_logging(paths.log, args.verbose)
     return paths, config
@@ -242,9 +248,7 @@ def _port_free(port: int, address: str | None) -> bool:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    paths = RunPaths(args.run)
-    if not RunStore(paths.root).exists():
-        raise RunFolderError(f"{paths.root} is not a run folder (no lfp.duckdb): make one with `lfp run --out {args.run}`")
+    paths = _run_folder(args.run)
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
     if not _port_free(args.port, args.address):

@@ -62,7 +62,8 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> 
 @contextmanager
 def serve(command: list[str], url: str, cwd: Path = ROOT) -> Iterator[str]:
     """Run a dashboard command until the block ends; yields its URL."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_healthy(url, process)

@@ -74,7 +74,8 @@ def test_story_shows_the_stores_numbers(open_app, app_runs):
     tau = store.read("probe_metrics", "variant = 'sae' AND subset = 'test' AND metric = 'kendall_tau'").iloc[0]
     answer = feedback_learned_tau(tau, held_out_of_tuning=True)
     assert f"**{answer}**" in [m.value for m in at.markdown]
-    assert f"Kendall tau {num(tau['value'], 2)}" in answer and span(tau["ci_low"], tau["ci_high"], lambda v: num(v, 2)) in answer
+    assert f"Kendall tau {num(tau['value'], 2)}" in answer
+    assert span(tau["ci_low"], tau["ci_high"], lambda v: num(v, 2)) in answer
     samples = store.read("rlhf_samples")
     assert at.table[0].value.iloc[:, 0].tolist() == samples["prompt"].head(5).tolist()
     assert at.table[0].value.iloc[:, 4].tolist() == samples["tuned_reward"].head(5).tolist()
@@ -160,7 +161,8 @@ def test_picking_a_row_opens_the_feature(open_app, app_runs):
     at.session_state["browser_table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}
     at.run()
     layer, dict_size = at.selectbox(key="layer").value, at.selectbox(key="dict_size").value
-    assert at.header[0].value == f"Feature {picked['feature']} · layer {layer} · {dict_size}-feature dictionary · tuned model"
+    expected = f"Feature {picked['feature']} · layer {layer} · {dict_size}-feature dictionary · tuned model"
+    assert at.header[0].value == expected
 
 
 def test_feature_page_shows_the_stores_numbers_and_escapes_text(open_app, app_runs):
@@ -212,6 +214,8 @@ def test_lexicon_page_shows_the_stores_numbers(open_app, app_runs):
     assert shown["p-value"] == p_number(tau["p_value"])
     assert shown["Sign agreement"] == percent(sign["value"])
     baselines = at.dataframe[0].value
+    assert baselines.loc["sae", "p-value"] == p_number(tau["p_value"])
+    assert baselines.loc["sae", "95% CI"] == span(tau["ci_low"], tau["ci_high"])
     test = store.read("probe_metrics", "subset = 'test'")
     for variant in test["variant"].unique():
         assert baselines.loc[variant, "kendall_tau"] == pytest.approx(

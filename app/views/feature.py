@@ -99,19 +99,11 @@ if ui.needs(run, "feature_examples", what="The examples"):
     ui.explain("Darker shading: stronger activation (relative to the feature's maximum); the outlined token is the "
                "one the example was picked for. Quantile examples show the feature at weaker strengths too.")
 
-boost, suppress = st.columns(2)
-if run.has("feature_logits"):
-    logits = run.feature_logits(key)
-    with boost:
-        st.subheader("Tokens it makes more likely")
-        st.altair_chart(charts.logit_effects(logits, "boost"))
-    with suppress:
-        st.subheader("Tokens it makes less likely")
-        st.altair_chart(charts.logit_effects(logits, "suppress"))
+st.subheader("Tokens it makes more and less likely")
+if ui.needs(run, "feature_logits", what="Boosted and suppressed tokens"):
+    st.altair_chart(charts.logit_effects(run.feature_logits(key)))
     ui.explain("The feature's direction read through the model's output layer: which next tokens it pushes up or "
                "down, all else equal.")
-else:
-    ui.needs(run, "feature_logits", what="Boosted and suppressed tokens")
 
 st.subheader("Nearest features")
 if ui.needs(run, "feature_neighbors", what="The nearest features"):

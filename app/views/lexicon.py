@@ -49,10 +49,12 @@ shown = metrics[metrics["subset"] == subset]
 headline = "kendall_tau" if "kendall_tau" in set(shown["metric"]) else shown["metric"].iloc[0]
 st.altair_chart(charts.metric_by_variant(shown, headline))
 table = shown.pivot_table(index="variant", columns="metric", values="value", sort=False)
+if headline == "kendall_tau":  # the headline's significance beside it
+    significance = shown[shown["metric"] == headline].set_index("variant")
+    table.insert(1, "p-value", significance["p_value"].map(p_number))
+    table.insert(2, "95% CI", [span(r.ci_low, r.ci_high) for r in significance.loc[table.index].itertuples()])
 st.dataframe(table, column_config={c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
-                                   for c in table.columns})
-with st.expander("Every number with its p-value and interval"):
-    st.dataframe(shown, hide_index=True)
+                                   for c in table.columns if c not in ("p-value", "95% CI")})
 ui.explain("sae: the probe on the tuned model's SAE features. xavier: the same probe untrained (random weights, "
            "the paper's baseline). shuffled: fitted to shuffled targets. raw_mlp: fitted on the raw layer "
            "outputs instead of SAE features. base_model: the same pipeline on the model before tuning. A probe "
