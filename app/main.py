@@ -54,4 +54,5 @@ def main() -> None:
         st.error(str(err))
 
 
-main()
+if __name__ == "__main__":  # `streamlit run` executes this file as __main__; importing it starts nothing
+    main()
