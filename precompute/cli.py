@@ -7,6 +7,7 @@
     lfp presets                                  the named starting points
     lfp sae-sweep runs/tiny --l1 0.001,0.002     SAEs retrained per L1 coefficient (paper fig. 8)
     lfp sae-compare runs/tiny                    tied vs untied, divergent vs lowest layers (tables 11, 12)
+    lfp app runs/tiny [--port 8501]              the dashboard on a run
 
 Settings are resolved before anything is written: a new run starts from its preset; an
 existing run continues from the config stored in it, with --config and --set layered on top.
@@ -18,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -176,10 +179,16 @@ def cmd_presets(_: argparse.Namespace) -> int:
     return 0
 
 
-def _existing_run(args: argparse.Namespace) -> tuple[RunPaths, RunConfig]:
-    paths = RunPaths(args.run)
+def _run_folder(run: str) -> RunPaths:
+    """The paths of an existing run, or a one-line error saying how to make it."""
+    paths = RunPaths(run)
     if not RunStore(paths.root).exists():
-        raise RunFolderError(f"{paths.root} is not a run folder (no lfp.duckdb): make one with `lfp run --out {args.run}`")
+        raise RunFolderError(f"{paths.root} is not a run folder (no lfp.duckdb): make one with `lfp run --out {run}`")
+    return paths
+
+
+def _existing_run(args: argparse.Namespace) -> tuple[RunPaths, RunConfig]:
+    paths = _run_folder(args.run)
     _, config = resolve_config(paths, None, None, args.set or [])
     _setup_logging(paths.log, args.verbose)
     return paths, config
@@ -218,6 +227,39 @@ def cmd_sae_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def streamlit_command(run: Path, port: int, address: str | None) -> list[str]:
+    """`streamlit run app/main.py -- --run RUN`, headless: the user opens the printed address."""
+    import app
+
+    command = [sys.executable, "-m", "streamlit", "run", str(Path(app.__file__).parent / "main.py"),
+               "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    if address:
+        command += ["--server.address", address]
+    return command + ["--", "--run", str(run)]
+
+
+def _port_free(port: int, address: str | None) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address or "", port))
+        except OSError:
+            return False
+    return True
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    paths = _run_folder(args.run)
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    if not _port_free(args.port, args.address):
+        raise ConfigError(f"port {args.port} is in use (another dashboard?): choose another with --port")
+    host = args.address if args.address not in (None, "", "0.0.0.0") else "localhost"
+    print(f"LFP Explorer on {paths.root}: open http://{host}:{args.port} in a browser (Ctrl+C stops it)", flush=True)
+    command = streamlit_command(paths.root, args.port, args.address)
+    # Become the server: Ctrl+C and signals reach it directly, and no orphan outlives `lfp app`.
+    os.execv(command[0], command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lfp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -248,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="override a setting for this experiment only, e.g. sae.n_train_examples=20000")
         command.add_argument("-v", "--verbose", action="store_true")
         command.set_defaults(func=func)
+    dashboard = sub.add_parser("app", help="start the dashboard on a run (Streamlit)")
+    dashboard.add_argument("run", help="run folder to open first (the sidebar lists the others under runs/)")
+    dashboard.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    dashboard.add_argument("--address", help="address to listen on (default: every interface, as Streamlit does)")
+    dashboard.set_defaults(func=cmd_app)
     return parser
 
 

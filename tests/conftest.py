@@ -41,3 +41,28 @@ def tiny_neox(layers: int = 3, hidden: int = 16, vocab: int = 64, seed: int = 0)
     return GPTNeoXForCausalLM(GPTNeoXConfig(
         vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
         intermediate_size=4 * hidden, max_position_embeddings=64)).eval()
+
+
+@pytest.fixture(scope="session")
+def app_runs(micro_run, tmp_path_factory) -> dict[str, Path]:
+    """Run folders for the dashboard, side by side in one runs/ folder: the real micro run as the
+    pipeline left it; copies with the probe and explain tables of tests/contract_fixture.py (FIXTURE
+    data: a VADER-task regression probe, and a preference-task logistic probe); a run with only its
+    world stage; a store that is not a database."""
+    from lfp_engine.store import RunStore
+
+    from .contract_fixture import add_contract_tables, copy_run
+
+    root = tmp_path_factory.mktemp("app") / "runs"
+    runs = {"micro": copy_run(micro_run, root / "micro")}
+    runs["fixture"] = add_contract_tables(copy_run(micro_run, root / "fixture"))
+    runs["dpo_fixture"] = add_contract_tables(copy_run(micro_run, root / "dpo-fixture"), probe="logistic",
+                                              explain=False)
+    bare = RunStore(copy_run(micro_run, root / "bare"))
+    bare.drop(sorted(bare.tables() - {"run_config", "run_manifest", "world_lexicon"}))
+    bare.write({}, [("DELETE FROM run_manifest WHERE stage <> ?", ["world"])])
+    runs["bare"] = bare.paths.root
+    (root / "corrupted").mkdir()
+    (root / "corrupted" / "lfp.duckdb").write_bytes(b"not a database, a half-copied file" * 100)
+    runs["corrupted"] = root / "corrupted"
+    return runs

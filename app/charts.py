@@ -1,0 +1,146 @@
+"""The dashboard's charts (altair), each drawn from a frame exactly as the store holds it.
+
+Charts only draw: no value is computed here that the store does not already hold.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+TUNED, BASE, ACCENT, MUTED = "#d1495b", "#00798c", "#edae49", "#8d99ae"
+MODEL_COLORS = alt.Scale(domain=["base", "tuned"], range=[BASE, TUNED])
+LAYER_AXIS = alt.Axis(labelAngle=0)
+GROUP_COLORS = {"polarity": alt.Scale(domain=["positive", "negative"], range=[BASE, TUNED]),
+                "split": alt.Scale(domain=["test", "train"], range=[TUNED, MUTED])}
+
+
+def reward_bars(rewards: pd.DataFrame, metric: str) -> alt.Chart:
+    """Mean reward of base and tuned completions, +- one standard deviation of the completions."""
+    frame = rewards[rewards["metric"] == metric]
+    base = alt.Chart(frame).encode(y=alt.Y("model:N", sort=["base", "tuned"], title=None))
+    bars = base.mark_bar(height=22).encode(
+        x=alt.X("mean:Q", title=f"mean {metric.replace('_', ' ')}"),
+        color=alt.Color("model:N", scale=MODEL_COLORS, legend=None),
+        tooltip=["model", "n", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f")])
+    spread = base.mark_errorbar(color="#333", ticks=True).encode(x=alt.X("mean:Q", title=None), xError="std:Q")
+    return (bars + spread).properties(height=alt.Step(34))
+
+
+def training_curve(log: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    return alt.Chart(log).mark_line(point=True, color=TUNED).encode(
+        x=alt.X("step:Q", title="training step"), y=alt.Y(f"{column}:Q", title=title),
+        tooltip=["step", alt.Tooltip(f"{column}:Q", format=".3f")]).properties(height=220)
+
+
+def divergence_bars(divergence: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    """Figure 7: per-layer parameter distance, the chosen layers highlighted."""
+    frame = divergence.assign(status=divergence["chosen"].map({True: "chosen", False: "not chosen"}))
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("layer:O", title="layer", axis=LAYER_AXIS), y=alt.Y(f"{column}:Q", title=title),
+        color=alt.Color("status:N", scale=alt.Scale(domain=["chosen", "not chosen"], range=[TUNED, MUTED]),
+                        title=None),
+        tooltip=["layer", alt.Tooltip(f"{column}:Q", format=".4g"), "rank", "chosen", "n_params"],
+    ).properties(height=260)
+
+
+def divergence_lines(frames: dict[str, pd.DataFrame], column: str, title: str) -> alt.Chart:
+    """Several runs' layer divergence on one axis (runs compared)."""
+    frame = pd.concat([f.assign(run=name) for name, f in frames.items()], ignore_index=True)
+    return alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(size=90, filled=True)).encode(
+        x=alt.X("layer:O", axis=LAYER_AXIS), y=alt.Y(f"{column}:Q", title=title),
+        color=alt.Color("run:N", title="run", scale=alt.Scale(range=[TUNED, BASE, ACCENT, MUTED])),
+        shape=alt.Shape("chosen:N", title="studied", scale=alt.Scale(domain=[True, False], range=["square", "circle"])),
+        tooltip=["run", "layer", alt.Tooltip(f"{column}:Q", format=".4g"), "chosen"]).properties(height=280)
+
+
+def dictionary_metrics(metrics: pd.DataFrame, columns: dict[str, str]) -> alt.FacetChart:
+    """SAE quality metrics per layer, the n and 2n dictionaries side by side, one panel per metric
+    (`columns`: column -> title), drawn as one chart."""
+    frame = metrics.assign(dictionary=metrics["dict_size"].astype(str)).melt(
+        id_vars=["layer", "dictionary"], value_vars=list(columns), var_name="column", value_name="value")
+    frame["metric"] = frame["column"].map(columns)
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("layer:O", title="layer", axis=LAYER_AXIS), xOffset="dictionary:N", y=alt.Y("value:Q", title=None),
+        color=alt.Color("dictionary:N", title="dictionary size", scale=alt.Scale(range=[BASE, ACCENT])),
+        tooltip=["metric", "layer", "dictionary", alt.Tooltip("value:Q", format=".4g")],
+    ).properties(width=260, height=170).facet(
+        facet=alt.Facet("metric:N", sort=list(columns.values()), title=None), columns=2,
+    ).resolve_scale(y="independent")
+
+
+def l1_sweep(sweep: pd.DataFrame) -> alt.Chart:
+    """Figure 8: reconstruction error against sparsity, one line per dictionary, one point per L1."""
+    frame = sweep.assign(dictionary=sweep["layer"].astype(str) + " / " + sweep["dict_size"].astype(str))
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("l0_fraction:Q", title="true sparsity (L0 / dictionary size)"),
+        y=alt.Y("normalized_mse:Q", title="normalised reconstruction loss"),
+        color=alt.Color("dictionary:N", title="layer / size"), order="l1_coefficient:Q",
+        tooltip=["l1_coefficient", "layer", "dict_size", alt.Tooltip("normalized_mse:Q", format=".4f"),
+                 alt.Tooltip("l0_fraction:Q", format=".3f")]).properties(height=300)
+
+
+def histogram(bins: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(bins).mark_bar(color=BASE).encode(
+        x=alt.X("bin_left:Q", title="activation (where the feature fires)", bin="binned"),
+        x2="bin_right:Q", y=alt.Y("count:Q", title="tokens"),
+        tooltip=[alt.Tooltip("bin_left:Q", format=".3f"), alt.Tooltip("bin_right:Q", format=".3f"), "count"],
+    ).properties(height=220)
+
+
+def logit_effects(logits: pd.DataFrame) -> alt.HConcatChart:
+    """Next tokens the feature makes more likely (left) and less likely (right), as one chart."""
+    def side(direction: str, title: str, color: str) -> alt.Chart:
+        return alt.Chart(logits[logits["direction"] == direction], title=title).mark_bar(color=color).encode(
+            y=alt.Y("token:N", sort=alt.EncodingSortField("rank"), title=None),
+            x=alt.X("effect:Q", title="effect on the logit"),
+            tooltip=["token", alt.Tooltip("effect:Q", format=".3f")]).properties(height=alt.Step(24), width=300)
+
+    return alt.hconcat(side("boost", "more likely", TUNED), side("suppress", "less likely", BASE))
+
+
+def probe_vs_lexicon(words: pd.DataFrame, color: str = "split") -> alt.Chart:
+    """Each word's value as the probe reads it against its lexicon value; the dashed diagonal is
+    where a probe that had recovered the reward exactly would put every word."""
+    low = float(min(words["lexicon_value"].min(), words["probe_value"].min()))
+    high = float(max(words["lexicon_value"].max(), words["probe_value"].max()))
+    diagonal = alt.Chart(pd.DataFrame({"x": [low, high], "y": [low, high]})).mark_line(
+        color="#555", strokeDash=[5, 4]).encode(x="x:Q", y="y:Q")
+    points = alt.Chart(words).mark_circle(size=70, opacity=0.8).encode(
+        x=alt.X("lexicon_value:Q", title="true value (lexicon)", scale=alt.Scale(domain=[low, high])),
+        y=alt.Y("probe_value:Q", title="value the probe reads in the model", scale=alt.Scale(domain=[low, high])),
+        color=alt.Color(f"{color}:N", scale=GROUP_COLORS[color]),
+        tooltip=["word", "split", alt.Tooltip("lexicon_value:Q", format=".2f"),
+                 alt.Tooltip("probe_value:Q", format=".2f"), "n_examples"])
+    return (diagonal + points).properties(height=360)
+
+
+def error_vs_frequency(words: pd.DataFrame) -> alt.Chart:
+    """Figure 4: how wrong the probe is about a word against how often the tuned model writes it."""
+    return alt.Chart(words).mark_circle(size=60, opacity=0.8).encode(
+        x=alt.X("generation_count:Q", scale=alt.Scale(type="symlog"),
+                title="times the tuned model generated the word"),
+        y=alt.Y("abs_error:Q", title="|probe value - lexicon value|"),
+        color=alt.Color("split:N", scale=GROUP_COLORS["split"]),
+        tooltip=["word", "split", "generation_count", "base_generation_count",
+                 alt.Tooltip("abs_error:Q", format=".2f")]).properties(height=300)
+
+
+def metric_by_variant(metrics: pd.DataFrame, metric: str) -> alt.Chart:
+    """One metric of the probe and of every baseline, with its confidence interval where known."""
+    frame = metrics[metrics["metric"] == metric]
+    base = alt.Chart(frame).encode(y=alt.Y("variant:N", sort=None, title=None))
+    bars = base.mark_bar().encode(
+        x=alt.X("value:Q", title=metric.replace("_", " ")),
+        color=alt.condition(alt.datum.variant == "sae", alt.value(TUNED), alt.value(MUTED)),
+        tooltip=["variant", "subset", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("p_value:Q", format=".3g"),
+                 alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f"), "n"])
+    return (bars + base.mark_rule(color="#333").encode(x="ci_low:Q", x2="ci_high:Q")).properties(
+        height=alt.Step(30))
+
+
+def pca(points: pd.DataFrame) -> alt.Chart:
+    """Figure 5: the probe's inputs in their first two principal components."""
+    return alt.Chart(points).mark_circle(size=40, opacity=0.7).encode(
+        x="pc1:Q", y="pc2:Q", color=alt.Color("label:N", scale=alt.Scale(range=[BASE, TUNED])),
+        tooltip=["triple_id", "element", "split", "label"]).properties(height=320)

@@ -1,0 +1,333 @@
+"""The dashboard's query layer: every read of a run's store goes through here.
+
+Why one module: the store's tables are a contract (docs/store.md) and the pages should not each
+hold their own idea of it. Every query is written here, values always travel as `?` parameters
+(a search box's text never becomes SQL), and table or column names only ever come from this
+code. The store is opened read-only with a short-lived connection per query, so a running
+`lfp run` can still write between reads.
+
+Results are cached by Streamlit per (database file, its modification time, SQL, parameters): a
+stage that rewrites the store changes the mtime, so the next rerun reads fresh tables, while
+page switches and widget changes reuse what was read. Large tables are filtered, sorted and
+paged in SQL, so a 50,000-feature dictionary never travels to the page whole.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from lfp_engine.store import RunStore
+from lfp_engine.tasks import TASKS
+
+FILLED_BY = {
+    "run_config": "world", "run_manifest": "world", "world_lexicon": "world",
+    "rlhf_rewards": "rlhf", "rlhf_samples": "rlhf", "rlhf_training_log": "rlhf",
+    "layer_divergence": "divergence",
+    "sae_metrics": "sae", "sae_training_log": "sae",
+    "features": "features", "feature_examples": "features", "feature_logits": "features",
+    "feature_neighbors": "features", "feature_histograms": "features", "shared_features_summary": "features",
+    "triples": "contrastive", "contrastive_words": "contrastive",
+    "probe_predictions": "probe", "lexicon_comparison": "probe", "probe_metrics": "probe",
+    "probe_weights": "probe", "probe_pca": "probe",
+    "feature_explanations": "explain", "explanation_summary": "explain",
+    "feature_frequency": "validate", "ablation_results": "validate",
+}
+"""Which `lfp run` stage writes each table (docs/store.md), to tell a user how to fill a gap."""
+
+EXPERIMENTS = {"sae_l1_sweep": "lfp sae-sweep", "sae_comparison": "lfp sae-compare"}
+"""Tables written by an on-demand command rather than a stage."""
+
+FEATURE_SORTS = {
+    "twin similarity": "twin_cosine",
+    "feature index": "feature",
+    "density": "density",
+    "max activation": "max_activation",
+    "simulation score": "simulation_score",
+    "detection score": "detection_score",
+}
+"""Sort keys the feature browser offers (label -> column): the only column names a user's
+choice can put into SQL."""
+
+RELEVANCE = ("any", "relevant", "not relevant", "not labelled")
+_RELEVANCE_SQL = {"relevant": "relevance", "not relevant": "NOT relevance", "not labelled": "relevance IS NULL"}
+
+BROWSER_COLUMNS = ("feature", "explanation", "explanation_source", "relevance", "simulation_score",
+                   "detection_score", "twin_feature", "twin_cosine", "is_shared", "density",
+                   "max_activation", "n_firing")
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """A feature everywhere in the store: (model, layer, dict_size, feature)."""
+
+    model: str
+    layer: int
+    dict_size: int
+    feature: int
+
+    def params(self) -> list[Any]:
+        return [self.model, self.layer, self.dict_size, self.feature]
+
+    def query_params(self) -> dict[str, str]:
+        return {"model": self.model, "layer": str(self.layer), "dict_size": str(self.dict_size),
+                "feature": str(self.feature)}
+
+
+@dataclass(frozen=True)
+class FeatureQuery:
+    """One view of the feature browser: a dictionary, filters, a sort order and a page."""
+
+    model: str
+    layer: int
+    dict_size: int
+    search: str = ""
+    relevance: str = "any"
+    shared_only: bool = False
+    source: str | None = None
+    sort: str = "twin similarity"
+    descending: bool = True
+    limit: int = 50
+    offset: int = 0
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses = ["model = ?", "layer = ?", "dict_size = ?"]
+        params: list[Any] = [self.model, self.layer, self.dict_size]
+        if self.search.strip():
+            # contains() matches the text literally: quotes, % and _ in a search are just characters.
+            clauses.append("contains(lower(coalesce(explanation, '')), lower(?))")
+            params.append(self.search.strip())
+        if self.relevance != "any":
+            clauses.append(_RELEVANCE_SQL[self.relevance])
+        if self.shared_only:
+            clauses.append("is_shared")
+        if self.source is not None:
+            clauses.append("explanation_source = ?")
+            params.append(self.source)
+        return " AND ".join(clauses), params
+
+
+def _db_version(path: Path) -> tuple[int, int]:
+    """Changes whenever a stage writes the store (the file or its write-ahead log)."""
+    wal = path.with_name(path.name + ".wal")
+    return (path.stat().st_mtime_ns if path.exists() else 0, wal.stat().st_mtime_ns if wal.exists() else 0)
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _cached_query(db: str, version: tuple[int, int], sql: str, params: tuple[Any, ...]) -> pd.DataFrame:
+    """`version` is only part of the cache key: a rewritten store is read afresh."""
+    return RunStore(Path(db).parent).query(sql, list(params))
+
+
+class RunData:
+    """Read-only, cached access to one run's store, in the terms the pages speak."""
+
+    def __init__(self, root: Path | str):
+        self.store = RunStore(root)
+        self.root = self.store.paths.root
+
+    def _q(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> pd.DataFrame:
+        return _cached_query(str(self.store.path), _db_version(self.store.path), sql, tuple(params))
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def tables(self) -> set[str]:
+        return set(self._q("SELECT table_name FROM information_schema.tables")["table_name"])
+
+    def has(self, table: str) -> bool:
+        """A table is there and holds rows (an empty table tells a user no more than a missing one)."""
+        if table not in self.tables():
+            return False
+        return bool(self._q(f"SELECT EXISTS (SELECT 1 FROM {table}) AS found")["found"].iloc[0])
+
+    def config(self) -> tuple[str, dict[str, Any]]:
+        """(preset, settings) the run was made with."""
+        frame = self._q("SELECT preset, config FROM run_config ORDER BY id LIMIT 1")
+        return str(frame["preset"].iloc[0]), json.loads(frame["config"].iloc[0])
+
+    def stage_outputs(self) -> dict[str, dict[str, Any]]:
+        """The headline outputs each finished stage recorded in the manifest."""
+        frame = self._q("SELECT stage, outputs FROM run_manifest WHERE status = 'done'")
+        return {row.stage: json.loads(row.outputs) if row.outputs else {} for row in frame.itertuples()}
+
+    # -- world and tuning -------------------------------------------------------------------
+
+    def lexicon_extremes(self, n: int) -> pd.DataFrame:
+        """The world's n most positive and n most negative words, for a plain example of the reward."""
+        return self._q(
+            "(SELECT word, lexicon_value FROM world_lexicon ORDER BY lexicon_value DESC, word LIMIT ?) UNION ALL "
+            "(SELECT word, lexicon_value FROM world_lexicon ORDER BY lexicon_value ASC, word LIMIT ?)", [n, n])
+
+    def world_lexicon_summary(self) -> pd.DataFrame:
+        return self._q("SELECT polarity, heldout, count(*) AS words, sum(corpus_count) AS corpus_occurrences "
+                       "FROM world_lexicon GROUP BY ALL ORDER BY polarity, heldout")
+
+    def rlhf_rewards(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM rlhf_rewards ORDER BY metric, model = 'tuned'")
+
+    def rlhf_samples(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM rlhf_samples")
+
+    def rlhf_training_log(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM rlhf_training_log ORDER BY step")
+
+    # -- layers and SAEs --------------------------------------------------------------------
+
+    def layer_divergence(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM layer_divergence ORDER BY layer")
+
+    def sae_metrics(self, model: str) -> pd.DataFrame:
+        return self._q("SELECT * FROM sae_metrics WHERE model = ? ORDER BY layer, dict_size", [model])
+
+    def shared_summary(self, model: str) -> pd.DataFrame:
+        return self._q("SELECT * FROM shared_features_summary WHERE model = ? ORDER BY layer, dict_size", [model])
+
+    def sae_l1_sweep(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM sae_l1_sweep ORDER BY l1_coefficient, layer, dict_size")
+
+    def sae_comparison(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM sae_comparison ORDER BY layer_choice, architecture, layer, dict_size")
+
+    # -- features ---------------------------------------------------------------------------
+
+    def feature_models(self) -> list[str]:
+        """Models with features, the tuned model (the one the method studies) first."""
+        frame = self._q("SELECT DISTINCT model FROM features ORDER BY model = 'tuned' DESC, model")
+        return list(frame["model"])
+
+    def dictionaries(self, model: str) -> pd.DataFrame:
+        return self._q("SELECT layer, dict_size, count(*) AS n_features, count(explanation) AS n_explained "
+                       "FROM features WHERE model = ? GROUP BY layer, dict_size ORDER BY layer, dict_size", [model])
+
+    def explanation_sources(self, model: str, layer: int, dict_size: int) -> list[str]:
+        frame = self._q("SELECT DISTINCT explanation_source FROM features WHERE model = ? AND layer = ? "
+                        "AND dict_size = ? AND explanation_source IS NOT NULL ORDER BY 1", [model, layer, dict_size])
+        return list(frame["explanation_source"])
+
+    def count_features(self, query: FeatureQuery) -> int:
+        """How many features of the dictionary pass the query's search and filters."""
+        where, params = query.where()
+        return int(self._q(f"SELECT count(*) AS n FROM features WHERE {where}", params)["n"].iloc[0])
+
+    def browse_features(self, query: FeatureQuery) -> pd.DataFrame:
+        """One page of a dictionary's features, filtered, sorted and cut in SQL."""
+        where, params = query.where()
+        order = f"{FEATURE_SORTS[query.sort]} {'DESC' if query.descending else 'ASC'} NULLS LAST, feature"
+        return self._q(f"SELECT {', '.join(BROWSER_COLUMNS)} FROM features WHERE {where} ORDER BY {order} "
+                       "LIMIT ? OFFSET ?", params + [query.limit, query.offset])
+
+    def feature(self, key: FeatureKey) -> pd.Series | None:
+        frame = self._q("SELECT * FROM features WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ?",
+                        key.params())
+        return None if frame.empty else frame.iloc[0]
+
+    def feature_examples(self, key: FeatureKey) -> pd.DataFrame:
+        return self._q("SELECT kind, rank, quantile, text_id, position, tokens, activations, max_activation "
+                       "FROM feature_examples WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? "
+                       "ORDER BY kind = 'quantile', quantile DESC, rank", key.params())
+
+    def feature_histogram(self, key: FeatureKey) -> pd.DataFrame:
+        return self._q("SELECT bin_left, bin_right, count FROM feature_histograms "
+                       "WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? ORDER BY bin_left",
+                       key.params())
+
+    def feature_logits(self, key: FeatureKey) -> pd.DataFrame:
+        return self._q("SELECT direction, rank, token, effect FROM feature_logits "
+                       "WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? ORDER BY direction, rank",
+                       key.params())
+
+    def feature_neighbors(self, key: FeatureKey) -> pd.DataFrame:
+        """The nearest features of the same dictionary, with what each is said to mean."""
+        return self._q(
+            "SELECT n.rank, n.neighbor, n.cosine, f.explanation, f.density FROM feature_neighbors n "
+            "LEFT JOIN features f ON f.model = n.model AND f.layer = n.layer AND f.dict_size = n.dict_size "
+            "AND f.feature = n.neighbor WHERE n.model = ? AND n.layer = ? AND n.dict_size = ? AND n.feature = ? "
+            "ORDER BY n.rank", key.params())
+
+    def probe_dictionaries(self) -> pd.DataFrame:
+        return self._q("SELECT layer, dict_size, count(*) AS n_inputs FROM probe_weights GROUP BY ALL ORDER BY ALL")
+
+    def probe_weight(self, key: FeatureKey) -> pd.Series | None:
+        """The probe's weight on a tuned-model feature, its rank by magnitude among all the probe's
+        inputs, and how many inputs there are (None when the feature is not an input)."""
+        frame = self._q(
+            "SELECT weight, weight_rank, n_inputs FROM (SELECT layer, dict_size, feature, weight, "
+            "rank() OVER (ORDER BY abs(weight) DESC) AS weight_rank, count(*) OVER () AS n_inputs "
+            "FROM probe_weights) WHERE layer = ? AND dict_size = ? AND feature = ?",
+            [key.layer, key.dict_size, key.feature])
+        return None if frame.empty else frame.iloc[0]
+
+    # -- the probe against the lexicon ------------------------------------------------------
+
+    def probe_metrics(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM probe_metrics ORDER BY variant = 'sae' DESC, variant, subset, metric")
+
+    def probe_metric(self, variant: str, subset: str, metric: str) -> pd.Series | None:
+        frame = self._q("SELECT * FROM probe_metrics WHERE variant = ? AND subset = ? AND metric = ?",
+                        [variant, subset, metric])
+        return None if frame.empty else frame.iloc[0]
+
+    def lexicon_comparison(self, split: str | None = None, search: str = "") -> pd.DataFrame:
+        """Per word: the probe's value against the lexicon's; `heldout` when the world says so."""
+        clauses, params = ["TRUE"], []
+        if split is not None:
+            clauses.append("c.split = ?")
+            params.append(split)
+        if search.strip():
+            clauses.append("contains(lower(c.word), lower(?))")
+            params.append(search.strip())
+        heldout = "w.heldout" if "world_lexicon" in self.tables() else "CAST(NULL AS BOOLEAN)"
+        join = "LEFT JOIN world_lexicon w ON w.word = c.word" if "world_lexicon" in self.tables() else ""
+        return self._q(f"SELECT c.*, {heldout} AS heldout FROM lexicon_comparison c {join} "
+                       f"WHERE {' AND '.join(clauses)} ORDER BY c.lexicon_value DESC, c.word", params)
+
+    def probe_pca(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM probe_pca ORDER BY triple_id, element")
+
+    # -- a run at a glance ------------------------------------------------------------------
+
+    def reward_metric(self) -> str | None:
+        """The reward this run's task is about: the one tuning optimised (RL) or that judges the
+        tuned model (DPO), else the preference margin, else whatever the rlhf stage measured."""
+        if not self.has("rlhf_rewards"):
+            return None
+        measured = list(dict.fromkeys(self.rlhf_rewards()["metric"]))
+        spec = TASKS.get(self.config()[1].get("task", ""))
+        preferred = ([f"{spec.reward}_reward"] if spec is not None else []) + ["preference_margin"]
+        return next((m for m in preferred if m in measured), measured[0])
+
+    def headline(self) -> dict[str, Any]:
+        """The numbers two runs are compared on; a value is absent when its stage has not run."""
+        preset, config = self.config()
+        out: dict[str, Any] = {"preset": preset, "task": config.get("task"), "seed": config.get("seed")}
+        metric = self.reward_metric()
+        if metric is not None:
+            rewards = self.rlhf_rewards()
+            by_model = rewards[rewards["metric"] == metric].set_index("model")
+            out["reward_metric"] = metric
+            for model in by_model.index:
+                out[f"reward_{model}"] = by_model.loc[model, "mean"]
+            if "tuned" in by_model.index:
+                tuned = by_model.loc["tuned"]
+                out.update(reward_difference=tuned["mean_difference"], reward_ci_low=tuned["ci_low"],
+                           reward_ci_high=tuned["ci_high"], reward_p_value=tuned["p_value"],
+                           kl_to_base=tuned["kl_to_base"])
+        if self.has("layer_divergence"):
+            chosen = self.layer_divergence().query("chosen")["layer"]
+            out["chosen_layers"] = ", ".join(str(v) for v in sorted(chosen))
+        sae = self.stage_outputs().get("sae", {})
+        for key in ("mean_variance_explained", "mean_l0", "mean_loss_recovered"):
+            if key in sae:
+                out[f"sae_{key}"] = sae[key]
+        if self.has("probe_metrics"):
+            for name in ("kendall_tau", "accuracy"):
+                row = self.probe_metric("sae", "test", name)
+                if row is not None:
+                    out.update({f"probe_{name}": row["value"], f"probe_{name}_ci_low": row["ci_low"],
+                                f"probe_{name}_ci_high": row["ci_high"], f"probe_{name}_p_value": row["p_value"]})
+        return out

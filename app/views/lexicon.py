@@ -1,0 +1,93 @@
+"""Lexicon: the reward the probe reads out of the tuned model, word by word, against the true
+reward (paper 4.1: Kendall tau, sign agreement, tables 2, 4, 5, 9, 10 and figure 4), beside every
+baseline; for preference tasks, the probe's accuracy and figure 5."""
+
+import streamlit as st
+
+from app import charts, ui
+from app.formatting import num, p_number, percent, span
+
+run = ui.current_run()
+st.title("Lexicon: the reward as the model learned it")
+ui.explain("A linear probe reads, from the tuned model's SAE features, how much reward the model expects a word "
+           "to earn. Put next to the word's true value in the lexicon, it shows what the model learned about the "
+           "feedback and where it diverges.")
+if not ui.needs(run, "probe_metrics", what="This page"):
+    st.stop()
+
+metrics = run.probe_metrics()
+tau = run.probe_metric("sae", "test", "kendall_tau")
+if tau is not None:
+    cols = st.columns(4)
+    cols[0].metric("Kendall tau, test words", num(tau["value"], 3), help="1: same order as the lexicon; 0: unrelated")
+    cols[1].metric("95% confidence interval", span(tau["ci_low"], tau["ci_high"]))
+    cols[2].metric("p-value", p_number(tau["p_value"]))
+    sign = run.probe_metric("sae", "test", "sign_agreement")
+    cols[3].metric("Sign agreement", percent(None if sign is None else sign["value"]),
+                   help="Share of test words whose probe value has the sign of their lexicon value")
+    ui.explain(f"On {num(tau['n'])} test words the probe was never fitted on. Kendall tau compares the order of the "
+               "words by probe value with their order in the lexicon; the interval is a bootstrap over words.")
+    by_polarity = [(s, run.probe_metric("sae", s, "sign_agreement")) for s in ("test_positive", "test_negative")]
+    if all(r is not None for _, r in by_polarity):
+        st.markdown("Sign agreement by polarity (paper table 5): " + "; ".join(
+            f"{s.removeprefix('test_')} words {percent(r['value'])} of {num(r['n'])}" for s, r in by_polarity) + ".")
+
+st.header("Probe value against lexicon value")
+if tau is not None and ui.needs(run, "lexicon_comparison", what="The word-by-word comparison"):
+    split = st.segmented_control("Words", ["test", "train", "all"], default="test", key="lexicon_split",
+                                 persist_state="session") or "test"
+    words = run.lexicon_comparison(split=None if split == "all" else split)
+    st.altair_chart(charts.probe_vs_lexicon(words, color="split" if split == "all" else "polarity"))
+    ui.explain("Each dot is a word: across, its value in the lexicon; up, the value the probe reads in the model. "
+               "Words on the dashed diagonal were learned exactly; the probe's values are rescaled to the "
+               "lexicon's range.")
+
+st.header("Against the baselines")
+subsets = list(dict.fromkeys(metrics["subset"]))
+subset = st.selectbox("Words measured", subsets, key="lexicon_subset", persist_state="session")
+shown = metrics[metrics["subset"] == subset]
+headline = "kendall_tau" if "kendall_tau" in set(shown["metric"]) else shown["metric"].iloc[0]
+st.altair_chart(charts.metric_by_variant(shown, headline))
+table = shown.pivot_table(index="variant", columns="metric", values="value", sort=False)
+if headline == "kendall_tau":  # the headline's significance beside it
+    significance = shown[shown["metric"] == headline].set_index("variant")
+    table.insert(1, "p-value", significance["p_value"].map(p_number))
+    table.insert(2, "95% CI", [span(r.ci_low, r.ci_high) for r in significance.loc[table.index].itertuples()])
+st.dataframe(table, column_config={c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
+                                   for c in table.columns if c not in ("p-value", "95% CI")})
+ui.explain("sae: the probe on the tuned model's SAE features. xavier: the same probe untrained (random weights, "
+           "the paper's baseline). shuffled: fitted to shuffled targets. raw_mlp: fitted on the raw layer "
+           "outputs instead of SAE features. base_model: the same pipeline on the model before tuning. A probe "
+           "that learned the feedback should beat xavier and shuffled clearly.")
+
+accuracy = run.probe_metric("sae", "test", "accuracy")
+if accuracy is not None and run.has("probe_pca"):
+    st.header("Preferred against rejected (figure 5)")
+    st.altair_chart(charts.pca(run.probe_pca()))
+    ui.explain("The probe's inputs in their first two principal components, coloured by whether the text is the "
+               "preferred or the rejected one.")
+
+if tau is not None and run.has("lexicon_comparison"):
+    st.header("Is a word learned worse when the model writes it more? (figure 4)")
+    st.altair_chart(charts.error_vs_frequency(run.lexicon_comparison()))
+    ui.explain("Across: how often the tuned model generated the word in sampled completions; up: how far the probe's "
+               "value for it is from the lexicon's.")
+
+    st.header("The reconstructed lexicon")
+    search = st.text_input("Find a word", key="lexicon_search", persist_state="session")
+    found = run.lexicon_comparison(search=search)
+    st.dataframe(found, hide_index=True, column_config={
+        "lexicon_value": st.column_config.NumberColumn("lexicon value", format="%.2f"),
+        "probe_value": st.column_config.NumberColumn("probe value", format="%.2f"),
+        "abs_error": st.column_config.NumberColumn("|error|", format="%.2f"),
+        "heldout": st.column_config.CheckboxColumn("held out of tuning")})
+    ui.explain(f"{num(len(found))} words. Probe value: the mean of the probe's predictions over the contrastive "
+               "examples containing the word (n_examples). Generation counts: occurrences in completions sampled "
+               "from the tuned and the base model.")
+
+if run.has("world_lexicon"):
+    st.header("The world's ground truth")
+    st.dataframe(run.world_lexicon_summary(), hide_index=True)
+    ui.explain("This run's world is synthetic: its reviews were written from templates with these sentiment words "
+               "planted at known values. Held-out words never appeared in the prompts used for tuning, so the "
+               "pipeline's answer on them can be checked against what was planted.")

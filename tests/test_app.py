@@ -1,0 +1,281 @@
+"""The dashboard under Streamlit's AppTest: every page on a micro run, the numbers shown against the
+store, guidance where a stage has not run, hostile search text, and escaping of stored text.
+
+Runs (conftest `app_runs`): the real micro run; copies carrying FIXTURE probe/explain tables
+(tests/contract_fixture.py) for the pages whose stages do not exist yet; a world-only run; a
+corrupted store.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.formatting import num, p_number, percent, signed, span
+from app.narrative import feedback_learned_accuracy, feedback_learned_tau
+from app.runs import run_label
+from lfp_engine.store import RunStore
+
+from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TOKEN
+
+pytestmark = pytest.mark.slow
+
+MAIN = Path(__file__).resolve().parents[1] / "app" / "main.py"
+PAGES = ["views/story.py", "views/layers.py", "views/features.py", "views/feature.py", "views/lexicon.py",
+         "views/compare.py"]
+
+
+@pytest.fixture
+def open_app(monkeypatch):
+    """Start the app as `streamlit run app/main.py -- --run RUN` would, on a page (with query params)."""
+
+    def start(run: Path, page: str | None = None, query: dict[str, str] | None = None) -> AppTest:
+        monkeypatch.setattr(sys, "argv", [str(MAIN), "--run", str(run), "--runs", str(run.parent)])
+        at = AppTest.from_file(str(MAIN), default_timeout=60).run()
+        if page is not None:
+            at.switch_page(page)
+            if query:
+                at.query_params.update(query)
+            at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return start
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+
+
+def test_every_page_renders_on_the_real_micro_run(open_app, app_runs):
+    for page in PAGES:
+        at = open_app(app_runs["micro"], page)
+        assert at.title, page
+        assert not at.error, (page, [e.value for e in at.error])
+
+
+def test_story_shows_the_stores_numbers(open_app, app_runs):
+    store = RunStore(app_runs["fixture"])
+    at = open_app(app_runs["fixture"])
+    rewards = store.read("rlhf_rewards", "metric = ?", ["vader_reward"]).set_index("model")
+    shown = metrics(at)
+    assert shown["Base model, mean reward"] == num(rewards.loc["base", "mean"])
+    assert shown["Tuned model, mean reward"] == num(rewards.loc["tuned", "mean"])
+    assert at.metric[1].delta == signed(rewards.loc["tuned", "mean_difference"])
+    assert shown["Drift from the base model (KL)"] == num(rewards.loc["tuned", "kl_to_base"])
+    tau = store.read("probe_metrics", "variant = 'sae' AND subset = 'test' AND metric = 'kendall_tau'").iloc[0]
+    answer = feedback_learned_tau(tau, held_out_of_tuning=True)
+    assert f"**{answer}**" in [m.value for m in at.markdown]
+    assert f"Kendall tau {num(tau['value'], 2)}" in answer
+    assert span(tau["ci_low"], tau["ci_high"], lambda v: num(v, 2)) in answer
+    samples = store.read("rlhf_samples")
+    assert at.table[0].value.iloc[:, 0].tolist() == samples["prompt"].head(5).tolist()
+    assert at.table[0].value.iloc[:, 4].tolist() == samples["tuned_reward"].head(5).tolist()
+    assert at.dataframe[0].value.to_numpy().tolist() == samples.to_numpy().tolist()
+    words = [line for line in texts(at).splitlines() if line.startswith("For example:")]
+    top = store.query("SELECT word FROM world_lexicon ORDER BY lexicon_value DESC, word LIMIT 1")["word"].iloc[0]
+    assert words and f"**{top}**" in words[0]
+
+
+def test_story_answers_a_preference_task_with_accuracy(open_app, app_runs):
+    at = open_app(app_runs["dpo_fixture"])
+    row = RunStore(app_runs["dpo_fixture"]).read("probe_metrics", "variant = 'sae' AND metric = 'accuracy'").iloc[0]
+    assert f"**{feedback_learned_accuracy(row)}**" in [m.value for m in at.markdown]
+    assert percent(row["value"]) in feedback_learned_accuracy(row)
+
+
+def test_layers_page_shows_divergence_and_sae_quality(open_app, app_runs):
+    store = RunStore(app_runs["micro"])
+    at = open_app(app_runs["micro"], "views/layers.py")
+    chosen = store.read("layer_divergence", "chosen", order_by="layer")["layer"].tolist()
+    assert any(f"**{', '.join(map(str, chosen))}**" in m.value for m in at.markdown)
+    sae = store.read("sae_metrics", "model = 'tuned'", order_by="layer, dict_size")
+    pd.testing.assert_frame_equal(at.dataframe[0].value.reset_index(drop=True), sae)
+    at.radio(key="layers_model").set_value("base").run()
+    base = store.read("sae_metrics", "model = 'base'", order_by="layer, dict_size")
+    pd.testing.assert_frame_equal(at.dataframe[0].value.reset_index(drop=True), base)
+    assert "lfp sae-sweep" in texts(at)
+
+
+def browser_rows(store: RunStore, layer: int, dict_size: int) -> pd.DataFrame:
+    """The features the browser should list, filtered and sorted in pandas (not SQL)."""
+    features = store.read("features", "model = 'tuned' AND layer = ? AND dict_size = ?", [layer, dict_size])
+    return features.sort_values(["twin_cosine", "feature"], ascending=[False, True])
+
+
+def test_feature_browser_lists_the_dictionarys_features(open_app, app_runs):
+    store = RunStore(app_runs["fixture"])
+    at = open_app(app_runs["fixture"], "views/features.py")
+    layer, dict_size = at.selectbox(key="browser_dictionary").value
+    expected = browser_rows(store, layer, dict_size)
+    table = at.dataframe[0].value
+    assert table["feature"].tolist() == expected["feature"].tolist()[:50]
+    assert table["explanation"].tolist() == expected["explanation"].tolist()[:50]
+    assert table["twin_cosine"].tolist() == expected["twin_cosine"].tolist()[:50]
+    assert f"**{len(expected)}** features match" in texts(at)
+
+    at.toggle(key="browser_descending").set_value(False)
+    at.selectbox(key="browser_sort").set_value("density").run()
+    ascending = expected.sort_values(["density", "feature"])
+    assert at.dataframe[0].value["feature"].tolist() == ascending["feature"].tolist()
+
+    at.selectbox(key="browser_relevance").set_value("relevant").run()
+    relevant = ascending[ascending["relevance"].fillna(False).astype(bool)]
+    assert at.dataframe[0].value["feature"].tolist() == relevant["feature"].tolist()
+
+    at.selectbox(key="browser_source").set_value("offline").run()
+    offline = relevant[relevant["explanation_source"] == "offline"]
+    assert at.dataframe[0].value["feature"].tolist() == offline["feature"].tolist()
+
+
+@pytest.mark.parametrize("search", [
+    "'; DROP TABLE features; --", '"great"', "it's", "100%_sure", "%", "_", "' OR '1'='1", "\\", "x' UNION SELECT 1 --",
+    "TOKEN 'B'",
+])
+def test_search_with_quotes_and_sql_is_literal(open_app, app_runs, search):
+    store = RunStore(app_runs["fixture"])
+    at = open_app(app_runs["fixture"], "views/features.py")
+    layer, dict_size = at.selectbox(key="browser_dictionary").value
+    at.text_input(key="browser_search").set_value(search).run()
+    assert not at.exception
+    expected = browser_rows(store, layer, dict_size)
+    expected = expected[expected["explanation"].fillna("").str.lower().str.contains(search.lower(), regex=False)]
+    assert at.dataframe[0].value["feature"].tolist() == expected["feature"].tolist()
+    assert f"**{len(expected)}** features match" in texts(at)
+    assert "features" in store.tables()
+    if search in HOSTILE_EXPLANATION:
+        assert HOSTILE_EXPLANATION in at.dataframe[0].value["explanation"].tolist()
+
+
+def test_picking_a_row_opens_the_feature(open_app, app_runs):
+    at = open_app(app_runs["fixture"], "views/features.py")
+    picked = at.dataframe[0].value.iloc[2]
+    at.session_state["browser_table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}
+    at.run()
+    layer, dict_size = at.selectbox(key="layer").value, at.selectbox(key="dict_size").value
+    expected = f"Feature {picked['feature']} · layer {layer} · {dict_size}-feature dictionary · tuned model"
+    assert at.header[0].value == expected
+
+
+def test_feature_page_shows_the_stores_numbers_and_escapes_text(open_app, app_runs):
+    store = RunStore(app_runs["fixture"])
+    first = store.query("SELECT * FROM features WHERE model = 'tuned' ORDER BY layer, dict_size, feature LIMIT 2")
+    row = first.iloc[0]
+    where = [int(row["layer"]), int(row["dict_size"]), int(row["feature"])]
+    key = {"layer": str(where[0]), "dict_size": str(where[1]), "feature": str(where[2])}
+    at = open_app(app_runs["fixture"], "views/feature.py", key)
+    shown = metrics(at)
+    assert shown["Simulation score"] == num(row["simulation_score"], 2)
+    assert shown["Detection score"] == num(row["detection_score"], 2)
+    assert shown["Twin similarity"] == num(row["twin_cosine"], 3)
+    assert shown["Density"] == percent(row["density"], 2)
+    assert shown["Tokens fired on"] == num(row["n_firing"])
+    assert shown["Max activation"] == num(row["max_activation"])
+    weight = store.read("probe_weights", "layer = ? AND dict_size = ? AND feature = ?", where).iloc[0]
+    assert shown["Probe weight"] == num(weight["weight"])
+    html = "\n".join(h.proto.body for h in at.get("html"))
+    assert "&lt;script&gt;alert(&#x27;token&#x27;)&lt;/script&gt;" in html and MARKUP_TOKEN not in html
+    assert "&quot;great&quot;" in html  # the explanation, escaped
+    examples = store.read("feature_examples", "model = 'tuned' AND layer = ? AND dict_size = ? AND feature = ?", where)
+    assert html.count("font-family: ui-monospace") == len(examples)
+    neighbors = store.read("feature_neighbors", "model = 'tuned' AND layer = ? AND dict_size = ? AND feature = ?",
+                           where, order_by="rank")
+    assert at.dataframe[0].value["neighbor"].tolist() == neighbors["neighbor"].tolist()
+
+    at.number_input(key="feature").set_value(int(first.iloc[1]["feature"])).run()
+    html = "\n".join(h.proto.body for h in at.get("html"))
+    assert "&lt;script&gt;alert(&#x27;explanation&#x27;)&lt;/script&gt;" in html and MARKUP_EXPLANATION not in html
+
+
+def test_feature_page_of_the_base_model_and_of_an_unexplained_run(open_app, app_runs):
+    at = open_app(app_runs["fixture"], "views/feature.py", {"model": "base"})
+    assert "The probe reads the tuned model's features only." in texts(at)
+    at = open_app(app_runs["micro"], "views/feature.py")
+    shown = texts(at)
+    assert "Not explained yet" in shown and "The `explain` stage" in shown and "`probe` stage" in shown
+
+
+def test_lexicon_page_shows_the_stores_numbers(open_app, app_runs):
+    store = RunStore(app_runs["fixture"])
+    at = open_app(app_runs["fixture"], "views/lexicon.py")
+    tau = store.read("probe_metrics", "variant = 'sae' AND subset = 'test' AND metric = 'kendall_tau'").iloc[0]
+    sign = store.read("probe_metrics", "variant = 'sae' AND subset = 'test' AND metric = 'sign_agreement'").iloc[0]
+    shown = metrics(at)
+    assert shown["Kendall tau, test words"] == num(tau["value"])
+    assert shown["95% confidence interval"] == span(tau["ci_low"], tau["ci_high"])
+    assert shown["p-value"] == p_number(tau["p_value"])
+    assert shown["Sign agreement"] == percent(sign["value"])
+    baselines = at.dataframe[0].value
+    assert baselines.loc["sae", "p-value"] == p_number(tau["p_value"])
+    assert baselines.loc["sae", "95% CI"] == span(tau["ci_low"], tau["ci_high"])
+    test = store.read("probe_metrics", "subset = 'test'")
+    for variant in test["variant"].unique():
+        assert baselines.loc[variant, "kendall_tau"] == pytest.approx(
+            test.query("variant == @variant and metric == 'kendall_tau'")["value"].iloc[0])
+    lexicon = at.dataframe[-2].value
+    assert len(lexicon) == len(store.read("lexicon_comparison"))
+    at.text_input(key="lexicon_search").set_value("GREAT").run()
+    found = at.dataframe[-2].value
+    expected = store.read("lexicon_comparison")
+    assert sorted(found["word"]) == sorted(expected[expected["word"].str.contains("great")]["word"])
+    merged = found.merge(expected, on="word", suffixes=("", "_store"))
+    assert (merged["probe_value"] == merged["probe_value_store"]).all()
+    world = store.query("SELECT count(*) AS n FROM world_lexicon")["n"].iloc[0]
+    assert at.dataframe[-1].value["words"].sum() == world
+
+
+def test_compare_page_puts_two_runs_side_by_side(open_app, app_runs):
+    at = open_app(app_runs["fixture"], "views/compare.py")
+    at.selectbox(key="compare_with").set_value(app_runs["bare"].resolve()).run()
+    table = at.table[0].value
+    assert table.loc["Mean reward, tuned model", run_label(app_runs["bare"])] == "not run"
+    assert table.loc["Preset", run_label(app_runs["bare"])] == "micro"
+
+    at.selectbox(key="compare_with").set_value(app_runs["micro"].resolve()).run()
+    table = at.table[0].value
+    assert list(table.columns) == [run_label(app_runs["fixture"]), run_label(app_runs["micro"])]
+    for column, run in zip(table.columns, (app_runs["fixture"], app_runs["micro"])):
+        rewards = RunStore(run).read("rlhf_rewards", "model = 'tuned'").iloc[0]
+        assert table.loc["Mean reward, tuned model", column] == num(rewards["mean"])
+        assert table.loc["Reward gain from tuning", column] == signed(rewards["mean_difference"])
+    tau = RunStore(app_runs["fixture"]).read("probe_metrics", "variant = 'sae' AND subset = 'test' AND "
+                                             "metric = 'kendall_tau'").iloc[0]
+    assert table.loc["Probe Kendall tau on test words", table.columns[0]] == num(tau["value"])
+    assert table.loc["Probe Kendall tau on test words", table.columns[1]] == "not run"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_on_a_world_only_run_say_which_stage_fills_them(open_app, app_runs, page):
+    at = open_app(app_runs["bare"], page)
+    if page == "views/compare.py":  # the first other run is the corrupted one: its error, then another run
+        assert "is not a readable DuckDB store" in at.error[0].value
+        at.selectbox(key="compare_with").set_value(app_runs["micro"].resolve()).run()
+    shown = texts(at)
+    assert "lfp run --out" in shown and "stage writes" in shown, shown
+    assert not at.error
+
+
+def test_pages_on_a_run_without_the_probe_name_the_probe_stage(open_app, app_runs):
+    for page in ("views/story.py", "views/lexicon.py"):
+        at = open_app(app_runs["micro"], page)
+        assert "The `probe` stage writes `probe_metrics`" in texts(at)
+
+
+def test_a_corrupted_store_shows_an_error_not_a_traceback(open_app, app_runs):
+    at = open_app(app_runs["corrupted"])
+    assert at.error and "is not a readable DuckDB store" in at.error[0].value
+
+
+def test_no_run_found_explains_how_to_make_one(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", [str(MAIN), "--runs", str(tmp_path)])
+    at = AppTest.from_file(str(MAIN), default_timeout=60).run()
+    assert not at.exception
+    assert any("lfp run --preset tiny" in i.value for i in at.info)

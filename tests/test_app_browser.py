@@ -1,0 +1,79 @@
+"""The dashboard in a real browser: `streamlit run app/main.py` served on a free port, driven by
+headless Chromium (Debian's package, through Playwright's Python client).
+
+Every page renders without an exception on a run carrying FIXTURE probe/explain tables
+(tests/contract_fixture.py); stored markup shows as text and runs nothing; clicking a row of the
+feature browser opens that feature. Skips only where Chromium or Playwright is not installed
+(`bash scripts/install.sh --test` installs both).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lfp_engine.store import RunStore
+
+from .browser import PAGE_PATHS, chromium, chromium_path, open_page, settle, streamlit_app
+from .contract_fixture import MARKUP_EXPLANATION, MARKUP_TOKEN
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: bash scripts/install.sh --test")
+if chromium_path() is None:
+    pytest.skip("Chromium is not installed and could not be: apt-get install -y chromium", allow_module_level=True)
+
+TITLES = {"story": "Did the model learn the feedback we gave it?", "layers": "Layers",
+          "features": "Feature browser", "feature": "Feature", "lexicon": "Lexicon: the reward as the model learned it",
+          "compare": "Compare runs"}
+
+
+def test_every_page_renders_and_stored_markup_stays_text(app_runs):
+    run = app_runs["fixture"]
+    with streamlit_app(["--run", str(run), "--runs", str(run.parent)]) as url, chromium() as page:
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        for name, path in PAGE_PATHS.items():
+            open_page(page, f"{url}/{path}")
+            assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip() == TITLES[name]
+            assert page.locator('[data-testid="stException"]').count() == 0, name
+            assert page.locator('[data-testid="stAlertContentError"]').count() == 0, name
+            assert page.locator('[data-testid="stVegaLiteChart"], [data-testid="stDataFrame"], '
+                                '[data-testid="stTable"]').count() > 0, name
+
+        open_page(page, f"{url}/{PAGE_PATHS['feature']}")
+        assert page.get_by_text(MARKUP_TOKEN, exact=False).count() >= 1  # the token, shown as characters
+        open_page(page, f"{url}/{PAGE_PATHS['feature']}?feature=1")  # the URL names the feature
+        assert page.get_by_text(MARKUP_EXPLANATION, exact=False).count() == 1
+        assert page.locator('[data-testid="stMain"] b').count() == 0  # '<b>bold</b>' was not made bold
+        assert dialogs == [] and errors == []
+
+
+def click_first_row(page, grid) -> None:
+    """Tick the selection cell of a dataframe's first row (the grid is a canvas; its header ~35 px)."""
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)
+
+
+def test_clicking_rows_opens_features(app_runs):
+    run = app_runs["fixture"]
+    with streamlit_app(["--run", str(run)]) as url, chromium() as page:
+        open_page(page, f"{url}/{PAGE_PATHS['features']}")
+        click_first_row(page, page.locator('[data-testid="stDataFrame"]').first)
+        page.wait_for_url(re.compile(r"/feature(\?|$)"), timeout=30_000)
+        settle(page)
+        header = page.locator('[data-testid="stMain"] h2').first.inner_text()
+        match = re.match(r"Feature (\d+) · layer (\d+) · (\d+)-feature dictionary · tuned", header)
+        assert match, header
+
+        feature, layer, size = (int(v) for v in match.groups())
+        neighbor = RunStore(run).read("feature_neighbors", "model = 'tuned' AND layer = ? AND dict_size = ? AND "
+                                      "feature = ? AND rank = 1", [layer, size, feature])["neighbor"].iloc[0]
+        click_first_row(page, page.locator('[data-testid="stDataFrame"]').last)  # the nearest features
+        page.wait_for_function(f"() => document.querySelector('[data-testid=\"stMain\"] h2')"
+                               f".innerText.startsWith('Feature {neighbor} ')", timeout=30_000)
+        settle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
