@@ -180,8 +180,9 @@ def _chosen_examples(top_values: torch.Tensor, top_rows: torch.Tensor, keys: lis
 def context_windows(examples: pd.DataFrame, sae: SparseAutoencoder, activations: ActivationSet, layer: int,
                     before: int, after: int, batch_rows: int, decode: Callable[[int], str]) -> pd.DataFrame:
     """Add to `examples` (feature, row, ...) each example's readable context: text_id, position,
-    token_ids, tokens, activations (the feature's code on every token of the window), max_activation
-    (its code at the example's own token). Windows stay inside the example's text."""
+    token_ids, tokens, activations (the feature's code on every token of the window), peak_index (where
+    the example's own token sits in the window), max_activation (its code there). Windows stay inside
+    the example's text."""
     index = activations.index
     text_ids = index["text_id"].to_numpy()
     positions = index["position"].to_numpy()
@@ -211,6 +212,7 @@ def context_windows(examples: pd.DataFrame, sae: SparseAutoencoder, activations:
     out = examples.copy()
     out["text_id"] = text_ids[rows]
     out["position"] = positions[rows].astype(np.int64)
+    out["peak_index"] = (rows - first).astype(np.int64)
     windows = [token_ids[a:b + 1] for a, b in zip(first, last)]
     out["token_ids"] = [w.astype(np.int64).tolist() for w in windows]
     out["tokens"] = [[decode(int(t)) for t in w] for w in windows]

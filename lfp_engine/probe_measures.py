@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.decomposition import PCA
 
 from .deltas import activation_deltas
@@ -117,7 +118,10 @@ def measure(variant: str, data: ProbeDataset, prediction: np.ndarray, n_bootstra
     if data.word[0] is None:
         for subset, mask in (("test", data.test), ("train", data.train)):
             correct = (prediction[mask] > 0) == (data.target[mask] == 1)
-            rows.append(_row(variant, subset, "accuracy", correct.mean(), mask.sum()))
+            test = stats.binomtest(int(correct.sum()), int(mask.sum()), 0.5, alternative="greater")
+            interval = test.proportion_ci(0.95)
+            rows.append(_row(variant, subset, "accuracy", correct.mean(), mask.sum(), test.pvalue, interval.low,
+                             interval.high))
         return rows
     for subset, mask in (("test", data.test), ("train", data.train)):
         table = lexicon_values(data, prediction, mask)

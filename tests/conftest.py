@@ -48,7 +48,7 @@ def app_runs(micro_run, tmp_path_factory) -> dict[str, Path]:
     """Run folders for the dashboard, side by side in one runs/ folder: the real micro run as the
     pipeline left it; copies with the probe and explain tables of tests/contract_fixture.py (FIXTURE
     data: a VADER-task regression probe, and a preference-task logistic probe); a run with only its
-    world stage; a store that is not a database."""
+    world stage; one cut back to its `features` stage; a store that is not a database."""
     from lfp_engine.store import RunStore
 
     from .contract_fixture import add_contract_tables, copy_run
@@ -62,7 +62,28 @@ def app_runs(micro_run, tmp_path_factory) -> dict[str, Path]:
     bare.drop(sorted(bare.tables() - {"run_config", "run_manifest", "world_lexicon"}))
     bare.write({}, [("DELETE FROM run_manifest WHERE stage <> ?", ["world"])])
     runs["bare"] = bare.paths.root
+    runs["sae_only"] = strip_to_features(copy_run(micro_run, root / "sae-only"))
     (root / "corrupted").mkdir()
     (root / "corrupted" / "lfp.duckdb").write_bytes(b"not a database, a half-copied file" * 100)
     runs["corrupted"] = root / "corrupted"
     return runs
+
+
+LATER_STAGES = ("contrastive", "probe", "explain", "validate")
+LATER_TABLES = ("triples", "contrastive_words", "probe_metrics", "probe_predictions", "probe_weights", "probe_pca",
+                "lexicon_comparison", "feature_explanations", "explanation_summary", "annotation_questions",
+                "annotations", "feature_frequency", "ablation_results", "ablation_samples")
+
+
+def strip_to_features(run: Path) -> Path:
+    """The run as it stood after its `features` stage: later stages' tables, manifest rows and the
+    explanation columns of `features` gone, as in a run stopped there (or made before they existed)."""
+    from lfp_engine.store import RunStore
+
+    store = RunStore(run)
+    store.drop(sorted(store.tables() & set(LATER_TABLES)))
+    marks = ", ".join("?" * len(LATER_STAGES))
+    store.write({}, [(f"DELETE FROM run_manifest WHERE stage IN ({marks})", list(LATER_STAGES)),
+                     ("UPDATE features SET explanation = NULL, explanation_source = NULL, relevance = NULL, "
+                      "simulation_score = NULL, detection_score = NULL", [])])
+    return run

@@ -28,7 +28,8 @@ FEATURE_TYPES = {"model": "VARCHAR", "layer": "BIGINT", "dict_size": "BIGINT", "
                  "detection_score": "DOUBLE"}
 EXAMPLE_TYPES = {"model": "VARCHAR", "layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "kind": "VARCHAR", "rank": "BIGINT",
                  "quantile": "DOUBLE", "text_id": "BIGINT", "position": "BIGINT", "token_ids": "INTEGER[]",
-                 "tokens": "VARCHAR[]", "activations": "DOUBLE[]", "max_activation": "DOUBLE"}
+                 "tokens": "VARCHAR[]", "activations": "DOUBLE[]", "peak_index": "BIGINT",
+                 "max_activation": "DOUBLE"}
 
 
 def column_types(store: RunStore, table: str) -> dict[str, str]:
@@ -74,7 +75,6 @@ def test_the_sae_stages_fill_the_store(micro_run):
     assert column_types(store, "features") | FEATURE_TYPES == column_types(store, "features")
     features = store.read("features")
     assert len(features) == sum(metrics["dict_size"])
-    assert features[["explanation", "relevance", "simulation_score", "detection_score"]].isna().all().all()
     assert features["twin_cosine"].between(-1, 1 + 1e-9).all()
     assert (features["is_shared"] == (features["twin_cosine"] > config.features.shared_threshold)).all()
     for _, group in features.groupby(["model", "layer", "dict_size"]):
@@ -87,6 +87,7 @@ def test_the_sae_stages_fill_the_store(micro_run):
     assert all(len(t) == len(a) == len(i) <= 24 for t, a, i in
                zip(examples["tokens"], examples["activations"], examples["token_ids"]))
     assert (examples["max_activation"] > 0).all()
+    assert all(a[i] == m for a, i, m in zip(examples["activations"], examples["peak_index"], examples["max_activation"]))
     logits = store.read("feature_logits")
     assert set(logits["direction"]) == {"boost", "suppress"}
     assert (logits[logits["direction"] == "boost"]["effect"] >= logits[logits["direction"] == "suppress"]["effect"].max()
