@@ -227,8 +227,8 @@ class RunData:
         return None if frame.empty else frame.iloc[0]
 
     def feature_examples(self, key: FeatureKey) -> pd.DataFrame:
-        return self._q("SELECT kind, rank, quantile, text_id, position, tokens, activations, max_activation "
-                       "FROM feature_examples WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? "
+        return self._q("SELECT kind, rank, quantile, text_id, position, tokens, activations, peak_index, "
+                       "max_activation FROM feature_examples WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? "
                        "ORDER BY kind = 'quantile', quantile DESC, rank", key.params())
 
     def feature_histogram(self, key: FeatureKey) -> pd.DataFrame:

@@ -247,9 +247,12 @@ class ExplainSettings:
     shown_fraction: float = 0.6
     """Share of a feature's top examples the explainer sees; the rest are held out for scoring."""
     n_windows: int = 200
-    """Random held-out text windows per dictionary, from which non-firing examples are drawn."""
+    """Random held-out text windows per dictionary, from which quiet examples are drawn."""
     n_quiet: int = 5
-    """Non-firing examples per feature in the detection task."""
+    """Quiet examples per feature in the detection task: the windows where it is weakest. For a
+    sparse feature they are silent ones, as in the paper; a dense feature (active on a tenth of all
+    tokens or more) is silent almost nowhere, and is scored on separating its strong examples from
+    its weakest windows rather than left without a score."""
     relevance_min_r: float = 0.3
     """Offline relevance: |r| between activation and lexicon value must reach this..."""
     relevance_max_p: float = 0.01

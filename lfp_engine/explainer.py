@@ -61,7 +61,9 @@ class ExplanationRecord:
 
 def split_evidence(key: Key, examples: pd.DataFrame, quiet: Sequence[Example], shown_fraction: float,
                    max_activation: float) -> Evidence:
-    """Top examples: the first `shown_fraction` shown, the rest held out; quantile examples alternate."""
+    """Top examples: the first `shown_fraction` shown, the rest held out; quantile examples alternate.
+    Held-out examples count as firing only above the strongest quiet example, so that the
+    detection task's two sides never overlap."""
     def as_examples(frame: pd.DataFrame) -> list[Example]:
         return [Example(list(t), [float(a) for a in acts]) for t, acts in zip(frame["tokens"], frame["activations"],
                                                                              strict=True)]
@@ -71,7 +73,8 @@ def split_evidence(key: Key, examples: pd.DataFrame, quiet: Sequence[Example], s
     n_shown = max(1, int(round(shown_fraction * len(top)))) if len(top) else 0
     shown = as_examples(top.iloc[:n_shown]) + as_examples(quantile.iloc[::2])
     held = as_examples(top.iloc[n_shown:]) + as_examples(quantile.iloc[1::2])
-    return Evidence(key=key, shown=shown, held_out=[e for e in held if e.max_activation > 0], quiet=list(quiet),
+    bound = max((e.max_activation for e in quiet), default=0.0)
+    return Evidence(key=key, shown=shown, held_out=[e for e in held if e.max_activation > bound], quiet=list(quiet),
                     scale=max_activation)
 
 

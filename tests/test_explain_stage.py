@@ -14,6 +14,7 @@ from lfp_engine.generation import sample_completions
 from lfp_engine.llm import CACHE_TABLE
 from lfp_engine.manifest import read_manifest
 from lfp_engine.reward import VaderReward, scored_texts
+from lfp_engine.probe import load_probe
 from lfp_engine.store import RunPaths, RunStore
 from precompute.cli import main
 
@@ -34,6 +35,7 @@ def test_offline_explanations_cover_every_shared_feature(micro_run):
     assert set(explained["model"]) == {"tuned", "base"} and (explained["status"] == "ok").all()
     assert explained["relevance"].notna().all()  # a sentiment task: offline relevance from the lexicon
     assert explained["relevance_detail"].str.contains("r = ").all()
+    assert explained["detection_score"].between(0, 1).all()  # dense features too: quiet windows, not silent ones
     summary = store.read("explanation_summary")
     assert set(summary["model"]) == {"tuned", "base"}
     assert (summary["n_explained"] == explained.groupby("model").size().loc[summary["model"]].to_numpy()).all()
@@ -135,6 +137,10 @@ def test_validation_tables_and_ablating_nothing_is_the_unmodified_model(micro_ru
     random = results.set_index("condition").loc["random"]
     assert relevant["n_features"] == random["n_features"]
     assert not set(relevant["features"]) & set(random["features"])
+    _, card = load_probe(RunPaths(micro_run).probe)
+    probed = {f"{layer}/{width}" for layer, width in zip(card.layers, card.widths)}
+    ablated = [*relevant["features"], *random["features"]]
+    assert {f.rsplit("/", 1)[0] for f in ablated} <= probed  # twins in the other dictionary are not ablated twice
     # the 'none' condition went through the intervention hooks; it must equal plain sampling
     paths = RunPaths(micro_run)
     from lfp_engine.config import config_from_dict

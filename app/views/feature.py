@@ -90,10 +90,9 @@ if ui.needs(run, "feature_examples", what="The examples"):
             blocks = []
             for example in part.itertuples():
                 rank = f"#{example.rank}" if kind == "top" else f"quantile {num(example.quantile, 2)}, #{example.rank}"
-                values = list(example.activations)
-                marked = next((i for i, v in enumerate(values) if v == example.max_activation), None)
                 blocks.append(labelled(f"{rank} · activation {num(example.max_activation)} · text {example.text_id}",
-                                       highlighted(list(example.tokens), values, scale, marked)))
+                                       highlighted(list(example.tokens), list(example.activations), scale,
+                                                   int(example.peak_index))))
             if blocks:  # one element for all examples: the browser draws one block, not dozens
                 st.html("".join(blocks))
     ui.explain("Darker shading: stronger activation (relative to the feature's maximum); the outlined token is the "

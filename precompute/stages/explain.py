@@ -45,7 +45,8 @@ def chosen_features(features: pd.DataFrame, with_llm: bool, per_dictionary: int)
 
 def quiet_windows(ctx: StageContext, model: str, layer: int, dict_size: int, vocab: list[str], width: int,
                   rng: np.random.Generator) -> tuple[list[list[str]], np.ndarray]:
-    """Random held-out windows of `width` tokens and, per window, each feature's max activation."""
+    """Random held-out windows of `width` tokens and every feature's code on each of their tokens
+    (windows x width x features), from which each feature's quiet examples are picked."""
     evaluation = ActivationSet(ctx.paths.activations_of(model) / "eval")
     index = evaluation.index
     bounds = index.groupby("text_id")["row"].agg(["min", "max"])
@@ -60,7 +61,7 @@ def quiet_windows(ctx: StageContext, model: str, layer: int, dict_size: int, voc
         codes[order] = sae.encode(evaluation.gather(layer, rows[order]).to(ctx.device)).detach().cpu().numpy()
     token_ids = index.set_index("row").loc[rows, "token_id"].to_numpy()
     tokens = [[vocab[t] for t in token_ids[i * width:(i + 1) * width]] for i in range(len(starts))]
-    return tokens, codes.reshape(len(starts), width, dict_size).max(axis=1)
+    return tokens, codes.reshape(len(starts), width, dict_size)
 
 
 def evidence_for(ctx: StageContext, chosen: pd.DataFrame, examples: pd.DataFrame, vocab: list[str],
@@ -70,11 +71,12 @@ def evidence_for(ctx: StageContext, chosen: pd.DataFrame, examples: pd.DataFrame
     evidence = []
     grouped = {k: g for k, g in examples.groupby(KEY)}
     for (model, layer, dict_size), group in chosen.groupby(["model", "layer", "dict_size"]):
-        windows, peaks = quiet_windows(ctx, model, int(layer), int(dict_size), vocab, width, rng)
+        windows, codes = quiet_windows(ctx, model, int(layer), int(dict_size), vocab, width, rng)
         for row in group.itertuples():
-            silent = np.flatnonzero(peaks[:, row.feature] == 0) if len(windows) else np.zeros(0, int)
-            picks = rng.permutation(silent)[: e.n_quiet]
-            quiet = [Example(windows[i], [0.0] * len(windows[i])) for i in picks]
+            per_token = codes[:, :, row.feature]
+            shuffled = rng.permutation(len(windows))  # ties (silent windows) broken at random
+            picks = shuffled[np.argsort(per_token.max(axis=1)[shuffled], kind="stable")][: e.n_quiet]
+            quiet = [Example(windows[i], per_token[i].tolist()) for i in picks]
             key = (model, int(layer), int(dict_size), int(row.feature))
             evidence.append(split_evidence(key, grouped.get(key, examples.iloc[:0]), quiet, e.shown_fraction,
                                            float(row.max_activation)))
@@ -140,4 +142,5 @@ def endpoint_fingerprint(config: RunConfig) -> dict:
             "llm": endpoint.describe() if endpoint is not None else None}
 
 
-STAGE = Stage(name="explain", run=run, sections=("explain",), needs=("features",), derived=endpoint_fingerprint)
+STAGE = Stage(name="explain", run=run, sections=("explain",), needs=("features",), derived=endpoint_fingerprint,
+              version=2)  # 2: quiet examples are each feature's weakest windows, so dense features get scored

@@ -1,9 +1,10 @@
 """Stage `validate`: the paper's two checks of the probe against the explanations (tables 6, 7).
 
-Feature frequency: the probe is applied to every held-out token of the tuned model (its codes
-from the stored activations, no forward pass); on the tokens it scores above the threshold,
-the firing rate of each feature of every tuned dictionary is counted, and relevant features are
-compared with the others. Ablation: completions of held-out prefixes with the relevant
+Relevant features are those of the dictionaries the probe reads (the smaller one of each chosen
+layer). Feature frequency: the probe is applied to every held-out token of the tuned model (its
+codes from the stored activations, no forward pass); on the tokens it scores above the
+threshold, the firing rate of each feature of every tuned dictionary is counted, and relevant
+features are compared with the others. Ablation: completions of held-out prefixes with the relevant
 features zero-ablated, with as many random features ablated (the control the paper lacks,
 averaged over several draws), and with nothing ablated, all under one seed, scored with the
 task's reward.
@@ -62,6 +63,12 @@ def run(ctx: StageContext) -> StageResult:
     for r in relevant_rows.itertuples():
         relevant.setdefault((int(r.layer), int(r.dict_size)), []).append(int(r.feature))
     probe, card = load_probe(ctx.paths.probe)
+    probed = set(zip(card.layers, card.widths, strict=True))
+    left_out = sum(len(fs) for key, fs in relevant.items() if key not in probed)
+    if left_out:  # a feature and its twin in the other dictionary write the same direction: ablating both
+        # would remove it twice, so only the dictionaries the probe reads take part, as in the paper
+        log.info("validate: %d relevant features of dictionaries the probe does not read are left out", left_out)
+    relevant = {key: fs for key, fs in relevant.items() if key in probed}
     saes = {key: load_sae(path, ctx.device) for key, path in find_saes(ctx.paths.saes).items()}
 
     counter, values = count_firing(ctx, saes, probe, card, v.threshold)
@@ -126,6 +133,7 @@ STAGE = Stage(
     run=run,
     sections=("validate",),
     needs=("probe", "explain"),
+    version=2,  # 2: relevant features only from the dictionaries the probe reads
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length},
 )
