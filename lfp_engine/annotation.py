@@ -77,7 +77,7 @@ def annotator_name(text: str) -> str:
 
 
 def record_answer(store: RunStore, question: Mapping[str, Any], annotator: str, choice: int,
-                  retry_s: float = ANSWER_RETRY_S) -> dict[str, Any]:
+                  retry_s: float | None = None) -> dict[str, Any]:
     """Append one answer to `annotations` (the table is created if the run predates it); returns the row."""
     options = list(question["options"])
     if not 0 <= int(choice) < len(options):
@@ -88,7 +88,7 @@ def record_answer(store: RunStore, question: Mapping[str, Any], annotator: str, 
            "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
     insert = ("INSERT INTO annotations (question_id, annotator, choice, is_correct, chose_none, created_at) "
               "VALUES (?, ?, ?, ?, ?, ?)", list(row.values()))
-    store.write({}, [ANNOTATIONS_DDL, insert], retry_s=retry_s)
+    store.write({}, [ANNOTATIONS_DDL, insert], retry_s=ANSWER_RETRY_S if retry_s is None else retry_s)
     return row
 
 
