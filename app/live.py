@@ -16,6 +16,9 @@ from lfp_engine.store import RunPaths
 
 from .data import RunData
 
+EXAMPLE_TEXT = "The acting was wonderful, but the plot was boring and the ending felt awful."
+"""What the playground opens with: words the lexicon rates both ways."""
+
 
 def _files_version(paths: RunPaths) -> tuple[int, ...]:
     """Changes when a stage rewrites the tuned model, the SAEs or the probes (not on a quiz answer)."""

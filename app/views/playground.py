@@ -9,8 +9,6 @@ from app.formatting import num
 from app.markup import drivers_table, reward_heat, text_pieces
 from lfp_engine.errors import InputError
 
-EXAMPLE = "The acting was wonderful, but the plot was boring and the ending felt awful."
-
 run = ui.current_run()
 st.title("Implicit reward playground")
 ui.explain("The probe reads the tuned model's sparse features and says how much reward the model expects for "
@@ -18,7 +16,7 @@ ui.explain("The probe reads the tuned model's sparse features and says how much 
 if not ui.needs(run, "probe_weights", what="The playground"):
     st.stop()
 server = live.live_run(run)
-text = st.text_area("Text", value=EXAMPLE, key="playground_text", height=110)
+text = st.text_area("Text", value=live.EXAMPLE_TEXT, key="playground_text", height=110)
 try:
     tuned = server.implicit_reward(text, "tuned")
 except InputError as err:
