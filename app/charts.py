@@ -144,3 +144,37 @@ def pca(points: pd.DataFrame) -> alt.Chart:
     return alt.Chart(points).mark_circle(size=40, opacity=0.7).encode(
         x="pc1:Q", y="pc2:Q", color=alt.Color("label:N", scale=alt.Scale(range=[BASE, TUNED])),
         tooltip=["triple_id", "element", "split", "label"]).properties(height=320)
+
+
+def token_rewards(models: dict[str, pd.DataFrame], pieces: list[str]) -> alt.Chart:
+    """Implicit reward per token position, one line per model, on one text."""
+    frame = pd.concat([t[["position", "reward"]].assign(model=name, token=pieces) for name, t in models.items()],
+                      ignore_index=True)
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("position:Q", title="token position"), y=alt.Y("reward:Q", title="implicit reward"),
+        color=alt.Color("model:N", scale=MODEL_COLORS),
+        tooltip=["model", "position", "token", alt.Tooltip("reward:Q", format=".3f")]).properties(height=240)
+
+
+def reward_pairs(samples: pd.DataFrame) -> alt.Chart:
+    """Each sample's reward unmodified (across) against modified (up): on the diagonal, no change."""
+    low = float(min(samples["unmodified_reward"].min(), samples["modified_reward"].min()))
+    high = float(max(samples["unmodified_reward"].max(), samples["modified_reward"].max()))
+    diagonal = alt.Chart(pd.DataFrame({"x": [low, high], "y": [low, high]})).mark_line(
+        color="#555", strokeDash=[5, 4]).encode(x="x:Q", y="y:Q")
+    points = alt.Chart(samples.reset_index(names="sample")).mark_circle(size=70, color=TUNED, opacity=0.8).encode(
+        x=alt.X("unmodified_reward:Q", title="reward, unmodified model", scale=alt.Scale(domain=[low, high])),
+        y=alt.Y("modified_reward:Q", title="reward, modified model", scale=alt.Scale(domain=[low, high])),
+        tooltip=["sample", alt.Tooltip("unmodified_reward:Q", format=".3f"),
+                 alt.Tooltip("modified_reward:Q", format=".3f"), alt.Tooltip("difference:Q", format=".3f")])
+    return (diagonal + points).properties(height=300)
+
+
+def firing_rates(frequency: pd.DataFrame) -> alt.Chart:
+    """Table 7: how often features fire on inputs the probe scores high, relevant against the rest."""
+    return alt.Chart(frequency).mark_bar().encode(
+        y=alt.Y("group:N", sort=["relevant", "other", "all"], title=None),
+        x=alt.X("firing_rate:Q", title="share of strong-reward inputs on which a feature fires", axis=alt.Axis(
+            format="%")),
+        color=alt.condition(alt.datum.group == "relevant", alt.value(TUNED), alt.value(MUTED)),
+        tooltip=["group", "n_features", alt.Tooltip("firing_rate:Q", format=".3%")]).properties(height=alt.Step(30))

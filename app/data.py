@@ -35,8 +35,8 @@ FILLED_BY = {
     "triples": "contrastive", "contrastive_words": "contrastive",
     "probe_predictions": "probe", "lexicon_comparison": "probe", "probe_metrics": "probe",
     "probe_weights": "probe", "probe_pca": "probe",
-    "feature_explanations": "explain", "explanation_summary": "explain",
-    "feature_frequency": "validate", "ablation_results": "validate",
+    "feature_explanations": "explain", "explanation_summary": "explain", "annotation_questions": "explain",
+    "feature_frequency": "validate", "ablation_results": "validate", "ablation_samples": "validate",
 }
 """Which `lfp run` stage writes each table (docs/store.md), to tell a user how to fill a gap."""
 
@@ -288,6 +288,35 @@ class RunData:
 
     def probe_pca(self) -> pd.DataFrame:
         return self._q("SELECT * FROM probe_pca ORDER BY triple_id, element")
+
+    # -- explanations and their validation -------------------------------------------------
+
+    def explained_features(self, model: str) -> pd.DataFrame:
+        """layer, dict_size, feature, explanation, relevance of the model's explained features."""
+        return self._q("SELECT layer, dict_size, feature, explanation, relevance FROM features "
+                       "WHERE model = ? AND explanation IS NOT NULL ORDER BY layer, dict_size, feature", [model])
+
+    def feature_frequency(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM feature_frequency ORDER BY \"group\" = 'relevant' DESC, \"group\" = 'other' DESC")
+
+    def ablation_results(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM ablation_results ORDER BY condition = 'none' DESC, condition = 'relevant' DESC")
+
+    def ablation_samples(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM ablation_samples")
+
+    def explanation_summary(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM explanation_summary ORDER BY model = 'tuned' DESC, source")
+
+    def annotation_questions(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM annotation_questions ORDER BY question_id")
+
+    def annotations(self) -> pd.DataFrame:
+        """Every answer of the quiz so far (none when the table is missing: no answer saved yet)."""
+        if "annotations" not in self.tables():
+            return pd.DataFrame(columns=["question_id", "annotator", "choice", "is_correct", "chose_none",
+                                         "created_at"])
+        return self._q("SELECT * FROM annotations ORDER BY created_at")
 
     # -- a run at a glance ------------------------------------------------------------------
 

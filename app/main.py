@@ -28,6 +28,10 @@ PAGES = [
     ("views/features.py", "Feature browser", ":material/table_rows:"),
     ("views/feature.py", "Feature", ":material/neurology:"),
     ("views/lexicon.py", "Lexicon", ":material/dictionary:"),
+    ("views/playground.py", "Implicit reward", ":material/edit_note:"),
+    ("views/lab.py", "Ablation lab", ":material/science:"),
+    ("views/validation.py", "Validation", ":material/fact_check:"),
+    ("views/quiz.py", "Explanation quiz", ":material/quiz:"),
     ("views/compare.py", "Compare runs", ":material/compare_arrows:"),
 ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from urllib.parse import urlencode
 
 SHADE = "237, 174, 73"
 """RGB of the highlight; its opacity is the activation relative to the feature's maximum."""
@@ -36,3 +37,58 @@ def quoted(text: str) -> str:
 def labelled(label: str, body: str) -> str:
     """A small caption line above a block of HTML (one example among several)."""
     return f'<div style="margin: 0.7rem 0 0.15rem; font-size: 0.85rem; color: #555">{html.escape(label)}</div>{body}'
+
+
+POSITIVE, NEGATIVE = "0, 121, 140", "209, 73, 91"
+"""RGB of reward above and below zero (the charts' base and tuned colours)."""
+
+
+def _reward_span(piece: str, value: float, scale: float, title: str) -> str:
+    strength = min(abs(float(value)) / scale, 1.0) if scale > 0 else 0.0
+    rgb = POSITIVE if value >= 0 else NEGATIVE
+    return (f'<span class="lfp-token" title="{html.escape(title)}" style="background: rgba({rgb}, {strength:.2f}); '
+            f'border-radius: 2px; padding: 1px 0">{html.escape(piece)}</span>')
+
+
+def text_pieces(text: str, ends: Sequence[int]) -> list[str]:
+    """What of `text` each token shows: from the end of the previous token to its own end, so the
+    spaces between words stay visible. Tokens that share a character (parts of one emoji) show
+    '·' after the first."""
+    pieces, shown = [], 0
+    for end in (int(e) for e in ends):
+        piece = text[shown:end] if end > shown else "·"
+        pieces.append(piece)
+        shown = max(shown, end)
+    return pieces
+
+
+def reward_heat(text: str, ends: Sequence[int], values: Sequence[float], scale: float, label: str) -> str:
+    """A text as coloured tokens: teal where the value is above zero, red below, as strong as
+    |value| / scale; each token's value in its tooltip."""
+    spans = [_reward_span(piece, value, scale, f"{label} {float(value):+.3f}")
+             for piece, value in zip(text_pieces(text, ends), values)]
+    return ('<div style="font-family: ui-monospace, monospace; font-size: 0.95rem; white-space: pre-wrap; '
+            f'line-height: 1.9">{"".join(spans)}</div>')
+
+
+def feature_link(query: dict[str, str], label: str) -> str:
+    """A link to the feature page, the feature named in the URL (the page reads its query)."""
+    return f'<a href="feature?{html.escape(urlencode(query))}" target="_self">{html.escape(label)}</a>'
+
+
+def drivers_table(pieces: Sequence[str], values: Sequence[float], drivers: Sequence[Sequence[tuple]],
+                  run: str, relevant: set[tuple[int, int, int]]) -> str:
+    """Per token: its implicit reward and the features that pushed it most (weight x code), each a
+    link to its feature page; features judged relevant to the tuning task in bold."""
+    rows = []
+    for position, (piece, value, parts) in enumerate(zip(pieces, values, drivers)):
+        links = []
+        for layer, size, feature, contribution in parts:
+            query = {"model": "tuned", "layer": str(layer), "dict_size": str(size), "feature": str(feature), "run": run}
+            link = feature_link(query, f"L{layer}/{size} #{feature} ({contribution:+.2f})")
+            links.append(f"<strong>{link}</strong>" if (layer, size, feature) in relevant else link)
+        rows.append(f'<tr><td style="color: #888">{position}</td><td><code>{html.escape(piece)}</code></td>'
+                    f'<td style="text-align: right">{float(value):+.3f}</td><td>{" · ".join(links)}</td></tr>')
+    return ('<table class="lfp-drivers" style="font-size: 0.85rem; border-collapse: collapse">'
+            '<tr><th>#</th><th>token</th><th>implicit reward</th><th>features that drove it (weight × code)</th></tr>'
+            f'{"".join(rows)}</table>')

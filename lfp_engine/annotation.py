@@ -5,15 +5,27 @@ explanations of other features, shuffled, and "none of the above". The paper's a
 the right one 67.5% and 70% of the time (chance: one in four explanations), agreed with each
 other 87.5%, and chose "none" 20% / 22.5%. Questions are built by the `explain` stage; answers
 come from the dashboard's quiz into the `annotations` table, which no stage ever replaces.
+
+Saving an answer is the dashboard's only write. It opens the store read-write for one short
+transaction; DuckDB allows one writer and, within a process, no read-only connection beside it,
+so the write waits briefly for the dashboard's own reads (or an `lfp run`) to let go, then says
+the store is busy rather than hang.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import unicodedata
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .errors import InputError
+from .store import RunStore
 
 NONE_OF_THE_ABOVE = "None of the above"
 N_EXPLANATIONS = 4
@@ -47,6 +59,37 @@ def make_questions(explained: pd.DataFrame, n_questions: int, rng: np.random.Gen
                      "dict_size": int(target["dict_size"]), "feature": int(target["feature"]), "options": options,
                      "correct_option": int(np.where(picked == i)[0][0]), "option_features": keys})
     return pd.DataFrame(rows, columns=columns)
+
+
+MAX_NAME = 80
+ANSWER_RETRY_S = 5.0
+"""How long saving an answer waits for the store before saying it is busy."""
+
+
+def annotator_name(text: str) -> str:
+    """The name an answer is filed under: control characters dropped, runs of spaces made one."""
+    name = " ".join("".join(ch for ch in str(text) if unicodedata.category(ch) != "Cc").split())
+    if not name:
+        raise InputError("enter your name first: answers are counted per annotator")
+    if len(name) > MAX_NAME:
+        raise InputError(f"a name of at most {MAX_NAME} characters, please (this one has {len(name)})")
+    return name
+
+
+def record_answer(store: RunStore, question: Mapping[str, Any], annotator: str, choice: int,
+                  retry_s: float | None = None) -> dict[str, Any]:
+    """Append one answer to `annotations` (the table is created if the run predates it); returns the row."""
+    options = list(question["options"])
+    if not 0 <= int(choice) < len(options):
+        raise InputError(f"choice {choice} is not one of the {len(options)} options")
+    row = {"question_id": str(question["question_id"]), "annotator": annotator_name(annotator),
+           "choice": int(choice), "is_correct": int(choice) == int(question["correct_option"]),
+           "chose_none": options[int(choice)] == NONE_OF_THE_ABOVE,
+           "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+    insert = ("INSERT INTO annotations (question_id, annotator, choice, is_correct, chose_none, created_at) "
+              "VALUES (?, ?, ?, ?, ?, ?)", list(row.values()))
+    store.write({}, [ANNOTATIONS_DDL, insert], retry_s=ANSWER_RETRY_S if retry_s is None else retry_s)
+    return row
 
 
 def agreement(answers: pd.DataFrame) -> dict[str, float]:

@@ -429,6 +429,22 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return build_config([data])
 
 
+def known_settings(data: dict[str, Any], target: Any = None) -> dict[str, Any]:
+    """The settings of a stored config that this version knows. A run made by another version of
+    LFP Explorer (settings added or retired since) still opens in the dashboard, which reads only
+    a few sections; the pipeline itself refuses unknown settings."""
+    target = RunConfig() if target is None else target
+    hints = typing.get_type_hints(type(target))
+    out = {}
+    for key, value in data.items():
+        if key not in hints:
+            continue
+        current = getattr(target, key)
+        out[key] = known_settings(value, current) if dataclasses.is_dataclass(current) and isinstance(value, dict) \
+            else value
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Validation: every range a user can get wrong, with the setting's name in the message
 

@@ -26,6 +26,10 @@ class RunFolderError(LfpError):
     """A run folder that is corrupted, locked by another process, or from another preset."""
 
 
+class StoreBusyError(RunFolderError):
+    """A run's store stayed in use by another connection for longer than the caller would wait."""
+
+
 class StageOrderError(LfpError):
     """A stage was asked for before the stages it reads from have finished."""
 

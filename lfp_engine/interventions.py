@@ -20,10 +20,11 @@ each get exactly the result they would get alone, with one shared model in memor
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ from .sae import SparseAutoencoder
 
 Key = tuple[int, int]
 """(layer, dict_size): which dictionary a feature index refers to."""
+LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,10 @@ class Intervention:
     def empty(self) -> bool:
         return not any(self.ablate.values()) and not any(self.steer.values())
 
-    def layers(self) -> set[int]:
-        return {k[0] for k, v in self.ablate.items() if v} | {k[0] for k, v in self.steer.items() if v}
-
 
 NO_INTERVENTION = Intervention()
-_current: ContextVar[Intervention] = ContextVar("lfp_intervention", default=NO_INTERVENTION)
+_current: ContextVar[Mapping[int, LayerEdit]] = ContextVar("lfp_intervention", default=MappingProxyType({}))
+"""The current intervention, as the edit it makes at each layer it touches."""
 
 
 def validate(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> None:
@@ -70,27 +70,61 @@ def validate(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) 
                 raise InputError(f"steering strength must be a finite number, got {strength}")
 
 
-def intervened(h: torch.Tensor, layer: int, intervention: Intervention,
-               saes: Mapping[Key, SparseAutoencoder]) -> torch.Tensor | None:
-    """h after the layer's part of the intervention, or None when it leaves this layer alone."""
-    delta = None
-    for key, features in intervention.ablate.items():
-        if key[0] != layer or not features:
-            continue
-        sae = saes[key]
-        idx = torch.as_tensor(features, dtype=torch.long, device=h.device)
-        z = sae.encode(h.to(sae.W_enc.dtype))[..., idx]
-        part = z @ sae.W_dec[idx]
-        delta = part if delta is None else delta + part
-    out = h if delta is None else h - delta.to(h.dtype)
-    for key, pairs in intervention.steer.items():
-        if key[0] != layer or not pairs:
-            continue
-        sae = saes[key]
+class _Ablation:
+    """What some features contribute to one layer's output: their codes times their decoder rows.
+
+    For ReLU SAEs a feature's code depends on its own encoder column alone, so only the chosen
+    columns are computed, those of all the layer's dictionaries in one product (generation runs
+    this at every step); a top-k SAE's codes depend on each other (the k largest survive), so it
+    is encoded in full."""
+
+    def __init__(self, parts: list[tuple[SparseAutoencoder, tuple[int, ...]]]):
+        self.topk = []
+        columns, biases, rows = [], [], []
+        for sae, features in parts:
+            idx = torch.as_tensor(features, dtype=torch.long, device=sae.W_enc.device)
+            if sae.architecture == "topk":
+                self.topk.append((sae, idx, sae.W_dec[idx].detach()))
+            else:
+                columns.append(sae.W_enc[:, idx].detach())
+                biases.append(sae.b_enc[idx].detach())
+                rows.append(sae.W_dec[idx].detach())
+        self.relu = (torch.cat(columns, dim=1), torch.cat(biases), torch.cat(rows)) if columns else None
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        removed = None
+        if self.relu is not None:
+            weights, bias, decoder = self.relu
+            removed = torch.relu(h.to(weights.dtype) @ weights + bias) @ decoder
+        for sae, idx, decoder in self.topk:
+            part = sae.encode(h.to(decoder.dtype))[..., idx] @ decoder
+            removed = part if removed is None else removed + part
+        return h - removed.to(h.dtype)
+
+
+def layer_edits(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> dict[int, LayerEdit]:
+    """{layer: h -> h after the intervention} for the layers it touches, prepared once per request
+    (index tensors, encoder columns, summed steering vectors) so each forward pass only computes."""
+    ablated: dict[int, list[tuple[SparseAutoencoder, tuple[int, ...]]]] = {}
+    for key, features in sorted(intervention.ablate.items()):
+        if features:
+            ablated.setdefault(key[0], []).append((saes[key], tuple(features)))
+    pushes: dict[int, torch.Tensor] = {}
+    for key, pairs in sorted(intervention.steer.items()):
         for feature, strength in pairs:
-            direction = sae.W_dec[feature]
-            out = out + (strength * direction / direction.norm()).to(h.dtype)
-    return None if out is h else out
+            direction = saes[key].W_dec[feature].detach()
+            push = strength * direction / direction.norm()
+            pushes[key[0]] = pushes[key[0]] + push if key[0] in pushes else push
+
+    def edit(ablation: _Ablation | None, push: torch.Tensor | None) -> LayerEdit:
+        def apply(h: torch.Tensor) -> torch.Tensor:
+            out = h if ablation is None else ablation(h)
+            return out if push is None else out + push.to(h.dtype)
+
+        return apply
+
+    return {layer: edit(_Ablation(ablated[layer]) if layer in ablated else None, pushes.get(layer))
+            for layer in ablated.keys() | pushes.keys()}
 
 
 @contextmanager
@@ -105,13 +139,10 @@ def intervention_hooks(model: nn.Module, saes: Mapping[Key, SparseAutoencoder]) 
 
     def hook_for(layer: int):
         def hook(_module: nn.Module, _inputs: tuple, output):
-            intervention = _current.get()
-            if intervention.empty or layer not in intervention.layers():
+            edit = _current.get().get(layer)
+            if edit is None:
                 return None  # untouched output, bit for bit
-            h = output[0] if isinstance(output, tuple) else output
-            new = intervened(h, layer, intervention, saes)
-            if new is None:
-                return None
+            new = edit(output[0] if isinstance(output, tuple) else output)
             return (new, *output[1:]) if isinstance(output, tuple) else new
 
         return hook
@@ -129,7 +160,7 @@ def intervention_hooks(model: nn.Module, saes: Mapping[Key, SparseAutoencoder]) 
 def intervening(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> Iterator[None]:
     """Make `intervention` current for this block (this thread's context only)."""
     validate(intervention, saes)
-    token = _current.set(intervention)
+    token = _current.set(layer_edits(intervention, saes))
     try:
         yield
     finally:

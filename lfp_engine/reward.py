@@ -15,8 +15,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .config import RewardSettings
 from .errors import ConfigError, InputError
 from .lexicon import vader_lexicon, word_spans, word_tokens
+from .tasks import TaskSpec
 
 
 class RewardFunction(Protocol):
@@ -115,3 +117,14 @@ def scored_texts(prompts: Sequence[str], completions: Sequence[str], score_prefi
     if len(prompts) != len(completions):
         raise InputError(f"{len(prompts)} prompts but {len(completions)} completions")
     return [p + c for p, c in zip(prompts, completions)] if score_prefix else list(completions)
+
+
+def build_reward(spec: TaskSpec, settings: RewardSettings, device: torch.device) -> RewardFunction | None:
+    """The reward of a task (None for preference tasks, which have no reward function)."""
+    if spec.reward == "vader":
+        return VaderReward(scale=settings.scale, clip=settings.clip)
+    if spec.reward == "classifier":
+        return ClassifierReward.from_pretrained(settings.classifier, device,
+                                                positive_label=settings.classifier_positive_label,
+                                                batch_size=settings.batch_size)
+    return None

@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from .errors import RunFolderError
+from .errors import RunFolderError, StoreBusyError
 
 DB_NAME = "lfp.duckdb"
 MODELS = ("tuned", "base")
@@ -94,6 +94,11 @@ class RunPaths:
         """The probe's weights and card (`probe.*`), and the base model's (`base_probe.*`)."""
         return self.root / "probe"
 
+    def resolve(self, source: str) -> str:
+        """A model location as the run recorded it: './...' is inside the run folder (which can be
+        moved or copied whole); anything else is a path or hub id as given."""
+        return str((self.root / source).resolve()) if source.startswith("./") else source
+
     @property
     def work(self) -> Path:
         """Scratch space of trainers (checkpoints, logs); safe to delete."""
@@ -112,33 +117,34 @@ class RunStore:
         return self.path.exists()
 
     @contextmanager
-    def connect(self, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the store, turning DuckDB's failures into messages a user can act on."""
+    def connect(self, read_only: bool = True, retry_s: float = LOCK_RETRY_S) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the store, turning DuckDB's failures into messages a user can act on.
+
+        A store in use in a way that excludes this connection (another process writing; in this
+        process, connections of the other mode: DuckDB refuses a read-write and a read-only
+        connection to one file side by side) is retried for `retry_s`, then `StoreBusyError`.
+        """
         if read_only and not self.path.exists():
             raise RunFolderError(f"{self.paths.root} has no store ({DB_NAME}): run `lfp run --out {self.paths.root}` first")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + LOCK_RETRY_S
+        deadline = time.monotonic() + retry_s
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 break
-            except duckdb.IOException as err:
+            except (duckdb.Error, RuntimeError) as err:
                 text = str(err)
-                if "lock" in text.lower() and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                busy = isinstance(err, duckdb.Error) and ("lock" in text.lower() or "different configuration" in text)
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.05)
                     continue
-                if "lock" in text.lower():
-                    raise RunFolderError(
-                        f"{self.path} is held by another process (an `lfp run` or a dashboard writing): {text}"
-                    ) from None
+                if busy:
+                    raise StoreBusyError(
+                        f"{self.path} is in use (an `lfp run` or a dashboard writing, or this dashboard reading "
+                        f"while it saves): {text}") from None
                 raise RunFolderError(
                     f"{self.path} is not a readable DuckDB store ({text}); it is left untouched. "
-                    "Move it aside to start the run afresh."
-                ) from None
-            except (duckdb.Error, RuntimeError) as err:
-                raise RunFolderError(
-                    f"{self.path} is not a readable DuckDB store ({err}); it is left untouched. "
                     "Move it aside to start the run afresh."
                 ) from None
         try:
@@ -173,9 +179,10 @@ class RunStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, tables: Mapping[str, pd.DataFrame], statements: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
+    def write(self, tables: Mapping[str, pd.DataFrame], statements: Sequence[tuple[str, Sequence[Any]]] = (),
+              retry_s: float = LOCK_RETRY_S) -> None:
         """Replace `tables` and run parameterised `statements`, all in one transaction."""
-        with self.connect(read_only=False) as con:
+        with self.connect(read_only=False, retry_s=retry_s) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for name, frame in tables.items():

@@ -9,19 +9,27 @@ Ablation (table 6): generate completions with the relevant features zero-ablated
 (`interventions.py`) and compare their reward with the unablated model's on the same prompts
 under the same seed. The paper stops there; a reward drop could come from ablating *any*
 features, so the same number of random features per dictionary is ablated as a control, and
-each condition is compared to the unablated model with a paired test.
+each condition is compared to the unablated model with a paired test. The dashboard's ablation
+and steering lab draws its completions through the same function (`intervened_completions`),
+so what it shows is the stage's method, request by request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from torch import nn
 
-from .interventions import Intervention, Key
+from .config import RunConfig
+from .generation import sample_completions
+from .interventions import Intervention, Key, intervening
+from .reward import RewardFunction, scored_texts
 from .reward_comparison import PairedComparison, paired_comparison
+from .sae import SparseAutoencoder
 
 
 class FiringCounter:
@@ -62,6 +70,58 @@ def feature_frequency(rates: pd.DataFrame, relevant: set[tuple[int, int, int]], 
                           "firing_rate": float(values.mean()) if len(values) and n_inputs else float("nan"),
                           "test": "Mann-Whitney U, relevant > other", "statistic": statistic, "p_value": p_value}
                          for name, values in groups.items()])
+
+
+def relevant_features(explanations: pd.DataFrame, probed: Iterable[Key]) -> dict[Key, list[int]]:
+    """The features labelled relevant to the tuning task, per dictionary, from `feature_explanations`
+    rows of one model (a missing label counts as not relevant), in the dictionaries the probe reads
+    only: a feature and its twin in the layer's other dictionary write nearly the same direction, so
+    ablating both would remove it twice. The paper's relevant features are the probe's too."""
+    keep = set(probed)
+    relevant: dict[Key, list[int]] = {}
+    for r in explanations[explanations["relevance"].fillna(False).astype(bool)].itertuples():
+        key = (int(r.layer), int(r.dict_size))
+        if key in keep:
+            relevant.setdefault(key, []).append(int(r.feature))
+    return relevant
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How completions are drawn and scored: the run's `evaluation` and `reward` settings."""
+
+    max_new_tokens: int
+    min_new_tokens: int
+    temperature: float
+    batch_size: int
+    max_length: int
+    score_prefix: bool
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Sampling:
+        e = config.evaluation
+        return cls(e.max_new_tokens, e.min_new_tokens, e.temperature, e.batch_size, config.world.max_length,
+                   config.reward.score_prefix)
+
+
+@dataclass
+class ScoredCompletions:
+    texts: list[str]
+    rewards: np.ndarray
+
+
+def intervened_completions(model: nn.Module, tokenizer, prompts: Sequence[str], intervention: Intervention,
+                           saes: Mapping[Key, SparseAutoencoder], reward: RewardFunction, sampling: Sampling,
+                           seed: int, desc: str = "generate") -> ScoredCompletions:
+    """One completion per prompt under `intervention` (the model carries `intervention_hooks`),
+    scored by the task's reward. Under one seed every intervention draws the same noise, so the
+    rewards of two interventions pair prompt by prompt, and no intervention is the model itself."""
+    with intervening(intervention, saes):
+        out = sample_completions(model, tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
+                                 min_new_tokens=sampling.min_new_tokens, temperature=sampling.temperature,
+                                 batch_size=sampling.batch_size, seed=seed, max_length=sampling.max_length,
+                                 desc=desc)
+    return ScoredCompletions(out.texts, reward(scored_texts(prompts, out.texts, sampling.score_prefix)))
 
 
 def relevant_intervention(relevant: Mapping[Key, list[int]]) -> Intervention:

@@ -12,8 +12,7 @@ from .pipeline import StageContext
 
 def tuned_source(ctx: StageContext) -> str:
     """Path or hub id of the tuned model, as the rlhf stage recorded it ('./' = in the run folder)."""
-    source = str(ctx.outputs_of("rlhf")["tuned_model"])
-    return str((ctx.paths.root / source).resolve()) if source.startswith("./") else source
+    return ctx.paths.resolve(str(ctx.outputs_of("rlhf")["tuned_model"]))
 
 
 def run_relative(ctx: StageContext, source: str) -> str:

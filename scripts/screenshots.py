@@ -4,7 +4,9 @@
 
 Serves `streamlit run app/main.py -- --run RUN` and photographs each page in headless Chromium
 (tests/browser.py), at the full height of its content. The feature page shows the feature the
-browser lists first (the tuned model's first dictionary, highest twin similarity).
+browser lists first (the tuned model's first dictionary, highest twin similarity); the playground
+its example sentence; the lab after one generation (the relevant features ablated); the quiz at
+its first question (no answer is saved).
 
 --fixture also photographs the pages of the stages that do not exist yet (probe, explain) on a
 copy of the run that carries FIXTURE tables made up to the store contract (tests/contract_fixture.py);
@@ -31,6 +33,24 @@ FIXTURE_PAGES = ("story", "features", "feature", "lexicon", "compare")
 """Pages whose content the probe and explain stages fill."""
 
 
+def generate_in_the_lab(page) -> None:
+    """The lab with its first result: the relevant features ablated on four held-out openings."""
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_selector('h3:has-text("Unmodified against modified")', timeout=120_000)
+
+
+def start_the_quiz(page) -> None:
+    """The quiz's first question, as an annotator sees it once named (nothing is answered)."""
+    name = page.locator('input[aria-label="Your name"]').last
+    name.fill("screenshot")
+    name.press("Enter")
+    page.wait_for_selector('text="Which explanation fits?"', timeout=30_000)
+
+
+PREPARE = {"lab": generate_in_the_lab, "quiz": start_the_quiz}
+"""What is done on a page before it is photographed."""
+
+
 def first_listed_feature(run: Path) -> dict[str, str]:
     """The feature the browser lists first by default, as the feature page's query parameters."""
     row = RunStore(run).query(
@@ -49,7 +69,10 @@ def photograph(run: Path, runs_root: Path, out: Path, pages: list[str], suffix: 
         for name in pages:
             query = f"?{feature}" if name == "feature" else ""
             page.set_viewport_size({"width": WIDTH, "height": 1000})
-            seconds = open_page(page, f"{url}/{PAGE_PATHS[name]}{query}")
+            seconds = open_page(page, f"{url}/{PAGE_PATHS[name]}{query}", timeout_ms=120_000)
+            if name in PREPARE:
+                PREPARE[name](page)
+                settle(page, 120_000)
             page.set_viewport_size({"width": WIDTH, "height": full_height(page) + 40})
             settle(page)
             target = out / f"{name}{suffix}.png"

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGE_PATHS = {"story": "", "layers": "layers", "features": "features", "feature": "feature",
-              "lexicon": "lexicon", "compare": "compare"}
+              "lexicon": "lexicon", "compare": "compare", "playground": "playground", "lab": "lab",
+              "validation": "validation", "quiz": "quiz"}
 """Each page's URL path under the app (st.navigation names a page after its file)."""
 
 

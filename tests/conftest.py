@@ -69,6 +69,39 @@ def app_runs(micro_run, tmp_path_factory) -> dict[str, Path]:
     return runs
 
 
+@pytest.fixture
+def open_app(monkeypatch):
+    """Start the dashboard as `streamlit run app/main.py -- --run RUN` would, on a page (with query
+    params), under Streamlit's AppTest; no exception allowed."""
+    from streamlit.testing.v1 import AppTest
+
+    from .apptest import MAIN
+
+    def start(run: Path, page: str | None = None, query: dict[str, str] | None = None) -> AppTest:
+        monkeypatch.setattr(sys, "argv", [str(MAIN), "--run", str(run), "--runs", str(run.parent)])
+        at = AppTest.from_file(str(MAIN), default_timeout=120).run()
+        if page is not None:
+            at.switch_page(page)
+            if query:
+                at.query_params.update(query)
+            at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def live_app_run(micro_run, tmp_path_factory) -> Path:
+    """A whole copy of the micro run (models, SAEs, probes and store; not the activations) for the
+    dashboard's live pages, which load the models and whose quiz writes to the store."""
+    import shutil
+
+    target = tmp_path_factory.mktemp("live") / "runs" / "micro"
+    shutil.copytree(micro_run, target, ignore=lambda folder, names: [n for n in names if n in ("activations", ".work")])
+    return target
+
+
 LATER_STAGES = ("contrastive", "probe", "explain", "validate")
 LATER_TABLES = ("triples", "contrastive_words", "probe_metrics", "probe_predictions", "probe_weights", "probe_pca",
                 "lexicon_comparison", "feature_explanations", "explanation_summary", "annotation_questions",

@@ -9,7 +9,6 @@ corrupted store.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,39 +19,15 @@ from app.narrative import feedback_learned_accuracy, feedback_learned_tau
 from app.runs import run_label
 from lfp_engine.store import RunStore
 
+from .apptest import MAIN, metrics, texts
 from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TOKEN
 
 pytestmark = pytest.mark.slow
 
-MAIN = Path(__file__).resolve().parents[1] / "app" / "main.py"
 PAGES = ["views/story.py", "views/layers.py", "views/features.py", "views/feature.py", "views/lexicon.py",
          "views/compare.py"]
-
-
-@pytest.fixture
-def open_app(monkeypatch):
-    """Start the app as `streamlit run app/main.py -- --run RUN` would, on a page (with query params)."""
-
-    def start(run: Path, page: str | None = None, query: dict[str, str] | None = None) -> AppTest:
-        monkeypatch.setattr(sys, "argv", [str(MAIN), "--run", str(run), "--runs", str(run.parent)])
-        at = AppTest.from_file(str(MAIN), default_timeout=60).run()
-        if page is not None:
-            at.switch_page(page)
-            if query:
-                at.query_params.update(query)
-            at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        return at
-
-    return start
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
-def texts(at: AppTest) -> str:
-    return "\n".join(e.value for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+LIVE_PAGES = ["views/playground.py", "views/lab.py", "views/validation.py", "views/quiz.py"]
+"""Pages that load the run's models (tests/test_app_live.py runs them on a whole copy of a run)."""
 
 
 def test_every_page_renders_on_the_real_micro_run(open_app, app_runs):
@@ -261,7 +236,7 @@ def test_compare_page_puts_two_runs_side_by_side(open_app, app_runs):
     assert expected == "not run"
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", PAGES + LIVE_PAGES)
 def test_pages_on_a_world_only_run_say_which_stage_fills_them(open_app, app_runs, page):
     at = open_app(app_runs["bare"], page)
     if page == "views/compare.py":  # the first other run is the corrupted one: its error, then another run

@@ -26,6 +26,8 @@ if chromium_path() is None:
 TITLES = {"story": "Did the model learn the feedback we gave it?", "layers": "Layers",
           "features": "Feature browser", "feature": "Feature", "lexicon": "Lexicon: the reward as the model learned it",
           "compare": "Compare runs"}
+LIVE_PAGES = ("playground", "lab", "validation", "quiz")
+"""Pages that load the run's models: tested on a whole copy of a run (the fixture runs hold only a store)."""
 
 
 def test_every_page_renders_and_stored_markup_stays_text(app_runs):
@@ -36,6 +38,8 @@ def test_every_page_renders_and_stored_markup_stays_text(app_runs):
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         for name, path in PAGE_PATHS.items():
+            if name in LIVE_PAGES:
+                continue
             open_page(page, f"{url}/{path}")
             assert page.locator('[data-testid="stMain"] h1').first.inner_text().strip() == TITLES[name]
             assert page.locator('[data-testid="stException"]').count() == 0, name
@@ -77,3 +81,43 @@ def test_clicking_rows_opens_features(app_runs):
                                f".innerText.startsWith('Feature {neighbor} ')", timeout=30_000)
         settle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_live_pages_score_text_ablate_and_store_a_quiz_answer(live_app_run):
+    """Type a sentence, find its tokens scored; run an ablation; answer a quiz question, find it stored."""
+    with streamlit_app(["--run", str(live_app_run)]) as url, chromium() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        open_page(page, f"{url}/{PAGE_PATHS['playground']}", timeout_ms=120_000)
+        box = page.locator('textarea[aria-label="Text"]').last
+        box.fill("An utterly delightful film with a dreadful ending")
+        box.press("Control+Enter")
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.lfp-token[title^=\"implicit reward\"]'))"
+                               ".map(e => e.textContent).join('').includes('a dreadful ending')", timeout=60_000)
+        settle(page)
+        tokens = page.locator('.lfp-token[title^="implicit reward"]')
+        assert tokens.count() >= 8
+        assert re.fullmatch(r"implicit reward [+-]\d+\.\d{3}", tokens.first.get_attribute("title"))
+        assert page.locator(".lfp-drivers a[href*='feature?']").count() > 0
+
+        open_page(page, f"{url}/{PAGE_PATHS['lab']}", timeout_ms=60_000)
+        page.get_by_role("button", name="Add feature").click()
+        settle(page)
+        page.get_by_role("button", name="Generate").click()
+        page.wait_for_selector('h3:has-text("Unmodified against modified")', timeout=60_000)
+        settle(page)
+        assert page.get_by_text("Mean reward, modified").count() == 1
+        assert page.locator('[data-testid="stDataFrame"]').count() == 1
+
+        open_page(page, f"{url}/{PAGE_PATHS['quiz']}")
+        name = page.locator('input[aria-label="Your name"]').last
+        name.fill("Browser Annotator")
+        name.press("Enter")
+        page.wait_for_selector('text="Which explanation fits?"', timeout=30_000)
+        settle(page)
+        page.locator('[data-testid="stRadio"] label').filter(has_text="B").first.click()
+        page.get_by_role("button", name="Save answer").click()
+        page.wait_for_selector("text=Saved Browser Annotator's answer B", timeout=30_000)
+        stored = RunStore(live_app_run).read("annotations", "annotator = ?", ["Browser Annotator"])
+        assert stored["choice"].tolist() == [1]
+        assert page.locator('[data-testid="stException"]').count() == 0 and errors == []

@@ -115,3 +115,26 @@ def test_bad_interventions_are_refused():
     with pytest.raises(InputError, match="finite"):
         with intervening(Intervention(steer={(1, 32): ((1, float("nan")),)}), saes):
             pass
+
+
+@torch.no_grad()
+def test_ablating_in_two_dictionaries_of_one_layer_removes_both_contributions():
+    """A ReLU and a top-k dictionary at one layer: the first's chosen codes come from its chosen
+    encoder columns alone, the second's from a full encoding (top-k codes depend on each other)."""
+    model, saes, ids = _setup()
+    topk = SparseAutoencoder(16, 48, "topk", k=6)
+    topk.initialize([torch.Generator().manual_seed(7)])
+    saes[(1, 48)] = topk.eval()
+    with capture_mlp_outputs(model, [1]) as captured:
+        model(ids)
+    h = captured[1].clone()
+    chosen = {(1, 32): (0, 4, 9), (1, 48): tuple(int(f) for f in topk.encode(h).sum((0, 1)).topk(3).indices)}
+    expected = h.clone()
+    for key, features in chosen.items():
+        idx = list(features)
+        expected -= saes[key].encode(h)[..., idx] @ saes[key].W_dec[idx]
+    assert not torch.allclose(expected, h)
+    with intervention_hooks(model, saes), intervening(Intervention(ablate=chosen), saes):
+        with capture_mlp_outputs(model, [1]) as after:
+            model(ids)
+    torch.testing.assert_close(after[1], expected, rtol=0, atol=1e-5)

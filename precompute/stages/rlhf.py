@@ -8,14 +8,12 @@ import logging
 import shutil
 from pathlib import Path
 
-import torch
 
 from lfp_engine.atomic import atomic_path
-from lfp_engine.config import RunConfig
 from lfp_engine.hub import DTYPES, is_local, load_causal_lm
-from lfp_engine.reward import ClassifierReward, RewardFunction, VaderReward
+from lfp_engine.reward import build_reward
 from lfp_engine.rlhf import evaluate_tuning, train_dpo, train_rloo, training_log_frame
-from lfp_engine.tasks import TaskSpec, task_spec
+from lfp_engine.tasks import task_spec
 from lfp_engine.worlds import PREFERENCES, PROMPTS, WorldRecord, read_world_table
 
 from ..models import load_base, load_tokenizer_of
@@ -26,22 +24,12 @@ log = logging.getLogger("lfp")
 LOCAL_TUNED = "./models/tuned"
 
 
-def build_reward(spec: TaskSpec, config: RunConfig, device: torch.device) -> RewardFunction | None:
-    r = config.reward
-    if spec.reward == "vader":
-        return VaderReward(scale=r.scale, clip=r.clip)
-    if spec.reward == "classifier":
-        return ClassifierReward.from_pretrained(r.classifier, device, positive_label=r.classifier_positive_label,
-                                                batch_size=r.batch_size)
-    return None
-
-
 def run(ctx: StageContext) -> StageResult:
     c = ctx.config
     spec = task_spec(c.task)
     world = WorldRecord.load(ctx.paths.world)
     tokenizer = load_tokenizer_of(ctx)
-    reward = build_reward(spec, c, ctx.device)
+    reward = build_reward(spec, c.reward, ctx.device)
     prompts = read_world_table(ctx.paths.world, PROMPTS)
     pairs = read_world_table(ctx.paths.world, PREFERENCES) if spec.method == "dpo" else None
     dtype = DTYPES[c.world.dtype]

@@ -18,20 +18,18 @@ import numpy as np
 import pandas as pd
 
 from lfp_engine.activations import ActivationSet
-from lfp_engine.generation import sample_completions
-from lfp_engine.interventions import NO_INTERVENTION, Intervention, intervening, intervention_hooks
+from lfp_engine.interventions import NO_INTERVENTION, Intervention, intervention_hooks
 from lfp_engine.probe import load_probe
-from lfp_engine.reward import scored_texts
+from lfp_engine.reward import build_reward
 from lfp_engine.saelens_format import find_saes, load_sae
 from lfp_engine.seeding import derive_seed
 from lfp_engine.tasks import task_spec
-from lfp_engine.validation import (FiringCounter, ablation_table, feature_frequency, random_intervention,
-                                   relevant_intervention)
+from lfp_engine.validation import (FiringCounter, Sampling, ablation_table, feature_frequency, intervened_completions,
+                                   random_intervention, relevant_features, relevant_intervention)
 from lfp_engine.worlds import PROMPTS, read_world_table
 
 from ..models import load_tokenizer_of, load_tuned
 from ..pipeline import Stage, StageContext, StageResult
-from .rlhf import build_reward
 
 log = logging.getLogger("lfp")
 
@@ -58,17 +56,8 @@ def run(ctx: StageContext) -> StageResult:
     c, v = ctx.config, ctx.config.validate
     ctx.outputs_of("probe")
     explanations = ctx.store.read("feature_explanations", where="model = ?", params=["tuned"])
-    relevant_rows = explanations[explanations["relevance"].fillna(False).astype(bool)]
-    relevant: dict[tuple[int, int], list[int]] = {}
-    for r in relevant_rows.itertuples():
-        relevant.setdefault((int(r.layer), int(r.dict_size)), []).append(int(r.feature))
     probe, card = load_probe(ctx.paths.probe)
-    probed = set(zip(card.layers, card.widths, strict=True))
-    left_out = sum(len(fs) for key, fs in relevant.items() if key not in probed)
-    if left_out:  # a feature and its twin in the other dictionary write the same direction: ablating both
-        # would remove it twice, so only the dictionaries the probe reads take part, as in the paper
-        log.info("validate: %d relevant features of dictionaries the probe does not read are left out", left_out)
-    relevant = {key: fs for key, fs in relevant.items() if key in probed}
+    relevant = relevant_features(explanations, zip(card.layers, card.widths, strict=True))
     saes = {key: load_sae(path, ctx.device) for key, path in find_saes(ctx.paths.saes).items()}
 
     counter, values = count_firing(ctx, saes, probe, card, v.threshold)
@@ -84,7 +73,7 @@ def run(ctx: StageContext) -> StageResult:
                "frequency_p_value": float(frequency["p_value"].iloc[0])}
     tables = {"feature_frequency": frequency}
 
-    reward = build_reward(task_spec(c.task), c, ctx.device)
+    reward = build_reward(task_spec(c.task), c.reward, ctx.device)
     if reward is None:
         log.warning("task %s has no reward function: the ablation check is skipped", c.task)
     else:
@@ -96,7 +85,7 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def ablation(ctx: StageContext, relevant: dict, saes: dict, reward) -> dict[str, pd.DataFrame]:
-    c, v, e = ctx.config, ctx.config.validate, ctx.config.evaluation
+    v = ctx.config.validate
     prompts = read_world_table(ctx.paths.world, PROMPTS)
     prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(v.n_prompts).tolist()
     model, tokenizer = load_tuned(ctx), load_tokenizer_of(ctx)
@@ -111,17 +100,13 @@ def ablation(ctx: StageContext, relevant: dict, saes: dict, reward) -> dict[str,
         for condition, draws in conditions.items():
             per_draw = []
             for i, intervention in enumerate(draws):
-                with intervening(intervention, saes):
-                    out = sample_completions(model, tokenizer, prompts, max_new_tokens=e.max_new_tokens,
-                                             min_new_tokens=e.min_new_tokens, temperature=e.temperature,
-                                             batch_size=e.batch_size, seed=ctx.seed, max_length=c.world.max_length,
-                                             desc=f"generate ({condition} ablated)")
-                scores = reward(scored_texts(prompts, out.texts, c.reward.score_prefix))
-                per_draw.append(scores)
+                out = intervened_completions(model, tokenizer, prompts, intervention, saes, reward,
+                                             Sampling.of(ctx.config), ctx.seed, f"generate ({condition} ablated)")
+                per_draw.append(out.rewards)
                 if i == 0:
                     samples.append(pd.DataFrame({"condition": condition, "prompt": prompts[:v.n_samples_stored],
                                                  "completion": out.texts[:v.n_samples_stored],
-                                                 "reward": scores[:v.n_samples_stored]}))
+                                                 "reward": out.rewards[:v.n_samples_stored]}))
             rewards[condition] = np.mean(per_draw, axis=0)
     shown = {k: d[0] for k, d in conditions.items()}
     return {"ablation_results": ablation_table(rewards, shown, ctx.seed),

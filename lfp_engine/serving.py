@@ -1,0 +1,202 @@
+"""A finished run, live: what the dashboard's playground and ablation lab ask of its models.
+
+One `LiveRun` per run and process holds the tuned model, the base model, the tokenizer, every
+tuned SAE, the probes and the task's reward, loaded once. Requests are methods:
+`implicit_reward` (the probe's reward per token of a text, on the tuned or the base model, beside
+the true reward of the same text) and `compare_generations` (completions with and without an
+intervention, drawn and scored by the validate stage's own function, `intervened_completions`).
+
+Several dashboard sessions call one `LiveRun` from their own threads at once. Nothing a request
+does is visible to another: interventions are current per context (`interventions.intervening`)
+and so are activation captures (`hooks.capture_mlp_outputs`); the hooks of both are installed
+once, when the run is opened, so no request adds or removes hooks on a model another is running.
+Sampling noise comes from a private generator per call (`generation.py`). A request therefore
+returns exactly what it would return alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .config import config_from_dict, known_settings
+from .deltas import Encoder
+from .errors import InputError, StageOrderError
+from .hooks import shared_capture_hooks
+from .hub import load_causal_lm, load_tokenizer, resolve_device
+from .implicit_reward import token_rewards
+from .interventions import NO_INTERVENTION, Intervention, Key, intervention_hooks, validate
+from .manifest import read_config, read_manifest
+from .probe import LinearProbe, load_probe
+from .reward import VaderReward, build_reward
+from .reward_comparison import PairedComparison, paired_comparison
+from .sae import SparseAutoencoder
+from .saelens_format import find_saes, load_sae
+from .store import RunStore
+from .tasks import task_spec
+from .validation import Sampling, intervened_completions, relevant_features
+from .worlds import PROMPTS, WorldRecord, read_world_table
+
+PROBES = {"tuned": "probe", "base": "base_probe"}
+"""Each model's probe file in the run's `probe/` folder: the base model's was fit the same way on
+its own SAE codes (the probe stage's `base_model` baseline)."""
+MAX_SAMPLES = 256
+MAX_NEW_TOKENS = 100
+MAX_PROMPT_CHARS = 2_000
+
+
+@dataclass
+class LiveReward:
+    """One text as a model reads it."""
+
+    model: str
+    tokens: pd.DataFrame
+    """Per token: position, token, start, end, reward (the probe's), drivers (see `implicit_reward.py`)."""
+    truncated: bool
+    """The text was longer than the model's window: only `text_read` was read and scored."""
+    text_read: str
+    true_reward: float | None
+    """The task's reward of `text_read` (None for preference tasks, which have no reward function)."""
+    words: pd.DataFrame | None
+    """VADER task: each word of `text_read` with its character span and lexicon value."""
+
+
+@dataclass
+class GenerationComparison:
+    samples: pd.DataFrame
+    """Per sample: prompt, unmodified, unmodified_reward, modified, modified_reward, difference."""
+    comparison: PairedComparison | None
+    """Modified vs unmodified rewards, paired by sample (None with a single sample)."""
+
+
+@dataclass
+class _Reader:
+    """A model, its SAEs at the probe's layers, and the probe: one model's implicit reward."""
+
+    encoder: Encoder
+    probe: LinearProbe
+    dictionaries: tuple[Key, ...]
+    """(layer, dict_size) of each SAE the probe reads."""
+
+
+class LiveRun:
+    """Models, SAEs, probes and reward of one finished run, ready for requests from any thread."""
+
+    def __init__(self, root: Path | str, device: str = "auto"):
+        self.store = RunStore(root)
+        self.paths = self.store.paths
+        stored = read_config(self.store)
+        if stored is None:
+            raise StageOrderError(f"{self.paths.root} holds no run: make one with `lfp run --out {self.paths.root}`")
+        self.config = config_from_dict(known_settings(stored[1]))
+        manifest = read_manifest(self.store)
+        if "rlhf" not in manifest or manifest["rlhf"].status != "done":
+            raise StageOrderError(f"{self.paths.root} has no tuned model yet: run `lfp run --out {self.paths.root}`")
+        self.device = resolve_device(device)
+        world = WorldRecord.load(self.paths.world)
+        self.tokenizer = load_tokenizer(world.tokenizer)
+        dtype = self.config.world.dtype
+        self.models = {"tuned": load_causal_lm(self.paths.resolve(str(manifest["rlhf"].outputs["tuned_model"])),
+                                               self.device, dtype),
+                       "base": load_causal_lm(world.base_model, self.device, dtype)}
+        self.saes: dict[Key, SparseAutoencoder] = {
+            key: load_sae(path, self.device) for key, path in find_saes(self.paths.saes).items()}
+        self.readers = {name: self._reader(name) for name in PROBES if (self.paths.probe / f"{PROBES[name]}.json").exists()}
+        self.reward = build_reward(task_spec(self.config.task), self.config.reward, self.device)
+        self.sampling = Sampling.of(self.config)
+        prompts = read_world_table(self.paths.world, PROMPTS)
+        self.heldout_prompts: list[str] = prompts.loc[prompts["purpose"] == "eval", "prompt"].tolist()
+        self.relevant: dict[Key, list[int]] = (
+            relevant_features(self.store.read("feature_explanations", "model = ?", ["tuned"]),
+                              self.readers["tuned"].dictionaries)
+            if "feature_explanations" in self.store.tables() and "tuned" in self.readers else {})
+        self._hooks = ExitStack()
+        self._hooks.enter_context(intervention_hooks(self.models["tuned"], self.saes))
+        for model in self.models.values():
+            self._hooks.enter_context(shared_capture_hooks(model))
+
+    def _reader(self, model: str) -> _Reader:
+        probe, card = load_probe(self.paths.probe, PROBES[model])
+        found = find_saes(self.paths.saes_of(model))
+        missing = [(layer, width) for layer, width in zip(card.layers, card.widths, strict=True)
+                   if (layer, width) not in found]
+        if missing:
+            raise StageOrderError(f"the {model} model's probe reads SAEs {missing} that {self.paths.saes_of(model)} "
+                                  "lacks: run the `sae` stage")
+        saes = ({key: self.saes[key] for key in zip(card.layers, card.widths, strict=True)} if model == "tuned" else
+                {key: load_sae(found[key], self.device) for key in zip(card.layers, card.widths, strict=True)})
+        encoder = Encoder(self.models[model], self.tokenizer, list(card.layers),
+                          {layer: sae for (layer, _), sae in saes.items()}, card.bos_token_id, card.max_tokens)
+        return _Reader(encoder, probe, tuple(saes))
+
+    def close(self) -> None:
+        """Remove the hooks (the models stay usable as plain models)."""
+        self._hooks.close()
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest text (in tokens) the playground reads: the probe's window."""
+        return self.readers["tuned"].encoder.max_tokens if "tuned" in self.readers else 0
+
+    # -- the playground ---------------------------------------------------------------------
+
+    def implicit_reward(self, text: str, model: str = "tuned", top_k: int = 5) -> LiveReward:
+        """The probe's reward per token of `text` on `model`, and the task's true reward of the same text."""
+        if model not in PROBES:
+            raise InputError(f"model must be one of {sorted(PROBES)}, got {model!r}")
+        if model not in self.readers:
+            raise StageOrderError(f"{self.paths.probe} has no probe of the {model} model: run the `probe` stage")
+        reader = self.readers[model]
+        result = token_rewards(reader.encoder, reader.probe, text, top_k)
+        text_read = text[: int(result.tokens["end"].max())] if result.truncated else text
+        true_reward = float(self.reward([text_read])[0]) if self.reward is not None else None
+        words = None
+        if isinstance(self.reward, VaderReward):
+            words = pd.DataFrame(self.reward.token_values(text_read), columns=["word", "start", "end", "value"])
+        return LiveReward(model, result.tokens, result.truncated, text_read, true_reward, words)
+
+    # -- the ablation and steering lab ------------------------------------------------------
+
+    def compare_generations(self, prompts: Sequence[str], intervention: Intervention, n_samples: int,
+                            max_new_tokens: int | None = None, seed: int = 0) -> GenerationComparison:
+        """`n_samples` completions of the prompts (taken in turn) by the tuned model as it is and
+        under `intervention`, all under `seed`: sample i of both sees the same noise, so the two
+        differ only by what the intervention changed (nothing, when it is empty)."""
+        validate(intervention, self.saes)
+        if self.reward is None:
+            raise InputError(f"task {self.config.task!r} has no reward function to score completions with")
+        if not prompts:
+            raise InputError("no prompts: pick held-out openings or type at least one")
+        long = [len(p) for p in prompts if len(p) > MAX_PROMPT_CHARS]
+        if long:
+            raise InputError(f"a prompt of {long[0]:,} characters: the lab takes prompts of up to "
+                             f"{MAX_PROMPT_CHARS:,} (the model reads only its last few hundred tokens anyway)")
+        if not 1 <= int(n_samples) <= MAX_SAMPLES:
+            raise InputError(f"the number of samples must be between 1 and {MAX_SAMPLES}, got {n_samples}")
+        tokens = self.sampling.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+        if not 1 <= tokens <= MAX_NEW_TOKENS:
+            raise InputError(f"new tokens per completion must be between 1 and {MAX_NEW_TOKENS}, got {tokens}")
+        sampling = dataclasses.replace(self.sampling, max_new_tokens=tokens,
+                                       min_new_tokens=min(self.sampling.min_new_tokens, tokens))
+        chosen = [prompts[i % len(prompts)] for i in range(int(n_samples))]
+        model = self.models["tuned"]
+        plain = intervened_completions(model, self.tokenizer, chosen, NO_INTERVENTION, self.saes, self.reward,
+                                       sampling, seed, "generate (unmodified)")
+        changed = plain if intervention.empty else intervened_completions(
+            model, self.tokenizer, chosen, intervention, self.saes, self.reward, sampling, seed, "generate (modified)")
+        samples = pd.DataFrame({"prompt": chosen, "unmodified": plain.texts, "unmodified_reward": plain.rewards,
+                                "modified": changed.texts, "modified_reward": changed.rewards,
+                                "difference": changed.rewards - plain.rewards})
+        comparison = (paired_comparison(plain.rewards, changed.rewards, "reward", alternative="two-sided", seed=seed)
+                      if len(chosen) > 1 else None)
+        return GenerationComparison(samples, comparison)
+
+    def dictionary_sizes(self) -> dict[Key, int]:
+        """Features per tuned dictionary, for pickers."""
+        return {key: int(sae.d_sae) for key, sae in sorted(self.saes.items())}
+

@@ -1,0 +1,155 @@
+"""The serving layer on the real micro run: the playground's numbers are the probe's, the lab's
+completions are the validate stage's, bad input is refused with a message, and requests running
+at the same time in threads return exactly what they return one at a time."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lfp_engine.errors import InputError
+from lfp_engine.interventions import NO_INTERVENTION, Intervention
+from lfp_engine.manifest import read_manifest
+from lfp_engine.serving import MAX_PROMPT_CHARS, LiveRun
+from lfp_engine.store import RunStore
+
+pytestmark = pytest.mark.slow
+
+TEXT = "The acting was wonderful but the plot was boring."
+
+
+@pytest.fixture(scope="module")
+def live(micro_run) -> LiveRun:
+    run = LiveRun(micro_run, device="cpu")
+    yield run
+    run.close()
+
+
+def relevant(live: LiveRun) -> Intervention:
+    """The validate stage's 'relevant' condition (empty where no feature is labelled relevant)."""
+    return Intervention(ablate={k: tuple(v) for k, v in live.relevant.items()})
+
+
+def test_a_words_tokens_average_to_the_probe_stages_prediction(live, micro_run):
+    store = RunStore(micro_run)
+    triple = store.query("SELECT t.text_positive AS text, t.start_positive AS start, t.end_positive AS end_, "
+                         "p.prediction FROM triples t JOIN probe_predictions p USING (triple_id) "
+                         "WHERE p.element = 'positive' ORDER BY t.triple_id LIMIT 500")
+    fits = [len(live.tokenizer(r.text[:r.end_])["input_ids"]) <= live.max_tokens for r in triple.itertuples()]
+    assert sum(fits) >= 3, "no word within the playground's window"
+    for row in triple[fits].head(3).itertuples():
+        tokens = live.implicit_reward(row.text).tokens
+        inside = tokens[(tokens["start"] < row.end_) & (tokens["end"] > row.start)]
+        assert inside["reward"].mean() == pytest.approx(row.prediction, abs=1e-6)
+
+
+def test_playground_answer_beside_the_true_reward_and_the_base_model(live):
+    tuned = live.implicit_reward(TEXT)
+    assert not tuned.truncated and tuned.text_read == TEXT
+    assert tuned.true_reward == live.reward([TEXT])[0]
+    assert "wonderful" in tuned.words["word"].tolist()
+    assert tuned.words.set_index("word").loc["wonderful", "value"] > 0
+    assert all(len(d) <= 5 for d in tuned.tokens["drivers"])
+    layer, size, feature, contribution = tuned.tokens["drivers"].iloc[0][0]
+    assert (layer, size) in live.saes and 0 <= feature < size
+    base = live.implicit_reward(TEXT, model="base")
+    assert base.tokens["token"].tolist() == tuned.tokens["token"].tolist()
+    assert not np.allclose(base.tokens["reward"], tuned.tokens["reward"])
+
+
+def test_long_text_is_read_up_to_the_window_and_says_so(live):
+    text = "a wonderful film " * 6000  # ~100k characters
+    result = live.implicit_reward(text)
+    assert result.truncated and len(result.tokens) == live.max_tokens
+    assert text.startswith(result.text_read) and len(result.text_read) < len(text)
+    assert result.true_reward == live.reward([result.text_read])[0]
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t  "])
+def test_empty_text_is_refused(live, text):
+    with pytest.raises(InputError, match="empty"):
+        live.implicit_reward(text)
+
+
+@pytest.mark.parametrize("text", ["great 😀🎬 film\x00\x07\x1b[31m done", "<script>alert('x')</script><b>bold</b>"])
+def test_emoji_control_characters_and_markup_are_read_as_text(live, text):
+    result = live.implicit_reward(text)
+    assert np.isfinite(result.tokens["reward"]).all()
+    assert result.tokens["end"].max() <= len(text)
+
+
+def test_ablating_nothing_and_the_relevant_features_reproduces_the_validate_stage(live, micro_run):
+    """Same prompts, batch and seed as the stage: the lab's completions are the stage's, token for token."""
+    store = RunStore(micro_run)
+    seed = read_manifest(store)["validate"].seed
+    stored = store.read("ablation_samples")
+    prompts = live.heldout_prompts[:live.config.validate.n_prompts]
+    result = live.compare_generations(prompts, relevant(live), len(prompts), seed=seed).samples
+    for condition, column in (("none", "unmodified"), ("relevant", "modified")):
+        expected = stored[stored["condition"] == condition]
+        assert result[column].head(len(expected)).tolist() == expected["completion"].tolist()
+        assert result[f"{column}_reward"].head(len(expected)).tolist() == expected["reward"].tolist()
+
+
+def test_an_empty_intervention_is_the_model_and_steering_changes_it(live):
+    prompts = live.heldout_prompts[:3]
+    same = live.compare_generations(prompts, NO_INTERVENTION, 6, 12, seed=3)
+    assert same.samples["modified"].tolist() == same.samples["unmodified"].tolist()
+    assert (same.samples["difference"] == 0).all() and same.comparison.mean_difference == 0
+    key = next(iter(live.saes))
+    steered = live.compare_generations(prompts, Intervention(steer={key: ((0, 40.0),)}), 6, 12, seed=3)
+    assert steered.samples["unmodified"].tolist() == same.samples["unmodified"].tolist()
+    assert steered.samples["modified"].tolist() != steered.samples["unmodified"].tolist()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda live, key: live.compare_generations(["a"], Intervention(ablate={key: (10**6,)}), 2), "out of range"),
+    (lambda live, key: live.compare_generations(["a"], Intervention(steer={key: ((1, float("nan")),)}), 2), "finite"),
+    (lambda live, key: live.compare_generations(["a"], Intervention(ablate={(99, 7): (1,)}), 2), "no dictionary"),
+    (lambda live, key: live.compare_generations([], NO_INTERVENTION, 2), "no prompts"),
+    (lambda live, key: live.compare_generations(["x" * (MAX_PROMPT_CHARS + 1)], NO_INTERVENTION, 2), "characters"),
+    (lambda live, key: live.compare_generations(["a"], NO_INTERVENTION, 0), "number of samples"),
+    (lambda live, key: live.compare_generations(["a"], NO_INTERVENTION, 2, 0), "new tokens"),
+    (lambda live, key: live.implicit_reward(TEXT, model="other"), "model must be"),
+])
+def test_bad_requests_are_refused_with_a_message(live, call, message):
+    with pytest.raises(InputError, match=message):
+        call(live, next(iter(live.saes)))
+
+
+def test_parallel_requests_return_what_they_return_alone(live):
+    keys = sorted(live.saes)
+    prompts = live.heldout_prompts[:4]
+    requests = [
+        lambda: live.compare_generations(prompts, NO_INTERVENTION, 4, 10, seed=1).samples,
+        lambda: live.compare_generations(prompts, Intervention(ablate={keys[1]: (0, 3, 5)}), 4, 10, seed=1).samples,
+        lambda: live.compare_generations(prompts, Intervention(ablate={keys[0]: tuple(range(20))}), 4, 10, seed=1).samples,
+        lambda: live.compare_generations(prompts, Intervention(steer={keys[-1]: ((2, 25.0),)}), 4, 10, seed=1).samples,
+        lambda: live.implicit_reward(TEXT).tokens,
+        lambda: live.implicit_reward(TEXT + " " + TEXT, model="base").tokens,
+    ] * 2
+    alone = [request() for request in requests]
+    together: list[pd.DataFrame | None] = [None] * len(requests)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(requests))
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            for _ in range(3):
+                together[i] = requests[i]()
+        except BaseException as err:  # noqa: B036 - reported below, with the request it came from
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for a, b in zip(alone, together, strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not alone[0].equals(alone[2])
