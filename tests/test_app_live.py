@@ -139,8 +139,13 @@ def test_quiz_stores_answers_and_updates_its_figures(open_app, live_app_run):
     assert "Saved Ada <b>L</b>'s answer" in at.success[0].value
     assert at.selectbox(key="quiz_question_Ada <b>L</b>").value == 1  # on to the next question
     answer(at, len(questions["options"].iloc[1]) - 1)  # none of the above
+    mine = store.read("annotations", "annotator = ?", ["Ada <b>L</b>"])
+    assert mine["is_correct"].tolist() == [True, False] and mine["chose_none"].tolist() == [False, True]
+    everyone = store.read("annotations")  # the figures cover every annotator (other tests answer too)
     figures = metrics(at)
-    assert figures["Right explanation chosen"] == percent(0.5) and figures["Chose “none of the above”"] == percent(0.5)
+    assert figures["Answers"] == num(len(everyone))
+    assert figures["Right explanation chosen"] == percent(everyone["is_correct"].mean())
+    assert figures["Chose “none of the above”"] == percent(everyone["chose_none"].mean())
 
 
 def test_quiz_says_when_the_store_stays_busy(open_app, live_app_run, monkeypatch):
