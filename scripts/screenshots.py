@@ -1,24 +1,18 @@
 """Screenshots of every dashboard page on a run, for the README (docs/screenshots/*.png).
 
-    PYTHONPATH=. python scripts/screenshots.py --run runs/tiny [--out docs/screenshots] [--fixture]
+    PYTHONPATH=. python scripts/screenshots.py --run runs/tiny [--out docs/screenshots]
 
 Serves `streamlit run app/main.py -- --run RUN` and photographs each page in headless Chromium
 (tests/browser.py), at the full height of its content. The feature page shows the feature the
 browser lists first (the tuned model's first dictionary, highest twin similarity); the playground
 its example sentence; the lab after one generation (the relevant features ablated); the quiz at
 its first question (no answer is saved).
-
---fixture also photographs the pages of the stages that do not exist yet (probe, explain) on a
-copy of the run that carries FIXTURE tables made up to the store contract (tests/contract_fixture.py);
-those files are named `<page>-fixture.png` and the copied run is named `<run>-FIXTURE` in the app's
-sidebar, so no reader takes them for results.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from lfp_engine.store import RunStore  # noqa: E402
 from tests.browser import PAGE_PATHS, chromium, full_height, open_page, settle, streamlit_app  # noqa: E402
-from tests.contract_fixture import add_contract_tables, copy_run  # noqa: E402
 
 WIDTH = 1400
-FIXTURE_PAGES = ("story", "features", "feature", "lexicon", "compare")
-"""Pages whose content the probe and explain stages fill."""
 
 
 def generate_in_the_lab(page) -> None:
@@ -60,7 +51,7 @@ def first_listed_feature(run: Path) -> dict[str, str]:
     return {k: str(int(row[k])) for k in ("layer", "dict_size", "feature")}
 
 
-def photograph(run: Path, runs_root: Path, out: Path, pages: list[str], suffix: str) -> list[Path]:
+def photograph(run: Path, runs_root: Path, out: Path, pages: list[str]) -> list[Path]:
     """Served from the runs folder's parent, so the sidebar names runs as `runs/<name>`."""
     written = []
     feature = "&".join(f"{k}={v}" for k, v in first_listed_feature(run).items())
@@ -75,7 +66,7 @@ def photograph(run: Path, runs_root: Path, out: Path, pages: list[str], suffix: 
                 settle(page, 120_000)
             page.set_viewport_size({"width": WIDTH, "height": full_height(page) + 40})
             settle(page)
-            target = out / f"{name}{suffix}.png"
+            target = out / f"{name}.png"
             page.screenshot(path=str(target))
             print(f"{target}  ({seconds:.2f} s to render)")
             written.append(target)
@@ -86,17 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/tiny")
     parser.add_argument("--out", default="docs/screenshots")
-    parser.add_argument("--fixture", action="store_true", help="also the probe/explain pages on FIXTURE tables")
     args = parser.parse_args()
     run, out = Path(args.run).resolve(), Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    photograph(run, run.parent, out, list(PAGE_PATHS), "")
-    if args.fixture:
-        with tempfile.TemporaryDirectory() as scratch:
-            runs = Path(scratch) / "runs"
-            copy_run(run, runs / run.name)  # the real run, to compare the fixture copy with
-            fixture = add_contract_tables(copy_run(run, runs / f"{run.name}-FIXTURE"))
-            photograph(fixture, runs, out, list(FIXTURE_PAGES), "-fixture")
+    photograph(run, run.parent, out, list(PAGE_PATHS))
 
 
 if __name__ == "__main__":
