@@ -141,6 +141,8 @@ def test_validation_tables_and_ablating_nothing_is_the_unmodified_model(micro_ru
     probed = {f"{layer}/{width}" for layer, width in zip(card.layers, card.widths)}
     ablated = [*relevant["features"], *random["features"]]
     assert {f.rsplit("/", 1)[0] for f in ablated} <= probed  # twins in the other dictionary are not ablated twice
+    # firing rates are compared within the probe's dictionaries: every feature of them, no other
+    assert frequency.set_index("group").loc["all", "n_features"] == sum(card.widths)
     # the 'none' condition went through the intervention hooks; it must equal plain sampling
     paths = RunPaths(micro_run)
     from lfp_engine.config import config_from_dict

@@ -3,7 +3,7 @@
 Relevant features are those of the dictionaries the probe reads (the smaller one of each chosen
 layer). Feature frequency: the probe is applied to every held-out token of the tuned model (its
 codes from the stored activations, no forward pass); on the tokens it scores above the
-threshold, the firing rate of each feature of every tuned dictionary is counted, and relevant
+threshold, the firing rate of each feature of those dictionaries is counted, and relevant
 features are compared with the others. Ablation: completions of held-out prefixes with the relevant
 features zero-ablated, with as many random features ablated (the control the paper lacks,
 averaged over several draws), and with nothing ablated, all under one seed, scored with the
@@ -57,8 +57,10 @@ def run(ctx: StageContext) -> StageResult:
     ctx.outputs_of("probe")
     explanations = ctx.store.read("feature_explanations", where="model = ?", params=["tuned"])
     probe, card = load_probe(ctx.paths.probe)
-    relevant = relevant_features(explanations, zip(card.layers, card.widths, strict=True))
-    saes = {key: load_sae(path, ctx.device) for key, path in find_saes(ctx.paths.saes).items()}
+    probed = list(zip(card.layers, card.widths, strict=True))
+    relevant = relevant_features(explanations, probed)
+    found = find_saes(ctx.paths.saes)
+    saes = {key: load_sae(found[key], ctx.device) for key in probed}
 
     counter, values = count_firing(ctx, saes, probe, card, v.threshold)
     keys = {(layer, size, f) for (layer, size), fs in relevant.items() for f in fs}
@@ -118,7 +120,7 @@ STAGE = Stage(
     run=run,
     sections=("validate",),
     needs=("probe", "explain"),
-    version=2,  # 2: relevant features only from the dictionaries the probe reads
+    version=3,  # 2: relevant features only from the dictionaries the probe reads; 3: so are the others
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length},
 )
