@@ -60,6 +60,14 @@ class SyntheticSettings:
     negation_prob: float = 0.08
     word_spread: float = 0.7
     """Std-dev (lexicon units) of a slot's word around the review's sentiment: lower = more coherent."""
+    n_contested_words: int = 16
+    """Planted contested words: lexicon adjectives the corpus uses with the opposite polarity (slang
+    praise such as "sick", faint praise such as "safe" as criticism), half of each lexicon polarity
+    (the odd one negative); 0 plants none."""
+    n_reward_only_words: int = 16
+    """Planted reward-only words: lexicon words used only as names ("Hope", "Fury"), where they say
+    nothing about a review's sentiment, half of each polarity; 0, or at least 4 so that each side
+    of the probe's word split has a positive and a negative one."""
     vocab_size: int = 2048
     hidden_size: int = 128
     num_layers: int = 6
@@ -484,6 +492,16 @@ def validate(c: RunConfig) -> None:
         value = getattr(s, name)
         _require(0 <= value < 1, f"setting synthetic.{name}: must be in [0, 1), got {value}")
     _require(s.word_spread > 0, "setting synthetic.word_spread: must be positive")
+    if w.kind == "synthetic":
+        from .worlds.synthetic_reviews import planted_limits  # the candidates are data, read on demand
+
+        limits = planted_limits()
+        _require(0 <= s.n_contested_words <= limits["contested"],
+                 f"setting synthetic.n_contested_words: expected 0 to {limits['contested']} (the candidates), "
+                 f"got {s.n_contested_words}")
+        _require(s.n_reward_only_words == 0 or 4 <= s.n_reward_only_words <= limits["reward_only"],
+                 f"setting synthetic.n_reward_only_words: expected 0, or 4 (a positive and a negative name on each "
+                 f"side of the held-out split) to {limits['reward_only']}, got {s.n_reward_only_words}")
     _require(s.vocab_size >= 300, "setting synthetic.vocab_size: must be at least 300 (256 bytes + specials)")
     _require(s.hidden_size >= 8 and s.num_layers >= 1 and s.num_heads >= 1 and s.intermediate_size >= 8,
              "settings synthetic.hidden_size/num_layers/num_heads/intermediate_size: must be positive")
