@@ -98,7 +98,7 @@ def planted_limits(data_dir: Path = DATA_DIR) -> dict[str, int]:
     planted = json.loads((data_dir / "vocabulary.json").read_text(encoding="utf-8")).get("planted", {})
     limits = {}
     for kind in (CONTESTED, REWARD_ONLY):
-        available = Counter()
+        available: Counter[str] = Counter()
         for by_polarity in planted.get(kind, {}).values():
             for polarity, pool in by_polarity.items():
                 available[polarity] += len(pool)
