@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from lfp_engine.store import RunStore
-from lfp_engine.tasks import TASKS
+from lfp_engine.run.store import RunStore
+from lfp_engine.run.tasks import TASKS
 
 FILLED_BY = {
     "run_config": "world", "run_manifest": "world", "world_lexicon": "world",

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from lfp_engine.serving import LiveRun
-from lfp_engine.store import RunPaths
+from lfp_engine.run.store import RunPaths
 
 from .data import RunData
 

@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 
 from app.runs import parse_args, run_label  # noqa: E402
 from app.ui import RUN_KEY, available_runs  # noqa: E402
-from lfp_engine.errors import LfpError  # noqa: E402
+from lfp_engine.run.errors import LfpError  # noqa: E402
 
 PAGES = [
     ("views/story.py", "Story", ":material/auto_stories:"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lfp_engine.tasks import TaskSpec
+from lfp_engine.run.tasks import TaskSpec
 
 from .formatting import interval, missing, num, p_value, percent, signed
 

@@ -24,23 +24,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import config_from_dict, known_settings
-from .deltas import Encoder
-from .errors import InputError, StageOrderError
-from .hooks import shared_capture_hooks
-from .hub import load_causal_lm, load_tokenizer, resolve_device
-from .implicit_reward import token_rewards
-from .interventions import NO_INTERVENTION, Intervention, Key, intervention_hooks, validate
-from .manifest import read_config, read_manifest
-from .probe import LinearProbe, load_probe
-from .reward import VaderReward, build_reward
-from .reward_comparison import PairedComparison, paired_comparison
-from .sae import SparseAutoencoder
-from .saelens_format import find_saes, load_sae
-from .store import RunStore
-from .tasks import task_spec
-from .validation import Sampling, intervened_completions, relevant_features
-from .worlds import PROMPTS, WorldRecord, read_world_table
+from lfp_engine.run.config import config_from_dict, known_settings
+from lfp_engine.probe.encoding import Encoder
+from lfp_engine.run.errors import InputError, StageOrderError
+from lfp_engine.models.hooks import shared_capture_hooks
+from lfp_engine.models.hub import load_causal_lm, load_tokenizer, resolve_device
+from lfp_engine.probe.implicit_reward import token_rewards
+from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, Key, intervention_hooks, validate
+from lfp_engine.run.manifest import read_config, read_manifest
+from lfp_engine.probe.linear import LinearProbe, load_probe
+from lfp_engine.tuning.reward import VaderReward, build_reward
+from lfp_engine.statistics import PairedComparison, paired_comparison
+from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.saelens_format import find_saes, load_sae
+from lfp_engine.run.store import RunStore
+from lfp_engine.run.tasks import task_spec
+from lfp_engine.validation.ablation import Sampling, intervened_completions, relevant_features
+from lfp_engine.worlds import PROMPTS, WorldRecord, read_world_table
 
 PROBES = {"tuned": "probe", "base": "base_probe"}
 """Each model's probe file in the run's `probe/` folder: the base model's was fit the same way on

@@ -27,11 +27,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lfp_engine.config import RunConfig, build_config, nest, parse_override
-from lfp_engine.errors import ConfigError, LfpError, RunFolderError
-from lfp_engine.manifest import read_config, read_manifest
-from lfp_engine.presets import PRESETS, preset
-from lfp_engine.store import RunPaths, RunStore
+from lfp_engine.run.config import RunConfig, build_config, nest, parse_override
+from lfp_engine.run.errors import ConfigError, LfpError, RunFolderError
+from lfp_engine.run.manifest import read_config, read_manifest
+from lfp_engine.run.presets import PRESETS, preset
+from lfp_engine.run.store import RunPaths, RunStore
 
 log = logging.getLogger("lfp")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lfp_engine.hub import load_causal_lm, load_tokenizer
+from lfp_engine.models.hub import load_causal_lm, load_tokenizer
 from lfp_engine.worlds import WorldRecord
 
 from .pipeline import StageContext

@@ -5,7 +5,7 @@ A stage is a function from a `StageContext` to a `StageResult`. The runner
   stages it reads), and skips it when the manifest holds a 'done' record with that
   fingerprint whose files still exist;
 - otherwise marks it 'running', runs it, and commits its tables together with its 'done'
-  record in one transaction; files the stage writes go through `lfp_engine.atomic`;
+  record in one transaction; files the stage writes go through `lfp_engine.run.atomic`;
 - on failure records 'failed' with the error and stops, leaving earlier stages intact.
 A run killed at any moment therefore resumes at the first stage not recorded done, and
 because every stage is seeded from the run seed, ends with the same results.
@@ -25,11 +25,11 @@ import pandas as pd
 import torch
 
 from lfp_engine import __version__
-from lfp_engine.atomic import sweep_temporaries
-from lfp_engine.config import RunConfig
-from lfp_engine.errors import StageOrderError
-from lfp_engine.hub import resolve_device
-from lfp_engine.manifest import (
+from lfp_engine.run.atomic import sweep_temporaries
+from lfp_engine.run.config import RunConfig
+from lfp_engine.run.errors import StageOrderError
+from lfp_engine.models.hub import resolve_device
+from lfp_engine.run.manifest import (
     StageRecord,
     config_statement,
     ensure_tables,
@@ -38,8 +38,8 @@ from lfp_engine.manifest import (
     now,
     read_manifest,
 )
-from lfp_engine.seeding import derive_seed, seed_everything
-from lfp_engine.store import RunPaths, RunStore
+from lfp_engine.run.seeding import derive_seed, seed_everything
+from lfp_engine.run.store import RunPaths, RunStore
 
 log = logging.getLogger("lfp")
 

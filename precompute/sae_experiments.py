@@ -18,13 +18,13 @@ from dataclasses import replace
 
 import pandas as pd
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.config import RunConfig
-from lfp_engine.errors import InputError
-from lfp_engine.hub import resolve_device
-from lfp_engine.manifest import read_manifest
-from lfp_engine.seeding import derive_seed
-from lfp_engine.store import RunPaths, RunStore
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.run.config import RunConfig
+from lfp_engine.run.errors import InputError
+from lfp_engine.models.hub import resolve_device
+from lfp_engine.run.manifest import read_manifest
+from lfp_engine.run.seeding import derive_seed
+from lfp_engine.run.store import RunPaths, RunStore
 
 from .pipeline import StageContext
 from .stages.activations import capture_sets

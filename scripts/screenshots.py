@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lfp_engine.store import RunStore  # noqa: E402
+from lfp_engine.run.store import RunStore  # noqa: E402
 from tests.browser import PAGE_PATHS, chromium, full_height, open_page, settle, streamlit_app  # noqa: E402
 
 WIDTH = 1400

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lfp_engine.manifest import StageRecord, now
-from lfp_engine.probe import kendall_agreement, sign_agreement, word_values
-from lfp_engine.store import RunStore
+from lfp_engine.run.manifest import StageRecord, now
+from lfp_engine.probe.linear import kendall_agreement, sign_agreement, word_values
+from lfp_engine.run.store import RunStore
 
 HOSTILE_EXPLANATION = "it's \"great\" -- '; DROP TABLE features; -- 100%_sure"
 MARKUP_EXPLANATION = "<script>alert('explanation')</script> <b>bold</b> words"

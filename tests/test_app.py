@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from app.formatting import num, p_number, percent, signed, span
 from app.narrative import feedback_learned_accuracy, feedback_learned_tau
 from app.runs import run_label
-from lfp_engine.store import RunStore
+from lfp_engine.run.store import RunStore
 
 from .apptest import MAIN, metrics, texts
 from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TOKEN

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from lfp_engine.store import RunStore
+from lfp_engine.run.store import RunStore
 
 from .browser import PAGE_PATHS, chromium, chromium_path, open_page, settle, streamlit_app
 from .contract_fixture import MARKUP_EXPLANATION, MARKUP_TOKEN

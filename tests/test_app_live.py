@@ -13,9 +13,9 @@ import pytest
 
 from app.formatting import num, p_value, percent
 from app.live import EXAMPLE_TEXT as EXAMPLE
-from lfp_engine import annotation
+from lfp_engine.explain import annotation
 from lfp_engine.serving import LiveRun
-from lfp_engine.store import RunStore
+from lfp_engine.run.store import RunStore
 
 from .apptest import metrics, texts
 
@@ -85,7 +85,7 @@ def test_lab_compares_unmodified_and_modified_completions(open_app, live_app_run
     table = at.dataframe[0].value
     assert len(table) == 4
     prompts = at.multiselect(key="lab_heldout").value
-    from lfp_engine.interventions import Intervention
+    from lfp_engine.validation.interventions import Intervention
 
     expected = live.compare_generations(prompts, Intervention(ablate={key: (1,)}), 4, 10, 0)
     assert table["modified"].tolist() == expected.samples["modified"].tolist()

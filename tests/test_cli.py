@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lfp_engine.manifest import MANIFEST_TABLE
-from lfp_engine.store import RunStore
+from lfp_engine.run.manifest import MANIFEST_TABLE
+from lfp_engine.run.store import RunStore
 from precompute.cli import main
 
 

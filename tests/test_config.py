@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lfp_engine.config import RunConfig, build_config, config_from_dict, nest, parse_override
-from lfp_engine.errors import ConfigError
-from lfp_engine.presets import PRESETS, preset
+from lfp_engine.run.config import RunConfig, build_config, config_from_dict, nest, parse_override
+from lfp_engine.run.errors import ConfigError
+from lfp_engine.run.presets import PRESETS, preset
 
 
 def test_every_preset_builds_and_validates():

@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from lfp_engine.annotation import NONE_OF_THE_ABOVE
-from lfp_engine.hub import load_causal_lm, load_tokenizer
-from lfp_engine.generation import sample_completions
-from lfp_engine.llm import CACHE_TABLE
-from lfp_engine.manifest import read_manifest
-from lfp_engine.reward import VaderReward, scored_texts
-from lfp_engine.probe import load_probe
-from lfp_engine.store import RunPaths, RunStore
+from lfp_engine.explain.annotation import NONE_OF_THE_ABOVE
+from lfp_engine.models.hub import load_causal_lm, load_tokenizer
+from lfp_engine.models.generation import sample_completions
+from lfp_engine.explain.llm import CACHE_TABLE
+from lfp_engine.run.manifest import read_manifest
+from lfp_engine.tuning.reward import VaderReward, scored_texts
+from lfp_engine.probe.linear import load_probe
+from lfp_engine.run.store import RunPaths, RunStore
 from precompute.cli import main
 
 from .fake_llm import FakeLLM
@@ -145,8 +145,8 @@ def test_validation_tables_and_ablating_nothing_is_the_unmodified_model(micro_ru
     assert frequency.set_index("group").loc["all", "n_features"] == sum(card.widths)
     # the 'none' condition went through the intervention hooks; it must equal plain sampling
     paths = RunPaths(micro_run)
-    from lfp_engine.config import config_from_dict
-    from lfp_engine.manifest import read_config
+    from lfp_engine.run.config import config_from_dict
+    from lfp_engine.run.manifest import read_config
     from lfp_engine.worlds import PROMPTS, read_world_table
 
     config = config_from_dict(read_config(store)[1])

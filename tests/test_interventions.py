@@ -7,11 +7,11 @@ import threading
 import pytest
 import torch
 
-from lfp_engine.architecture import mlp_modules
-from lfp_engine.errors import InputError
-from lfp_engine.hooks import capture_mlp_outputs
-from lfp_engine.interventions import Intervention, intervening, intervention_hooks
-from lfp_engine.sae import SparseAutoencoder
+from lfp_engine.models.architecture import mlp_modules
+from lfp_engine.run.errors import InputError
+from lfp_engine.models.hooks import capture_mlp_outputs
+from lfp_engine.validation.interventions import Intervention, intervening, intervention_hooks
+from lfp_engine.sae.autoencoder import SparseAutoencoder
 
 from .conftest import tiny_neox
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lfp_engine.errors import InputError
-from lfp_engine.probe import (fit_logistic, fit_regression, kendall_agreement, shuffled_probe, sign_agreement,
+from lfp_engine.run.errors import InputError
+from lfp_engine.probe.linear import (fit_logistic, fit_regression, kendall_agreement, shuffled_probe, sign_agreement,
                               target_scale, word_values, xavier_probe)
 
 

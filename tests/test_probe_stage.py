@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.deltas import Encoder, tokenize
-from lfp_engine.errors import InputError
-from lfp_engine.hub import load_causal_lm, load_tokenizer
-from lfp_engine.implicit_reward import token_rewards
-from lfp_engine.probe import load_probe
-from lfp_engine.saelens_format import find_saes, load_sae
-from lfp_engine.store import RunPaths, RunStore
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.probe.encoding import Encoder, tokenize
+from lfp_engine.run.errors import InputError
+from lfp_engine.models.hub import load_causal_lm, load_tokenizer
+from lfp_engine.probe.implicit_reward import token_rewards
+from lfp_engine.probe.linear import load_probe
+from lfp_engine.sae.saelens_format import find_saes, load_sae
+from lfp_engine.run.store import RunPaths, RunStore
 from precompute.cli import main
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lfp_engine.errors import InputError
-from lfp_engine.sae_metrics import loss_recovered, reconstruction_metrics, token_loss, zero_output
+from lfp_engine.run.errors import InputError
+from lfp_engine.sae.metrics import loss_recovered, reconstruction_metrics, token_loss, zero_output
 
 from .conftest import tiny_neox
 from .test_sae import random_sae

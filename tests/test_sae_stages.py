@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.config import build_config
-from lfp_engine.errors import ConfigError
-from lfp_engine.manifest import ensure_tables, read_manifest
-from lfp_engine.presets import preset
-from lfp_engine.saelens_format import find_saes, load_sae, read_cfg
-from lfp_engine.store import RunPaths, RunStore
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.run.config import build_config
+from lfp_engine.run.errors import ConfigError
+from lfp_engine.run.manifest import ensure_tables, read_manifest
+from lfp_engine.run.presets import preset
+from lfp_engine.sae.saelens_format import find_saes, load_sae, read_cfg
+from lfp_engine.run.store import RunPaths, RunStore
 from precompute.cli import main
 
 from .conftest import run_lfp

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lfp_engine.errors import InputError
-from lfp_engine.saelens_format import CFG, WEIGHTS, find_saes, load_sae, read_cfg, save_sae
+from lfp_engine.run.errors import InputError
+from lfp_engine.sae.saelens_format import CFG, WEIGHTS, find_saes, load_sae, read_cfg, save_sae
 
 from .test_sae import random_sae
 

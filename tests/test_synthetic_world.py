@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lfp_engine.errors import InputError
-from lfp_engine.lexicon import vader_lexicon, word_tokens
-from lfp_engine.reward import VaderReward
+from lfp_engine.run.errors import InputError
+from lfp_engine.tuning.lexicon import vader_lexicon, word_tokens
+from lfp_engine.tuning.reward import VaderReward
 from lfp_engine.worlds.prompts import make_prompts
 from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary, choose_heldout_words
 from lfp_engine.worlds.synthetic_world import generate_corpus, ground_truth_table

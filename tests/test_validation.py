@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lfp_engine.validation import FiringCounter, feature_frequency, random_intervention, relevant_features
+from lfp_engine.validation.ablation import FiringCounter, feature_frequency, random_intervention, relevant_features
 
 
 def test_relevant_features_come_from_the_probes_dictionaries_only():

@@ -7,8 +7,8 @@ import streamlit as st
 
 from app import charts, live, ui
 from app.formatting import num, p_value, signed, span
-from lfp_engine.errors import InputError
-from lfp_engine.interventions import Intervention, validate
+from lfp_engine.run.errors import InputError
+from lfp_engine.validation.interventions import Intervention, validate
 from lfp_engine.serving import MAX_NEW_TOKENS, MAX_SAMPLES
 
 FEATURES_KEY, ADDED_KEY, RESULT_KEY = "lab_features", "lab_added", "lab_result"

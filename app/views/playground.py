@@ -7,7 +7,7 @@ import streamlit as st
 from app import charts, live, ui
 from app.formatting import num
 from app.markup import drivers_table, reward_heat, text_pieces
-from lfp_engine.errors import InputError
+from lfp_engine.run.errors import InputError
 
 run = ui.current_run()
 st.title("Implicit reward playground")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import charts, narrative, ui
 from app.formatting import num, signed
-from lfp_engine.tasks import TASKS
+from lfp_engine.run.tasks import TASKS
 
 SAMPLES_SHOWN = 5
 SAMPLE_COLUMNS = {"prompt": "opening", "base_completion": "base model writes", "base_reward": "base reward",

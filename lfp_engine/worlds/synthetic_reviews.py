@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from lfp_engine.run.errors import InputError
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "tiny_world"
 

@@ -1,6 +1,6 @@
 """Stage `activations`: the tuned model's MLP outputs at the most divergent layers, over the corpus.
 
-Two activation sets (see `lfp_engine.activations`): `train/` from the corpus's train split, the
+Two activation sets (see `lfp_engine.sae.activations`): `train/` from the corpus's train split, the
 rows the SAEs learn from (the paper's 75,000 per SAE), and `eval/` from its test split, on which
 every SAE metric is measured. Texts are taken in a seeded random order until the token budget is
 met. Activations come from the tuned model, the one whose feedback patterns we study; the
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from lfp_engine.activations import capture_activations, token_sequences
-from lfp_engine.atomic import atomic_path
-from lfp_engine.errors import InputError
+from lfp_engine.sae.activations import capture_activations, token_sequences
+from lfp_engine.run.atomic import atomic_path
+from lfp_engine.run.errors import InputError
 from lfp_engine.worlds import CORPUS, read_world_table
 
 from ..models import load_model, load_tokenizer_of, model_source, run_relative

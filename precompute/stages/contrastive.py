@@ -11,13 +11,13 @@ import logging
 
 import numpy as np
 
-from lfp_engine.config import RunConfig
-from lfp_engine.contrastive import (corpus_pools, llm_text_triples, synthetic_pools, synthetic_text_triples,
+from lfp_engine.run.config import RunConfig
+from lfp_engine.probe.contrastive import (corpus_pools, llm_text_triples, synthetic_pools, synthetic_text_triples,
                                     word_triples)
-from lfp_engine.errors import ConfigError, InputError
-from lfp_engine.lexicon import vader_lexicon
-from lfp_engine.llm import ResponseCache, Usage, endpoint_from_settings
-from lfp_engine.tasks import task_spec
+from lfp_engine.run.errors import ConfigError, InputError
+from lfp_engine.tuning.lexicon import vader_lexicon
+from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
+from lfp_engine.run.tasks import task_spec
 from lfp_engine.worlds import CORPUS, GROUND_TRUTH, WorldRecord, read_world_table
 from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from lfp_engine.divergence import layer_divergence, top_layers
+from lfp_engine.tuning.layer_divergence import layer_divergence, top_layers
 
 from ..models import load_base, load_tuned, tuned_source
 from ..pipeline import Stage, StageContext, StageResult

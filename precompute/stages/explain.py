@@ -16,15 +16,15 @@ import logging
 import numpy as np
 import pandas as pd
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.annotation import ANNOTATIONS_DDL, make_questions
-from lfp_engine.config import RunConfig
-from lfp_engine.explain import Example
-from lfp_engine.explainer import Evidence, explain_offline, explain_with_llm, records_frame, split_evidence
-from lfp_engine.lexicon import vader_lexicon
-from lfp_engine.llm import ResponseCache, Usage, endpoint_from_settings
-from lfp_engine.saelens_format import load_sae
-from lfp_engine.tasks import task_spec
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.explain.annotation import ANNOTATIONS_DDL, make_questions
+from lfp_engine.run.config import RunConfig
+from lfp_engine.explain.prompts import Example
+from lfp_engine.explain.explainer import Evidence, explain_offline, explain_with_llm, records_frame, split_evidence
+from lfp_engine.tuning.lexicon import vader_lexicon
+from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
+from lfp_engine.sae.saelens_format import load_sae
+from lfp_engine.run.tasks import task_spec
 
 from ..models import load_tokenizer_of
 from ..pipeline import Stage, StageContext, StageResult

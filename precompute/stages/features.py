@@ -20,11 +20,11 @@ import logging
 
 import pandas as pd
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.dictionaries import nearest_neighbors, shared_features
-from lfp_engine.features import context_windows, direct_logit_effects, feature_statistics
-from lfp_engine.saelens_format import find_saes, load_sae
-from lfp_engine.seeding import derive_seed
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.sae.shared_features import nearest_neighbors, shared_features
+from lfp_engine.sae.features import context_windows, direct_logit_effects, feature_statistics
+from lfp_engine.sae.saelens_format import find_saes, load_sae
+from lfp_engine.run.seeding import derive_seed
 
 from ..models import load_model, load_tokenizer_of
 from ..pipeline import Stage, StageContext, StageResult

@@ -15,14 +15,14 @@ import logging
 import numpy as np
 import pandas as pd
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.deltas import Encoder, TokenizedText, tokenize
-from lfp_engine.errors import StageOrderError
-from lfp_engine.generation import sample_completions
-from lfp_engine.probe import ProbeCard, save_probe
-from lfp_engine.probe_measures import (ELEMENTS, ProbeDataset, baselines, build_dataset, fit, lexicon_comparison,
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.probe.encoding import Encoder, TokenizedText, tokenize
+from lfp_engine.run.errors import StageOrderError
+from lfp_engine.models.generation import sample_completions
+from lfp_engine.probe.linear import ProbeCard, save_probe
+from lfp_engine.probe.measures import (ELEMENTS, ProbeDataset, baselines, build_dataset, fit, lexicon_comparison,
                                        measure, pca_frame, word_counts)
-from lfp_engine.saelens_format import find_saes, load_sae
+from lfp_engine.sae.saelens_format import find_saes, load_sae
 from lfp_engine.worlds import PROMPTS, read_world_table
 
 from ..models import load_model, load_tokenizer_of

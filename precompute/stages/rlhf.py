@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 
-from lfp_engine.atomic import atomic_path
-from lfp_engine.hub import DTYPES, is_local, load_causal_lm
-from lfp_engine.reward import build_reward
-from lfp_engine.rlhf import evaluate_tuning, train_dpo, train_rloo, training_log_frame
-from lfp_engine.tasks import task_spec
+from lfp_engine.run.atomic import atomic_path
+from lfp_engine.models.hub import DTYPES, is_local, load_causal_lm
+from lfp_engine.tuning.reward import build_reward
+from lfp_engine.tuning.rlhf import evaluate_tuning, train_dpo, train_rloo, training_log_frame
+from lfp_engine.run.tasks import task_spec
 from lfp_engine.worlds import PREFERENCES, PROMPTS, WorldRecord, read_world_table
 
 from ..models import load_base, load_tokenizer_of

@@ -17,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.atomic import atomic_path
-from lfp_engine.config import RunConfig, SaeSettings
-from lfp_engine.sae import SaeSpec, SparseAutoencoder, TrainedSaes, train_saes
-from lfp_engine.sae_metrics import loss_recovered, reconstruction_metrics, token_loss, zero_output
-from lfp_engine.saelens_format import save_sae
-from lfp_engine.store import RunPaths
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.run.atomic import atomic_path
+from lfp_engine.run.config import RunConfig, SaeSettings
+from lfp_engine.sae.autoencoder import SaeSpec, SparseAutoencoder, TrainedSaes, train_saes
+from lfp_engine.sae.metrics import loss_recovered, reconstruction_metrics, token_loss, zero_output
+from lfp_engine.sae.saelens_format import save_sae
+from lfp_engine.run.store import RunPaths
 from lfp_engine.worlds import WorldRecord
 
 from ..models import load_model, load_tokenizer_of, model_source, run_relative

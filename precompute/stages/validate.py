@@ -17,14 +17,14 @@ import logging
 import numpy as np
 import pandas as pd
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.interventions import NO_INTERVENTION, Intervention, intervention_hooks
-from lfp_engine.probe import load_probe
-from lfp_engine.reward import build_reward
-from lfp_engine.saelens_format import find_saes, load_sae
-from lfp_engine.seeding import derive_seed
-from lfp_engine.tasks import task_spec
-from lfp_engine.validation import (FiringCounter, Sampling, ablation_table, feature_frequency, intervened_completions,
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervention_hooks
+from lfp_engine.probe.linear import load_probe
+from lfp_engine.tuning.reward import build_reward
+from lfp_engine.sae.saelens_format import find_saes, load_sae
+from lfp_engine.run.seeding import derive_seed
+from lfp_engine.run.tasks import task_spec
+from lfp_engine.validation.ablation import (FiringCounter, Sampling, ablation_table, feature_frequency, intervened_completions,
                                    random_intervention, relevant_features, relevant_intervention)
 from lfp_engine.worlds import PROMPTS, read_world_table
 

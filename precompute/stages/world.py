@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lfp_engine.atomic import atomic_path
-from lfp_engine.config import RunConfig
-from lfp_engine.errors import ConfigError
-from lfp_engine.hub import from_hub_or_path, is_local, load_tokenizer
-from lfp_engine.tasks import TaskSpec, task_spec
+from lfp_engine.run.atomic import atomic_path
+from lfp_engine.run.config import RunConfig
+from lfp_engine.run.errors import ConfigError
+from lfp_engine.models.hub import from_hub_or_path, is_local, load_tokenizer
+from lfp_engine.run.tasks import TaskSpec, task_spec
 from lfp_engine.worlds import CORPUS, GROUND_TRUTH, PREFERENCES, PROMPTS, WorldRecord
 from lfp_engine.worlds.hub_corpora import load_preference_pairs, load_review_corpus
 from lfp_engine.worlds.prompts import make_prompts

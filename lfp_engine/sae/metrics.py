@@ -1,0 +1,125 @@
+"""How good is a dictionary? Reconstruction, sparsity, feature health, and the spliced-in LM loss.
+
+Measured on held-out activations (the corpus's test split), never on the training rows:
+- `mse`: mean squared error per activation entry.
+- `normalized_mse`: the paper's "normalised reconstruction loss" (tables 11 and 12, figure 8),
+  sum ||x - x_hat||^2 / sum ||x||^2.
+- `variance_explained`: 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2; unlike the paper's
+  normalisation it does not give credit for the mean, which a bias alone reconstructs.
+- `l0`: mean number of non-zero codes per token, the paper's "true sparsity"; `l0_fraction` is
+  l0 / dictionary size.
+- `dead_fraction`: features that never fire on the held-out tokens; `dense_fraction`: features
+  firing on more than `dense_threshold` of them.
+- Spliced-in loss: the model's next-token cross-entropy with a layer's MLP output replaced by the
+  SAE's reconstruction (`ce_spliced`), against the clean model (`ce_clean`) and the MLP output
+  zero-ablated (`ce_zero_ablated`). `loss_recovered` = (zero - spliced) / (zero - clean): 1 when
+  the SAE changes nothing the model uses, 0 when it is as bad as deleting the block (the score
+  SAELens and SAEBench report). Replacements touch only text tokens, the rows the SAE was trained
+  on, never padding or BOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lfp_engine.sae.activations import pad_batch
+from lfp_engine.run.errors import InputError
+from lfp_engine.models.hooks import replace_mlp_output
+from lfp_engine.sae.autoencoder import SparseAutoencoder
+
+
+@dataclass
+class ReconstructionMetrics:
+    n_tokens: int
+    mse: float
+    normalized_mse: float
+    variance_explained: float
+    l0: float
+    l0_fraction: float
+    dead_fraction: float
+    dense_fraction: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def reconstruction_metrics(sae: SparseAutoencoder, rows: Iterable[torch.Tensor],
+                           dense_threshold: float = 0.1) -> ReconstructionMetrics:
+    """Metrics of `sae` over activation rows ([n, d_in] chunks), accumulated in float64."""
+    device = sae.W_enc.device
+    n = 0
+    err = total = 0.0
+    sum_x = torch.zeros(sae.d_in, dtype=torch.float64, device=device)
+    fired = torch.zeros(sae.d_sae, dtype=torch.float64, device=device)
+    active = 0.0
+    for x in rows:
+        x = x.to(device)
+        z = sae.encode(x)
+        x_hat = sae.decode(z)
+        x64 = x.double()
+        err += (x_hat.double() - x64).pow(2).sum().item()
+        total += x64.pow(2).sum().item()
+        sum_x += x64.sum(0)
+        nonzero = z > 0
+        fired += nonzero.sum(0).double()
+        active += nonzero.sum().item()
+        n += x.shape[0]
+    if n == 0:
+        raise InputError("no activation rows to measure the SAE on")
+    centered = total - (sum_x @ sum_x).item() / n
+    density = fired / n
+    l0 = active / n
+    return ReconstructionMetrics(
+        n_tokens=n,
+        mse=err / (n * sae.d_in),
+        normalized_mse=err / total if total > 0 else float("nan"),
+        variance_explained=1 - err / centered if centered > 0 else float("nan"),
+        l0=l0,
+        l0_fraction=l0 / sae.d_sae,
+        dead_fraction=(density == 0).double().mean().item(),
+        dense_fraction=(density > dense_threshold).double().mean().item(),
+    )
+
+
+def zero_output(h: torch.Tensor) -> torch.Tensor:
+    """The zero ablation of an MLP output."""
+    return torch.zeros_like(h)
+
+
+@torch.inference_mode()
+def token_loss(model: nn.Module, sequences: Sequence[Sequence[int]], *, pad_token_id: int,
+               bos_token_id: int | None, batch_size: int, layer: int | None = None,
+               replace: Callable[[torch.Tensor], torch.Tensor] | None = None, desc: str = "LM loss") -> float:
+    """Mean next-token cross-entropy over the text tokens of `sequences`, optionally with layer
+    `layer`'s MLP output replaced by replace(output) at the text tokens."""
+    if not sequences:
+        raise InputError("no sequences to measure the loss on")
+    device = next(model.parameters()).device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for start in tqdm(range(0, len(sequences), batch_size), desc=desc, unit="batch", leave=False, mininterval=1):
+        ids, attention, text = pad_batch(sequences[start:start + batch_size], pad_token_id, bos_token_id, device)
+        if replace is None:
+            logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        else:
+            with replace_mlp_output(model, layer, replace, positions=text):
+                logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        targets = text[:, 1:]
+        losses = nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+        total += losses[targets].double().sum()
+        count += int(targets.sum())
+    if count == 0:
+        raise InputError("the sequences have no predicted text tokens (each needs a BOS or two tokens)")
+    return (total / count).item()
+
+
+def loss_recovered(ce_clean: float, ce_spliced: float, ce_zero_ablated: float) -> float:
+    """(zero - spliced) / (zero - clean); NaN when zero-ablating the layer costs nothing."""
+    gap = ce_zero_ablated - ce_clean
+    return (ce_zero_ablated - ce_spliced) / gap if gap != 0 else float("nan")

@@ -1,0 +1,167 @@
+"""Switching SAE features off (zero ablation) or pushing on them (steering), inside the model.
+
+Zero ablation (paper table 6), done as the paper describes and its code did not: at each
+chosen layer the MLP output h is encoded, the ablated features' code entries are set to zero,
+and the SAE's reconstruction *plus its error term* replaces h:
+
+    decode(z') + (h - decode(z)) = h - sum over ablated f of z_f * W_dec[f]
+
+so exactly what the ablated features contributed is removed and nothing else changes; with
+nothing ablated, h passes through untouched (bit for bit). Steering adds
+strength * W_dec[f] / ||W_dec[f]|| at every position.
+
+Interventions are per request. `intervention_hooks` installs, once per model, one forward hook
+per layer that applies whatever intervention is *current*; `intervening` makes an intervention
+current for the block of code that runs it, through a `ContextVar`. Each thread (each dashboard
+session) has its own context, so two sessions generating at once, one ablating and one not,
+each get exactly the result they would get alone, with one shared model in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import torch
+from torch import nn
+
+from lfp_engine.models.architecture import mlp_modules
+from lfp_engine.run.errors import InputError
+from lfp_engine.sae.autoencoder import SparseAutoencoder
+
+Key = tuple[int, int]
+"""(layer, dict_size): which dictionary a feature index refers to."""
+LayerEdit = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Intervention:
+    ablate: Mapping[Key, tuple[int, ...]] = field(default_factory=dict)
+    """Features whose code entries are zeroed, per dictionary."""
+    steer: Mapping[Key, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    """(feature, strength) pairs whose unit decoder direction is added, per dictionary."""
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.ablate.values()) and not any(self.steer.values())
+
+
+NO_INTERVENTION = Intervention()
+_current: ContextVar[Mapping[int, LayerEdit]] = ContextVar("lfp_intervention", default=MappingProxyType({}))
+"""The current intervention, as the edit it makes at each layer it touches."""
+
+
+def validate(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> None:
+    """Refuse unknown dictionaries, feature indices out of range and non-finite strengths."""
+    for key, features in [*intervention.ablate.items(),
+                          *((k, tuple(f for f, _ in v)) for k, v in intervention.steer.items())]:
+        if key not in saes:
+            raise InputError(f"no dictionary of size {key[1]} at layer {key[0]}; available: {sorted(saes)}")
+        bad = [f for f in features if not 0 <= int(f) < saes[key].d_sae]
+        if bad:
+            raise InputError(f"feature index {bad} out of range for layer {key[0]}'s dictionary of {saes[key].d_sae}")
+    for pairs in intervention.steer.values():
+        for _, strength in pairs:
+            if not math.isfinite(strength):
+                raise InputError(f"steering strength must be a finite number, got {strength}")
+
+
+class _Ablation:
+    """What some features contribute to one layer's output: their codes times their decoder rows.
+
+    For ReLU SAEs a feature's code depends on its own encoder column alone, so only the chosen
+    columns are computed, those of all the layer's dictionaries in one product (generation runs
+    this at every step); a top-k SAE's codes depend on each other (the k largest survive), so it
+    is encoded in full."""
+
+    def __init__(self, parts: list[tuple[SparseAutoencoder, tuple[int, ...]]]):
+        self.topk = []
+        columns, biases, rows = [], [], []
+        for sae, features in parts:
+            idx = torch.as_tensor(features, dtype=torch.long, device=sae.W_enc.device)
+            if sae.architecture == "topk":
+                self.topk.append((sae, idx, sae.W_dec[idx].detach()))
+            else:
+                columns.append(sae.W_enc[:, idx].detach())
+                biases.append(sae.b_enc[idx].detach())
+                rows.append(sae.W_dec[idx].detach())
+        self.relu = (torch.cat(columns, dim=1), torch.cat(biases), torch.cat(rows)) if columns else None
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        removed = None
+        if self.relu is not None:
+            weights, bias, decoder = self.relu
+            removed = torch.relu(h.to(weights.dtype) @ weights + bias) @ decoder
+        for sae, idx, decoder in self.topk:
+            part = sae.encode(h.to(decoder.dtype))[..., idx] @ decoder
+            removed = part if removed is None else removed + part
+        return h - removed.to(h.dtype)
+
+
+def layer_edits(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> dict[int, LayerEdit]:
+    """{layer: h -> h after the intervention} for the layers it touches, prepared once per request
+    (index tensors, encoder columns, summed steering vectors) so each forward pass only computes."""
+    ablated: dict[int, list[tuple[SparseAutoencoder, tuple[int, ...]]]] = {}
+    for key, features in sorted(intervention.ablate.items()):
+        if features:
+            ablated.setdefault(key[0], []).append((saes[key], tuple(features)))
+    pushes: dict[int, torch.Tensor] = {}
+    for key, pairs in sorted(intervention.steer.items()):
+        for feature, strength in pairs:
+            direction = saes[key].W_dec[feature].detach()
+            push = strength * direction / direction.norm()
+            pushes[key[0]] = pushes[key[0]] + push if key[0] in pushes else push
+
+    def edit(ablation: _Ablation | None, push: torch.Tensor | None) -> LayerEdit:
+        def apply(h: torch.Tensor) -> torch.Tensor:
+            out = h if ablation is None else ablation(h)
+            return out if push is None else out + push.to(h.dtype)
+
+        return apply
+
+    return {layer: edit(_Ablation(ablated[layer]) if layer in ablated else None, pushes.get(layer))
+            for layer in ablated.keys() | pushes.keys()}
+
+
+@contextmanager
+def intervention_hooks(model: nn.Module, saes: Mapping[Key, SparseAutoencoder]) -> Iterator[None]:
+    """Install one hook per layer that has an SAE; each applies the *current* intervention.
+
+    The dashboard keeps the block open for the model's lifetime; the pipeline scopes it to a
+    stage. Hooks are removed on exit, whatever happened inside.
+    """
+    layers = sorted({layer for layer, _ in saes})
+    handles = []
+
+    def hook_for(layer: int):
+        def hook(_module: nn.Module, _inputs: tuple, output):
+            edit = _current.get().get(layer)
+            if edit is None:
+                return None  # untouched output, bit for bit
+            new = edit(output[0] if isinstance(output, tuple) else output)
+            return (new, *output[1:]) if isinstance(output, tuple) else new
+
+        return hook
+
+    try:
+        for layer, module in mlp_modules(model, layers).items():
+            handles.append(module.register_forward_hook(hook_for(layer)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def intervening(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> Iterator[None]:
+    """Make `intervention` current for this block (this thread's context only)."""
+    validate(intervention, saes)
+    token = _current.set(layer_edits(intervention, saes))
+    try:
+        yield
+    finally:
+        _current.reset(token)
