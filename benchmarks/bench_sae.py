@@ -40,7 +40,7 @@ from lfp_engine.sae.activations import (
     token_sequences,
 )
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer
-from lfp_engine.sae.autoencoder import SaeSpec, train_saes
+from lfp_engine.sae.training import SaeSpec, train_saes
 from lfp_engine.sae.saelens_format import save_sae
 from lfp_engine.worlds import CORPUS, read_world_table
 

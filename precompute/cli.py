@@ -121,7 +121,7 @@ def _setup_logging(log_file: Path | None, verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_stages
+    from .runner import run_stages
 
     out = Path(args.out or f"runs/{args.preset or 'tiny'}")
     paths = RunPaths(out)
@@ -143,7 +143,9 @@ def _short(value: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .pipeline import stage_registry
+    from lfp_engine.report.verdict import verdict_sentences
+
+    from .stages import STAGES
 
     paths = RunPaths(args.run)
     store = RunStore(paths.root)
@@ -158,7 +160,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if stored:
         config = stored[1]
         print(f"run {paths.root}: preset {stored[0]}, task {config.get('task')}, seed {config.get('seed')}")
-    for stage in stage_registry():
+    for stage in STAGES:
         record = manifest.get(stage.name)
         if record is None:
             print(f"  {stage.name:<12} not run")
@@ -170,6 +172,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key, value in record.outputs.items():
             if not isinstance(value, (dict, list)) or len(str(value)) < 60:
                 print(f"      {key}: {_short(value)}")
+    for sentence in verdict_sentences(store):
+        print(f"\n{sentence}")
     return 0
 
 
@@ -206,7 +210,7 @@ def _parse_numbers(text: str, option: str) -> list[float]:
 
 
 def cmd_sae_sweep(args: argparse.Namespace) -> int:
-    from .sae_experiments import l1_sweep, summary
+    from .experiments import l1_sweep, summary
 
     paths, config = _existing_run(args)
     table = l1_sweep(paths, config, _parse_numbers(args.l1, "--l1"))
@@ -217,7 +221,7 @@ def cmd_sae_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sae_compare(args: argparse.Namespace) -> int:
-    from .sae_experiments import compare, summary
+    from .experiments import compare, summary
 
     paths, config = _existing_run(args)
     table = compare(paths, config)

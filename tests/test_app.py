@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.formatting import num, p_number, percent, signed, span
-from app.narrative import feedback_learned_accuracy, feedback_learned_tau
+from lfp_engine.report.formatting import num, p_number, percent, signed, span
+from lfp_engine.report.verdict import feedback_learned_accuracy, feedback_learned_tau
 from app.runs import run_label
 from lfp_engine.run.store import RunStore
 

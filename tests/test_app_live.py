@@ -11,7 +11,7 @@ import re
 import duckdb
 import pytest
 
-from app.formatting import num, p_value, percent
+from lfp_engine.report.formatting import num, p_value, percent
 from app.live import EXAMPLE_TEXT as EXAMPLE
 from lfp_engine.explain import annotation
 from lfp_engine.serving import LiveRun

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from app.data import FeatureQuery
-from app.formatting import interval, num, p_value, percent, signed
+from lfp_engine.report.formatting import interval, num, p_value, percent, signed
 from app.markup import highlighted, quoted
-from app.narrative import feedback_learned_accuracy, feedback_learned_tau, reward_change
+from lfp_engine.report.verdict import feedback_learned_accuracy, feedback_learned_tau, reward_change
 from app.runs import discover_runs, parse_args
 
 

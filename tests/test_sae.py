@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lfp_engine.run.errors import InputError
-from lfp_engine.sae.autoencoder import SaeSpec, SparseAutoencoder, train_saes
+from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.training import SaeSpec, train_saes
 
 
 def random_sae(architecture: str, d_in: int = 6, d_sae: int = 10, k: int | None = None,

@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, live, ui
-from app.formatting import num, p_value, signed, span
+from lfp_engine.report.formatting import num, p_value, signed, span
 from lfp_engine.run.errors import InputError
 from lfp_engine.validation.interventions import Intervention, validate
+from lfp_engine.sae.keys import DictionaryKey, FeatureKey
 from lfp_engine.serving import MAX_NEW_TOKENS, MAX_SAMPLES
 
 FEATURES_KEY, ADDED_KEY, RESULT_KEY = "lab_features", "lab_added", "lab_result"
@@ -16,7 +17,7 @@ HELDOUT_SHOWN = 50
 
 
 def feature_id(layer: int, size: int, feature: int) -> str:
-    return f"{layer}/{size}/{feature}"
+    return FeatureKey("tuned", layer, size, feature).label
 
 
 run = ui.current_run()
@@ -89,10 +90,10 @@ max_new_tokens = tokens_column.number_input("New tokens per completion", min_val
 seed = seed_column.number_input("Seed", min_value=0, value=0, key="lab_seed")
 
 if st.button("Generate", type="primary", key="lab_run"):
-    by_dictionary: dict[tuple[int, int], list[int]] = {}
+    by_dictionary: dict[DictionaryKey, list[int]] = {}
     for name in chosen:
-        layer, size, feature = (int(v) for v in name.split("/"))
-        by_dictionary.setdefault((layer, size), []).append(feature)
+        key = FeatureKey.parse_label(name)
+        by_dictionary.setdefault(key.dictionary, []).append(key.feature)
     intervention = (Intervention(ablate={k: tuple(v) for k, v in by_dictionary.items()}) if mode == "zero-ablate" else
                     Intervention(steer={k: tuple((f, float(strength)) for f in v) for k, v in by_dictionary.items()}))
     try:

@@ -4,7 +4,7 @@ well the sparse autoencoders trained on them reconstruct those layers (appendix 
 import streamlit as st
 
 from app import charts, ui
-from app.formatting import num
+from lfp_engine.report.formatting import num
 
 run = ui.current_run()
 st.title("Layers")

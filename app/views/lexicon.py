@@ -5,7 +5,7 @@ baseline; for preference tasks, the probe's accuracy and figure 5."""
 import streamlit as st
 
 from app import charts, ui
-from app.formatting import num, p_number, percent, span
+from lfp_engine.report.formatting import num, p_number, percent, span
 
 run = ui.current_run()
 st.title("Lexicon: the reward as the model learned it")

@@ -4,7 +4,8 @@ reward, and whether the model learned the feedback it was given."""
 import streamlit as st
 
 from app import charts, narrative, ui
-from app.formatting import num, signed
+from lfp_engine.report import verdict
+from lfp_engine.report.formatting import num, signed
 from lfp_engine.run.tasks import TASKS
 
 SAMPLES_SHOWN = 5
@@ -41,7 +42,7 @@ if metric is not None:
         left.metric("Base model, mean reward", num(base["mean"]))
         right.metric("Tuned model, mean reward", num(tuned["mean"]), delta=signed(tuned["mean_difference"]))
         kl.metric("Drift from the base model (KL)", num(tuned["kl_to_base"]))
-        st.markdown(narrative.reward_change(tuned, base, metric))
+        st.markdown(verdict.reward_change(tuned, base, metric))
         st.altair_chart(charts.reward_bars(rewards, metric))
         ui.explain("Bars: the mean reward of each model's completions to the same openings; whiskers: one "
                    "standard deviation of the completions. KL measures how far the tuned model's word choices "
@@ -70,7 +71,7 @@ if ui.needs(run, "probe_metrics", what="This answer"):
     accuracy = run.probe_metric("sae", "test", "accuracy")
     if tau is not None:
         held_out = run.has("world_lexicon")
-        st.markdown(f"**{narrative.feedback_learned_tau(tau, held_out)}**")
+        st.markdown(f"**{verdict.feedback_learned_tau(tau, held_out)}**")
         if ui.needs(run, "lexicon_comparison", what="The chart"):
             words = run.lexicon_comparison(split="test")
             st.altair_chart(charts.probe_vs_lexicon(words, color="polarity"))
@@ -78,7 +79,7 @@ if ui.needs(run, "probe_metrics", what="This answer"):
                        "in the tuned model. On the dashed diagonal, the two agree exactly; Kendall tau measures "
                        "how well the two orders of the words agree (1 = same order, 0 = unrelated).")
     elif accuracy is not None:
-        st.markdown(f"**{narrative.feedback_learned_accuracy(accuracy)}**")
+        st.markdown(f"**{verdict.feedback_learned_accuracy(accuracy)}**")
         if run.has("probe_pca"):
             st.altair_chart(charts.pca(run.probe_pca()))
             ui.explain("The probe's inputs for preferred and rejected answers, flattened to two dimensions: "

@@ -4,7 +4,7 @@ tuning against the explanations (appendix B), as the `validate` and `explain` st
 import streamlit as st
 
 from app import charts, ui
-from app.formatting import num, p_value, percent, signed, span
+from lfp_engine.report.formatting import num, p_value, percent, signed, span
 
 run = ui.current_run()
 st.title("Validation")

@@ -1,4 +1,4 @@
-"""Explaining many features at once, with an LLM or offline (paper 3.4, 4.2; protocol in `explain.py`).
+"""Explaining many features at once, with an LLM or offline (paper 3.4, 4.2; protocol in `prompts.py`).
 
 Each feature comes with its evidence: the examples the explainer sees (most of its top
 examples and half its quantile examples), held-out firing examples, and windows of text where
@@ -21,24 +21,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from lfp_engine.explain.prompts import (OFFLINE_SOURCE, Example, balanced_accuracy, detection_request, detection_score,
-                      detection_task, explanation_request, keyword_judge, lexicon_correlation, offline_explanation, offline_relevance, parse_detection,
-                      parse_explanation, parse_relevance, parse_simulation, relevance_request, simulation_request,
-                      simulation_score, top_tokens)
 from lfp_engine.explain.llm import Endpoint, ResponseCache, Usage, complete_many
-
-Key = tuple[str, int, int, int]
-"""(model, layer, dict_size, feature)."""
-
-
-@dataclass
-class Evidence:
-    key: Key
-    shown: list[Example]
-    held_out: list[Example]
-    quiet: list[Example]
-    scale: float
-    """The feature's maximum activation: 10 on the discretised scale."""
+from lfp_engine.explain.offline import (OFFLINE_SOURCE, keyword_judge, lexicon_correlation, offline_explanation,
+                                        offline_relevance, top_tokens)
+from lfp_engine.explain.prompts import (Example, detection_request, explanation_request, parse_detection,
+                                        parse_explanation, parse_relevance, parse_simulation, relevance_request,
+                                        simulation_request)
+from lfp_engine.explain.scoring import balanced_accuracy, detection_score, detection_task, simulation_score
+from lfp_engine.explain.evidence import Evidence
+from lfp_engine.sae.feature_tables import EXPLANATION_COLUMNS
+from lfp_engine.sae.keys import KEY_COLUMNS
 
 
 @dataclass
@@ -57,25 +49,6 @@ class ExplanationRecord:
     error: str | None = None
     failures: list[str] = field(default_factory=list)
     """Requests that failed (explanation, relevance, simulation, detection): retried next run."""
-
-
-def split_evidence(key: Key, examples: pd.DataFrame, quiet: Sequence[Example], shown_fraction: float,
-                   max_activation: float) -> Evidence:
-    """Top examples: the first `shown_fraction` shown, the rest held out; quantile examples alternate.
-    Held-out examples count as firing only above the strongest quiet example, so that the
-    detection task's two sides never overlap."""
-    def as_examples(frame: pd.DataFrame) -> list[Example]:
-        return [Example(list(t), [float(a) for a in acts]) for t, acts in zip(frame["tokens"], frame["activations"],
-                                                                             strict=True)]
-
-    top = examples[examples["kind"] == "top"].sort_values("rank")
-    quantile = examples[examples["kind"] == "quantile"].sort_values(["quantile", "rank"])
-    n_shown = max(1, int(round(shown_fraction * len(top)))) if len(top) else 0
-    shown = as_examples(top.iloc[:n_shown]) + as_examples(quantile.iloc[::2])
-    held = as_examples(top.iloc[n_shown:]) + as_examples(quantile.iloc[1::2])
-    bound = max((e.max_activation for e in quiet), default=0.0)
-    return Evidence(key=key, shown=shown, held_out=[e for e in held if e.max_activation > bound], quiet=list(quiet),
-                    scale=max_activation)
 
 
 def _text(example: Example) -> str:
@@ -173,3 +146,22 @@ def records_frame(records: Sequence[ExplanationRecord]) -> pd.DataFrame:
     rows = [{k: v for k, v in asdict(r).items() if k != "failures"} for r in records]
     frame = pd.DataFrame(rows, columns=[f for f in ExplanationRecord.__dataclass_fields__ if f != "failures"])
     return frame.astype({"relevance": "boolean", "simulation_score": "Float64", "detection_score": "Float64"})
+
+
+def explanation_summary(explanations: pd.DataFrame) -> pd.DataFrame:
+    """Per model and explainer: features explained and how many are related to the task (appendix B
+    compares the tuned model's share with the base model's)."""
+    ok = explanations[explanations["explanation"].notna()]
+    summary = (ok.groupby(["model", "source"])
+               .agg(n_explained=("feature", "size"), n_relevant=("relevance", lambda r: int(r.fillna(False).sum())))
+               .reset_index())
+    summary["share_relevant"] = summary["n_relevant"] / summary["n_explained"]
+    return summary
+
+
+def with_explanations(features: pd.DataFrame, explanations: pd.DataFrame) -> pd.DataFrame:
+    """The `features` table with its explanation columns filled from `feature_explanations` rows
+    (features not explained keep them empty)."""
+    filled = explanations.rename(columns={"source": "explanation_source"})[KEY_COLUMNS + list(EXPLANATION_COLUMNS)]
+    updated = features.drop(columns=list(EXPLANATION_COLUMNS)).merge(filled, on=KEY_COLUMNS, how="left")
+    return updated.astype(EXPLANATION_COLUMNS)[features.columns]

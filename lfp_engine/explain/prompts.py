@@ -1,4 +1,4 @@
-"""Explaining SAE features, judging their relevance to the tuning task, and scoring explanations
+"""What an explainer, a relevance judge and a scorer are asked, and how their answers are read
 (paper 3.4 and 4.2; the protocol of Bills et al. 2023).
 
 An explainer sees a feature's top-activating and quantile examples as token/activation lines,
@@ -8,30 +8,17 @@ task. Two scores say how good an explanation is, both on examples the explainer 
 - simulation: from the explanation alone, predict each token's activation (0..10); the score
   is the Pearson correlation of predictions and true activations over all tokens;
 - detection: from the explanation alone, pick the examples where the feature fires among
-  examples where it does not; the score is the balanced accuracy of the picks.
-
-Two explainers produce the same records. The LLM explainer asks an OpenAI-compatible endpoint
-(through `lfp_engine.explain.llm`). The offline explainer, for runs without an endpoint, reads the
-feature's top tokens off its examples, judges relevance by the correlation between the
-feature's activation and the lexicon value of the token it fires on, and is scored by a
-keyword judge through the same detection scorer. Records carry their source ('llm:<model>' or
-'offline'), so nothing offline is ever shown as an LLM's.
+  examples where it does not; the score is the balanced accuracy of the picks (`scoring.py`).
+The offline explainer (`offline.py`) answers the same questions without an LLM.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy import stats
-
 from lfp_engine.explain.llm import Messages, parse_json_answer
-
-OFFLINE_SOURCE = "offline"
-
 
 @dataclass(frozen=True)
 class Example:
@@ -146,117 +133,3 @@ def parse_detection(answer: str | None, n_texts: int) -> list[bool] | None:
             return None
         chosen.add(p)
     return [i in chosen for i in range(n_texts)]
-
-
-# ---------------------------------------------------------------------------------------
-# Scores
-
-
-def simulation_score(predicted: Sequence[Sequence[float]], true: Sequence[Sequence[float]]) -> float:
-    """Pearson correlation over all tokens of all examples. A constant prediction (or constant
-    truth) has no correlation; it scores 0, the score of an explanation that predicts nothing."""
-    p = np.concatenate([np.asarray(x, dtype=np.float64) for x in predicted])
-    t = np.concatenate([np.asarray(x, dtype=np.float64) for x in true])
-    if len(p) != len(t):
-        raise ValueError("predictions and truths differ in length")
-    if len(p) < 2 or np.ptp(p) == 0 or np.ptp(t) == 0:
-        return 0.0
-    return float(np.corrcoef(p, t)[0, 1])
-
-
-def balanced_accuracy(picked: Sequence[bool], firing: Sequence[bool]) -> float:
-    picked, firing = np.asarray(picked, bool), np.asarray(firing, bool)
-    if firing.all() or not firing.any():
-        raise ValueError("detection needs both firing and non-firing examples")
-    return float(0.5 * (picked[firing].mean() + (~picked[~firing]).mean()))
-
-
-Judge = Callable[[str, Sequence[str]], list[bool] | None]
-
-
-def detection_task(firing: Sequence[str], quiet: Sequence[str], rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
-    """Firing and non-firing texts shuffled together, with the truth (fires?) of each."""
-    texts = list(firing) + list(quiet)
-    truth = np.array([True] * len(firing) + [False] * len(quiet))
-    order = rng.permutation(len(texts))
-    return [texts[i] for i in order], truth[order]
-
-
-def detection_score(judge: Judge, explanation: str, firing: Sequence[str], quiet: Sequence[str],
-                    rng: np.random.Generator) -> float | None:
-    """Let the judge pick the firing texts from a shuffled mix; balanced accuracy of its picks.
-    None when the judge gave no usable answer."""
-    texts, truth = detection_task(firing, quiet, rng)
-    picks = judge(explanation, texts)
-    return None if picks is None else balanced_accuracy(picks, truth)
-
-
-# ---------------------------------------------------------------------------------------
-# The offline explainer
-
-
-def _word(token: str) -> str:
-    return token.strip().lower()
-
-
-def top_tokens(examples: Sequence[Example], k: int = 5) -> list[str]:
-    """The tokens the feature fires on most, weighted by activation at each example's peak."""
-    weight: Counter[str] = Counter()
-    for e in examples:
-        if e.max_activation > 0:
-            peak = int(np.argmax(e.activations))
-            word = _word(e.tokens[peak])
-            if word:
-                weight[word] += e.max_activation
-    return [w for w, _ in weight.most_common(k)]
-
-
-def offline_explanation(examples: Sequence[Example], lexicon: Mapping[str, float], k: int = 5) -> str:
-    """'fires on «great», «superb», ...' plus what the lexicon says of those words."""
-    words = top_tokens(examples, k)
-    if not words:
-        return "never fires on these examples"
-    text = "fires on " + ", ".join(f"'{w}'" for w in words)
-    rated = [lexicon[w] for w in words if w in lexicon]
-    if len(rated) * 2 >= len(words):
-        mean = float(np.mean(rated))
-        tone = "positive" if mean > 0 else "negative"
-        text += f" (words the VADER lexicon rates {tone}, mean {mean:+.1f})"
-    return text
-
-
-def keyword_judge(explanation_words: Sequence[str]) -> Judge:
-    """The offline detection judge: a text 'fires' when it contains one of the explanation's words."""
-    wanted = {w.lower() for w in explanation_words}
-
-    def judge(_: str, texts: Sequence[str]) -> list[bool]:
-        return [bool(wanted & {_word(t) for t in text.replace(",", " ").replace(".", " ").split()}) for text in texts]
-
-    return judge
-
-
-@dataclass(frozen=True)
-class LexiconCorrelation:
-    r: float
-    p_value: float
-    n_tokens: int
-
-
-def lexicon_correlation(examples: Sequence[Example], lexicon: Mapping[str, float]) -> LexiconCorrelation:
-    """Pearson r between a feature's activation on a token and the lexicon value of that token
-    (0 for words the lexicon does not rate), over every token of its examples: positive for a
-    feature of positive sentiment, negative for one of negative sentiment, near 0 otherwise."""
-    acts, values = [], []
-    for e in examples:
-        for token, a in zip(e.tokens, e.activations, strict=True):
-            acts.append(float(a))
-            values.append(lexicon.get(_word(token), 0.0))
-    if len(acts) < 3 or np.ptp(acts) == 0 or np.ptp(values) == 0:
-        return LexiconCorrelation(0.0, 1.0, len(acts))
-    result = stats.pearsonr(acts, values)
-    return LexiconCorrelation(float(result.statistic), float(result.pvalue), len(acts))
-
-
-def offline_relevance(correlation: LexiconCorrelation, min_abs_r: float, max_p: float) -> bool:
-    """Related to a sentiment task when the activation tracks the lexicon clearly and significantly."""
-    return abs(correlation.r) >= min_abs_r and correlation.p_value < max_p

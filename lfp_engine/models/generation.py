@@ -22,8 +22,27 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from lfp_engine.run.config import RunConfig
 from lfp_engine.run.errors import InputError
 
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How completions are drawn and scored: the run's `evaluation` and `reward` settings."""
+
+    max_new_tokens: int
+    min_new_tokens: int
+    temperature: float
+    batch_size: int
+    max_length: int
+    score_prefix: bool
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Sampling:
+        e = config.evaluation
+        return cls(e.max_new_tokens, e.min_new_tokens, e.temperature, e.batch_size, config.world.max_length,
+                   config.reward.score_prefix)
 
 class GumbelSampling(LogitsProcessor):
     """Perturb temperature-scaled logits with Gumbel noise from a private generator."""

@@ -113,6 +113,11 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def token_strings(tokenizer) -> list[str]:
+    """Every token id decoded on its own (' great', not 'Ġgreat'), for showing examples and logits."""
+    return tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+
+
 def load_sequence_classifier(name_or_path: str, device: torch.device | str = "cpu"):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -1,262 +1,99 @@
 """Contrastive triples (x+, x0, x-): the inputs whose activation differences the probe learns
-(paper section 3.3).
+(paper section 3.3). Which triples a run gets depends on its task and world:
 
-VADER task ("word" triples): a corpus sentence containing a lexicon word, in three versions
-with that word replaced by a positive, a neutral and a negative word ("That movie was great /
-okay / awful"). The words are split into train and test sets *before* any triple is made, and
-a triple draws both its positive and negative word from one split, so no test word is ever
-seen in training. The neutral word is absent from the lexicon and fits the slot (same role in
-the synthetic world, where roles are known). Occurrences right after a negation ("not bad")
-are skipped: substituting there would pair a positive word with a negated, negative reading.
-The activation at a word depends only on what precedes it (the model is causal), so each
-version keeps up to `max_context_chars` of preceding context and the rest of its sentence.
-
-Preference tasks ("text" triples, activations averaged over all tokens): the paper has an LLM
-grade each entry 1-5 and write positive, neutral and negative rewrites (the polarity swapped
-for the toxic task, where toxicity is what was rewarded). The synthetic world's preference task
-gets the same triples from its own generator, offline: one review skeleton filled positively,
-neutrally and negatively.
+- reward tasks (VADER, classifier): word-substitution triples (`word_triples.py`) from the
+  held-out corpus texts; the synthetic world's held-out words are the test words, a hub corpus's
+  frequent lexicon words are split at random;
+- preference tasks on the synthetic world: template rewrites from its own generator, offline;
+- preference tasks on a hub world: LLM-written rewrites through the configured endpoint
+  (`text_triples.py`).
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lfp_engine.run.errors import InputError
-from lfp_engine.tuning.lexicon import iter_word_spans, word_tokens
-from lfp_engine.explain.llm import Endpoint, Messages, ResponseCache, Usage, complete_many, parse_json_answer
-from lfp_engine.worlds.synthetic_reviews import ReviewGenerator
+from lfp_engine.explain.llm import Endpoint, ResponseCache, Usage, endpoint_from_settings
+from lfp_engine.probe.text_triples import llm_text_triples, synthetic_text_triples
+from lfp_engine.probe.word_triples import corpus_pools, synthetic_pools, word_triples
+from lfp_engine.run.config import RunConfig
+from lfp_engine.run.errors import ConfigError, InputError
+from lfp_engine.run.store import RunStore
+from lfp_engine.run.tasks import task_spec
+from lfp_engine.tuning.lexicon import vader_lexicon
+from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary
 
-NEGATIONS = frozenset({"not", "n't", "never", "no", "nor", "without", "hardly"})
-ANY_ROLE = "any"
-_SENTENCE_END = re.compile(r"[.!?](\s|$)")
-
-TRIPLE_COLUMNS = [
-    "triple_id", "kind", "split", "source_id", "generator", "role", "original_word",
-    "word_positive", "word_neutral", "word_negative", "value_positive", "value_negative",
-    "text_positive", "text_neutral", "text_negative",
-    "start_positive", "end_positive", "start_neutral", "end_neutral", "start_negative", "end_negative",
-    "grade",
-]
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class WordPools:
-    """The lexicon words triples substitute, with their split, and neutral fillers per role."""
-
-    words: pd.DataFrame
-    """word, value, role, polarity ('positive'/'negative'), split ('train'/'test')."""
-    neutral: Mapping[str, tuple[str, ...]]
-
-    def pools(self) -> dict[tuple[str, str, str], list[str]]:
-        """(split, polarity, role) -> sorted words."""
-        out: dict[tuple[str, str, str], list[str]] = {}
-        for key, group in self.words.groupby(["split", "polarity", "role"]):
-            out[key] = sorted(group["word"])
-        return out
-
-    def role_of(self) -> dict[str, str]:
-        return dict(zip(self.words["word"], self.words["role"], strict=True))
+@dataclass
+class ContrastiveSet:
+    triples: pd.DataFrame
+    """The `triples` table (`triples.py`)."""
+    kind: str
+    """'word' or 'text': how the probe reads a triple (at the substituted word, or over the text)."""
+    words: pd.DataFrame | None = None
+    """Word triples: the substituted words with their split (table `contrastive_words`)."""
+    endpoint: Endpoint | None = None
+    """The LLM that wrote the rewrites, if one did."""
+    usage: Usage | None = None
+    n_failed: int = 0
+    """Rewrites that failed or did not parse (asked again on the next run)."""
 
 
-def synthetic_pools(ground_truth: pd.DataFrame, neutral: Mapping[str, Sequence[str]]) -> WordPools:
-    """The synthetic world's words; its held-out words (never in RL prompts) are the test words."""
-    words = ground_truth.rename(columns={"lexicon_value": "value"})[["word", "value", "role", "polarity"]].copy()
-    words["split"] = np.where(ground_truth["heldout"], "test", "train")
-    return WordPools(words=words.reset_index(drop=True), neutral={k: tuple(v) for k, v in neutral.items()})
+def uses_llm(config: RunConfig) -> bool:
+    return task_spec(config.task).method == "dpo" and config.world.kind == "hub"
 
 
-def corpus_pools(texts: Sequence[str], lexicon: Mapping[str, float], neutral: Sequence[str], *, min_count: int,
-                 min_abs_value: float, test_fraction: float, rng: np.random.Generator) -> WordPools:
-    """Lexicon words frequent enough in a real corpus (IMDb), split per polarity at random."""
-    counts: Counter[str] = Counter()
-    for tokens in word_tokens(texts):
-        counts.update(tokens)
-    rows = [{"word": w, "value": lexicon[w], "role": ANY_ROLE, "polarity": "positive" if lexicon[w] > 0 else "negative"}
-            for w, n in counts.items()
-            if n >= min_count and w in lexicon and w.isalpha() and abs(lexicon[w]) >= min_abs_value]
-    words = pd.DataFrame(rows, columns=["word", "value", "role", "polarity"]).sort_values("word").reset_index(drop=True)
-    words["split"] = "train"
-    for polarity in ("positive", "negative"):
-        idx = words.index[words["polarity"] == polarity].to_numpy()
-        n_test = max(1, round(test_fraction * len(idx))) if len(idx) > 1 else 0
-        words.loc[rng.permutation(idx)[:n_test], "split"] = "test"
-    neutral_words = tuple(w for w in neutral if w not in lexicon)
-    return WordPools(words=words, neutral={ANY_ROLE: neutral_words})
+def _word_set(config: RunConfig, corpus: pd.DataFrame, ground_truth: pd.DataFrame | None,
+              rng: np.random.Generator) -> ContrastiveSet:
+    k = config.contrastive
+    held_out = corpus[corpus["split"] == "test"]
+    neutral = Vocabulary.load(vader_lexicon()).neutral
+    if ground_truth is not None:
+        pools = synthetic_pools(ground_truth, neutral)
+    else:
+        pools = corpus_pools(held_out["text"].tolist(), vader_lexicon(), neutral["adjective"],
+                             min_count=k.min_word_count, min_abs_value=k.min_abs_value,
+                             test_fraction=k.test_fraction, rng=rng)
+    triples = word_triples(held_out, pools, k.n_triples, rng, k.max_context_chars, k.skip_negated)
+    return ContrastiveSet(triples, "word", words=pools.words)
 
 
-def find_occurrences(corpus: pd.DataFrame, pools: WordPools, skip_negated: bool = True) -> pd.DataFrame:
-    """Every occurrence of a pool word in the corpus: text_id, start, end (chars), word, role."""
-    roles = pools.role_of()
-    rows = []
-    for text_id, spans in zip(corpus["text_id"], iter_word_spans(corpus["text"]), strict=True):
-        for i, (token, start, end) in enumerate(spans):
-            if token in roles and not (skip_negated and i > 0 and spans[i - 1][0] in NEGATIONS):
-                rows.append((int(text_id), start, end, token, roles[token]))
-    return pd.DataFrame(rows, columns=["text_id", "start", "end", "word", "role"])
+def _llm_set(config: RunConfig, corpus: pd.DataFrame, store: RunStore, seed: int) -> ContrastiveSet:
+    spec = task_spec(config.task)
+    endpoint = endpoint_from_settings(config.llm)
+    if endpoint is None:
+        raise ConfigError(f"task {spec.name!r} needs an LLM to write contrastive rewrites: set llm.base_url "
+                          f"(any OpenAI-compatible server) or the {config.llm.api_key_env} environment variable")
+    entries = corpus.sample(n=min(config.contrastive.n_text_triples, len(corpus)), random_state=int(seed % 2**31))
+    entries = entries.rename(columns={"text_id": "source_id"})
+    usage = Usage()
+    triples, failed = llm_text_triples(entries, endpoint, ResponseCache(store), spec.polarity_swapped, usage)
+    if failed:
+        log.warning("%d of %d rewrites failed or did not parse; a re-run asks again", failed, len(entries))
+    return ContrastiveSet(triples, "text", endpoint=endpoint, usage=usage, n_failed=failed)
 
 
-def _cycle(words: list[str], rng: np.random.Generator) -> Iterator[str]:
-    """Every word in turn, reshuffled each round: all words get nearly equal numbers of triples."""
-    if not words:
-        raise InputError("an empty word pool cannot supply substitutes")
-    while True:
-        yield from rng.permutation(words).tolist()
-
-
-_ARTICLE_BEFORE = re.compile(r"(?:^|(?<=\s))([Aa])n? $")
-
-
-def _agree_article(before: str, word: str) -> str:
-    """'a' or 'an' before the substituted word, as its first letter asks."""
-    article = "an" if word[:1].lower() in "aeiou" else "a"
-    return _ARTICLE_BEFORE.sub(lambda m: (m.group(1) + article[1:]) + " ", before)
-
-
-class _Substitutes:
-    """Per (kind, role), an endless balanced stream of substitute words from one split."""
-
-    def __init__(self, by_key: dict[tuple[str, str, str], list[str]], neutral: Mapping[str, tuple[str, ...]],
-                 split: str, rng: np.random.Generator):
-        self.by_key, self.neutral, self.split, self.rng = by_key, neutral, split, rng
-        self.streams: dict[tuple[str, str], Iterator[str]] = {}
-
-    def next(self, kind: str, role: str) -> str:
-        key = (kind, role)
-        if key not in self.streams:
-            words = list(self.neutral[role]) if kind == "neutral" else self.by_key[(self.split, kind, role)]
-            self.streams[key] = _cycle(words, self.rng)
-        return next(self.streams[key])
-
-
-def _context(text: str, start: int, end: int, max_chars: int) -> tuple[str, str]:
-    """Preceding context (cut at a word boundary) and the rest of the word's sentence."""
-    begin = max(0, start - max_chars)
-    if begin > 0:
-        space = text.find(" ", begin)
-        begin = space + 1 if 0 <= space < start else begin
-    match = _SENTENCE_END.search(text, end)
-    stop = match.start() + 1 if match else len(text)
-    return text[begin:start], text[end:stop]
-
-
-def word_triples(corpus: pd.DataFrame, pools: WordPools, n_triples: int, rng: np.random.Generator,
-                 max_context_chars: int = 600, skip_negated: bool = True) -> pd.DataFrame:
-    """`n_triples` substitution triples, shared between the splits in proportion to their words."""
-    occ = find_occurrences(corpus, pools, skip_negated)
-    if occ.empty:
-        raise InputError("no corpus text contains a word of the lexicon pools: nothing to build triples from")
-    texts = dict(zip(corpus["text_id"], corpus["text"], strict=True))
-    value = dict(zip(pools.words["word"], pools.words["value"], strict=True))
-    n_words = pools.words["split"].value_counts()
-    by_key = pools.pools()
-    rows = []
-    for split in ("train", "test"):
-        n = round(n_triples * n_words.get(split, 0) / len(pools.words))
-        roles = [r for r in occ["role"].unique()
-                 if by_key.get((split, "positive", r)) and by_key.get((split, "negative", r)) and pools.neutral.get(r)]
-        usable = occ[occ["role"].isin(roles)]
-        if n == 0 or usable.empty:
-            continue
-        picks = usable.iloc[rng.integers(0, len(usable), size=n)]
-        supply = _Substitutes(by_key, pools.neutral, split, rng)
-        for o in picks.itertuples():
-            before, after = _context(texts[o.text_id], o.start, o.end, max_context_chars)
-            capital = texts[o.text_id][o.start].isupper()
-            row = {"kind": "word", "split": split, "source_id": o.text_id, "generator": "substitution",
-                   "role": o.role, "original_word": o.word, "grade": None}
-            for kind in ("positive", "neutral", "negative"):
-                word = supply.next(kind, o.role)
-                shown = word.capitalize() if capital else word
-                prefix = _agree_article(before, word)
-                row[f"word_{kind}"] = word
-                row[f"text_{kind}"] = prefix + shown + after
-                row[f"start_{kind}"] = len(prefix)
-                row[f"end_{kind}"] = len(prefix) + len(shown)
-            row["value_positive"] = value[row["word_positive"]]
-            row["value_negative"] = value[row["word_negative"]]
-            rows.append(row)
-    return _frame(rows)
-
-
-def synthetic_text_triples(gen: ReviewGenerator, n_triples: int, test_fraction: float,
-                           rng: np.random.Generator) -> pd.DataFrame:
-    """Offline preference-task triples: one review skeleton, filled positive / neutral / negative."""
-    rows = []
-    for i in range(n_triples):
-        skeleton = gen.skeleton()
-        texts = {"positive": gen.fill(skeleton, float(rng.uniform(1.0, 3.0))).text,
-                 "neutral": gen.fill(skeleton, 0.0, neutral=True).text,
-                 "negative": gen.fill(skeleton, float(rng.uniform(-3.0, -1.0))).text}
-        rows.append({"kind": "text", "split": "test" if rng.random() < test_fraction else "train", "source_id": i,
-                     "generator": "template", **{f"text_{k}": v for k, v in texts.items()}})
-    return _frame(rows)
-
-
-REWRITE_INSTRUCTIONS = (
-    "You help build a contrastive dataset for studying how a language model represents feedback. "
-    "Grade the dialogue below for toxicity, dangerousness and bias from 1 (harmless) to 5 (very harmful). "
-    "Then rewrite the final assistant reply three ways, keeping the dialogue and the topic the same: "
-    "'positive' (helpful, honest and harmless), 'neutral' (neither helpful nor harmful, flat), and "
-    "'negative' (unhelpful, toxic or harmful in tone). Answer with one JSON object only: "
-    '{"grade": <1-5>, "positive": "...", "neutral": "...", "negative": "..."}'
-)
-
-
-def rewrite_request(entry: str) -> Messages:
-    return [{"role": "system", "content": REWRITE_INSTRUCTIONS}, {"role": "user", "content": entry}]
-
-
-def parse_rewrite(answer: str | None) -> dict | None:
-    """The grade and three rewrites from an answer, or None if any part is missing or malformed."""
-    data = parse_json_answer(answer)
-    if data is None:
-        return None
-    try:
-        grade = int(data["grade"])
-        rewrites = {k: str(data[k]).strip() for k in ("positive", "neutral", "negative")}
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not 1 <= grade <= 5 or not all(rewrites.values()):
-        return None
-    return {"grade": grade, **rewrites}
-
-
-def llm_text_triples(entries: pd.DataFrame, endpoint: Endpoint, cache: ResponseCache, swap_polarity: bool,
-                     usage: Usage) -> tuple[pd.DataFrame, int]:
-    """Triples written by an LLM for (source_id, text, split) entries; returns (triples, n_failed).
-
-    With `swap_polarity` (the toxic task) the harmful rewrite is the positive element, since it
-    is what the tuning rewarded.
-    """
-    answers = complete_many(endpoint, [rewrite_request(t) for t in entries["text"]], cache, "contrastive", usage,
-                            accept=lambda i, t: parse_rewrite(t) is not None)
-    rows, failed = [], 0
-    for entry, answer in zip(entries.itertuples(), answers, strict=True):
-        parsed = parse_rewrite(answer.text)
-        if parsed is None:
-            failed += 1
-            continue
-        positive, negative = (parsed["negative"], parsed["positive"]) if swap_polarity else (parsed["positive"], parsed["negative"])
-        rows.append({"kind": "text", "split": entry.split, "source_id": entry.source_id,
-                     "generator": f"llm:{endpoint.model}", "grade": parsed["grade"],
-                     "text_positive": positive, "text_neutral": parsed["neutral"], "text_negative": negative})
-    return _frame(rows), failed
-
-
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=TRIPLE_COLUMNS)
-    frame["triple_id"] = np.arange(len(frame))
-    for column in ("start_positive", "end_positive", "start_neutral", "end_neutral", "start_negative",
-                   "end_negative", "grade"):
-        frame[column] = frame[column].astype("Int64")
-    for column in ("value_positive", "value_negative"):
-        frame[column] = frame[column].astype("Float64")
-    return frame
-
+def build_triples(config: RunConfig, corpus: pd.DataFrame, ground_truth: pd.DataFrame | None, store: RunStore,
+                  seed: int) -> ContrastiveSet:
+    """The run's triples. `ground_truth`: the synthetic world's lexicon (None for hub worlds); `store`
+    caches LLM answers."""
+    rng = np.random.default_rng(seed)
+    if task_spec(config.task).method == "rloo":
+        made = _word_set(config, corpus, ground_truth, rng)
+    elif uses_llm(config):
+        made = _llm_set(config, corpus, store, seed)
+    else:
+        s = config.synthetic
+        gen = ReviewGenerator(Vocabulary.load(vader_lexicon()), rng, s.neutral_slot_prob, s.negation_prob,
+                              s.word_spread)
+        made = ContrastiveSet(synthetic_text_triples(gen, config.contrastive.n_text_triples,
+                                                     config.contrastive.test_fraction, rng), "text")
+    if made.triples.empty or made.triples["split"].nunique() < 2:
+        raise InputError("the contrastive triples need both a train and a test split; enlarge the corpus or n_triples")
+    return made

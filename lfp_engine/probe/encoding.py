@@ -148,9 +148,3 @@ class Encoder:
         if not np.isfinite(out).all():
             raise InputError("the codes contain NaN or infinite values; the model overflows in its dtype")
         return (out, raw_out) if with_raw else out
-
-
-def activation_deltas(positive: np.ndarray, neutral: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Delta+, Delta-): the distance of the positive element from the neutral one, and minus that
-    of the negative element, so the sign says reward or penalty."""
-    return np.linalg.norm(positive - neutral, axis=1), -np.linalg.norm(negative - neutral, axis=1)

@@ -1,100 +1,73 @@
 """How far the learned feedback patterns diverge from the feedback: the probe's measures.
 
-From the A(x) of every triple element (`deltas.py`) this module builds the probe's dataset,
-fits the probe and its baselines (`probe.py`), and turns predictions into the tables of the
-paper's section 4.1: per-word implicit values against the lexicon (tables 2, 9; figure 4),
+Predictions of a fitted probe (`linear.py`) on its dataset (`dataset.py`) become the tables of
+the paper's section 4.1: per-word implicit values against the lexicon (tables 2, 9; figure 4),
 Kendall's tau overall and per polarity (tables 4, 10), sign agreement (table 5), and for the
 preference tasks the held-out accuracy of a logistic probe (table 3) and a PCA of its inputs
 (figure 5). Every measure is computed on the test split: words (or texts) whose triples the
-probe never saw.
+probe never saw. A word's implicit value is the mean of the probe's predictions over the triples
+that contain it; against the lexicon we report Kendall's tau (on the values: the authors' notebook
+once ranked token strings alphabetically), its p-value and a bootstrap interval over words.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.decomposition import PCA
+from torch import nn
 
-from lfp_engine.probe.encoding import activation_deltas
+from lfp_engine.models.generation import Sampling, sample_completions
+from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.run.errors import InputError
 from lfp_engine.tuning.lexicon import word_tokens
-from lfp_engine.probe.linear import (LinearProbe, fit_logistic, fit_regression, kendall_agreement, shuffled_probe, sign_agreement,
-                    target_scale, word_values, xavier_probe)
-
-ELEMENTS = ("positive", "neutral", "negative")
 
 
-@dataclass
-class ProbeDataset:
-    """Rows = the positive then the negative element of every triple."""
-
-    X: np.ndarray
-    target: np.ndarray
-    """Scaled activation delta (regression) or class 1/0 (logistic)."""
-    split: np.ndarray
-    element: np.ndarray
-    triple_id: np.ndarray
-    word: np.ndarray
-    lexicon_value: np.ndarray
-    scale: float
-
-    @property
-    def train(self) -> np.ndarray:
-        return self.split == "train"
-
-    @property
-    def test(self) -> np.ndarray:
-        return self.split == "test"
+def word_values(predictions: np.ndarray, words: Sequence[str]) -> pd.Series:
+    """A word's implicit value: the mean prediction over the examples that contain it."""
+    return pd.Series(np.asarray(predictions, dtype=np.float64)).groupby(np.asarray(words)).mean()
 
 
-def build_dataset(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, reward_max: float) -> ProbeDataset:
-    """The probe's data from A(x) of each element; deltas scaled into reward units on the train rows."""
-    d_pos, d_neg = activation_deltas(reps["positive"], reps["neutral"], reps["negative"])
-    n = len(triples)
-    word = triples["kind"].iloc[0] == "word"
-    split = np.concatenate([triples["split"].to_numpy()] * 2)
-    if word:
-        delta = np.concatenate([d_pos, d_neg])
-        scale = target_scale(delta[split == "train"], reward_max)
-        target = delta * scale
-        words = np.concatenate([triples["word_positive"].to_numpy(), triples["word_negative"].to_numpy()])
-        values = np.concatenate([triples["value_positive"].to_numpy(dtype=float),
-                                 triples["value_negative"].to_numpy(dtype=float)])
-    else:
-        scale = 1.0
-        target = np.concatenate([np.ones(n), np.zeros(n)])
-        words = np.full(2 * n, None, dtype=object)
-        values = np.full(2 * n, np.nan)
-    return ProbeDataset(
-        X=np.vstack([reps["positive"], reps["negative"]]), target=target, split=split,
-        element=np.array(["positive"] * n + ["negative"] * n),
-        triple_id=np.concatenate([triples["triple_id"].to_numpy()] * 2), word=words, lexicon_value=values,
-        scale=scale,
-    )
+@dataclass(frozen=True)
+class RankAgreement:
+    n: int
+    tau: float
+    p_value: float
+    ci_low: float
+    ci_high: float
 
 
-def fit(data: ProbeDataset, folds: int) -> LinearProbe:
-    """The regression probe (grouped by word) or the logistic probe (grouped by triple)."""
-    train = data.train
-    if data.word[0] is None:
-        return fit_logistic(data.X[train], data.target[train], groups=data.triple_id[train], n_folds=folds)
-    return fit_regression(data.X[train], data.target[train], data.word[train], n_folds=folds)
+def kendall_agreement(truth: np.ndarray, estimate: np.ndarray, n_bootstrap: int = 1000,
+                      seed: int = 0) -> RankAgreement:
+    """Kendall's tau-b between two value arrays, scipy's p-value, and a percentile bootstrap CI."""
+    truth = np.asarray(truth, dtype=np.float64)
+    estimate = np.asarray(estimate, dtype=np.float64)
+    if truth.shape != estimate.shape or truth.ndim != 1:
+        raise InputError("Kendall's tau needs two value arrays of equal length")
+    if len(truth) < 3:
+        return RankAgreement(len(truth), float("nan"), float("nan"), float("nan"), float("nan"))
+    result = stats.kendalltau(truth, estimate)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, len(truth), len(truth))
+        if np.ptp(truth[idx]) > 0 and np.ptp(estimate[idx]) > 0:
+            boot.append(stats.kendalltau(truth[idx], estimate[idx]).statistic)
+    low, high = (np.quantile(boot, [0.025, 0.975]) if boot else (float("nan"), float("nan")))
+    return RankAgreement(len(truth), float(result.statistic), float(result.pvalue), float(low), float(high))
 
 
-def baselines(data: ProbeDataset, rng: np.random.Generator, folds: int) -> dict[str, LinearProbe]:
-    """The paper's untrained Xavier probe, and the probe refit to shuffled targets."""
-    train = data.train
-    if data.word[0] is None:
-        shuffled = fit_logistic(data.X[train], rng.permutation(data.target[train]), groups=data.triple_id[train],
-                                n_folds=folds)
-    else:
-        shuffled = shuffled_probe(data.X[train], data.target[train], data.word[train], rng)
-    return {"xavier": xavier_probe(data.X.shape[1], rng), "shuffled": shuffled}
+def sign_agreement(truth: np.ndarray, estimate: np.ndarray) -> float:
+    """Share of words whose estimate has the sign of their true value (paper table 5)."""
+    truth = np.asarray(truth)
+    if len(truth) == 0:
+        return float("nan")
+    return float(np.mean(np.sign(np.asarray(estimate)) == np.sign(truth)))
 
 
 def _row(variant: str, subset: str, metric: str, value: float, n: int, p: float = np.nan,
@@ -115,7 +88,7 @@ def lexicon_values(data: ProbeDataset, prediction: np.ndarray, mask: np.ndarray)
 def measure(variant: str, data: ProbeDataset, prediction: np.ndarray, n_bootstrap: int, seed: int) -> list[dict]:
     """Every metric of one probe's predictions, as rows of `probe_metrics`."""
     rows = []
-    if data.word[0] is None:
+    if data.kind == "text":
         for subset, mask in (("test", data.test), ("train", data.train)):
             correct = (prediction[mask] > 0) == (data.target[mask] == 1)
             test = stats.binomtest(int(correct.sum()), int(mask.sum()), 0.5, alternative="greater")
@@ -145,6 +118,16 @@ def measure(variant: str, data: ProbeDataset, prediction: np.ndarray, n_bootstra
     return rows
 
 
+def generation_counts(model: nn.Module, tokenizer, prompts: Sequence[str], sampling: Sampling, seed: int,
+                      desc: str = "sample") -> Counter[str]:
+    """How often a model writes each word when it completes `prompts` (figure 4's x axis)."""
+    completions = sample_completions(model, tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
+                                     min_new_tokens=sampling.min_new_tokens, temperature=sampling.temperature,
+                                     batch_size=sampling.batch_size, seed=seed, max_length=sampling.max_length,
+                                     desc=desc)
+    return word_counts(completions.texts)
+
+
 def word_counts(texts: Iterable[str]) -> Counter[str]:
     """How often each lower-cased spaCy token occurs in `texts` (generation frequency, figure 4)."""
     counts: Counter[str] = Counter()
@@ -172,5 +155,5 @@ def pca_frame(data: ProbeDataset, max_rows: int, rng: np.random.Generator) -> pd
     keep = np.sort(rng.permutation(len(data.X))[:max_rows])
     pcs = PCA(n_components=2, random_state=0).fit_transform(data.X[keep])
     return pd.DataFrame({"triple_id": data.triple_id[keep], "element": data.element[keep],
-                         "split": data.split[keep], "label": data.target[keep] if data.word[0] is None else
+                         "split": data.split[keep], "label": data.target[keep] if data.kind == "text" else
                          np.sign(data.target[keep]), "pc1": pcs[:, 0], "pc2": pcs[:, 1]})

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from lfp_engine.models.architecture import anatomy
 from lfp_engine.run.errors import InputError, StageOrderError
 from lfp_engine.models.hooks import capture_mlp_outputs
+from lfp_engine.run.config import ActivationSettings
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,58 @@ def capture_activations(model: nn.Module, sequences: Iterable[tuple[int, list[in
     log.info("captured %d rows x %d layers (d=%d) in %d shards into %s", info.n_rows, len(layers), d_model,
              info.n_shards, folder)
     return info
+
+
+SETS = (("train", "train", "n_train_tokens"), ("eval", "test", "n_eval_tokens"))
+"""(activation set, corpus split it is drawn from, setting of its token budget)."""
+
+
+def bos_token(tokenizer, prepend: bool) -> int | None:
+    """The token fed before each text: the tokenizer's BOS, else its EOS (Pythia's document separator)."""
+    if not prepend:
+        return None
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+@dataclass(frozen=True)
+class CapturedSets:
+    layers: list[int]
+    max_tokens_per_text: int
+    """Tokens of each text read: the window every later stage uses (BOS aside)."""
+    n_train_rows: int
+    n_eval_rows: int
+    d_model: int
+
+
+def capture_sets(model: nn.Module, tokenizer, corpus: pd.DataFrame, layers: list[int], root: Path,
+                 settings: ActivationSettings, max_length: int, seed: int, model_name: str) -> CapturedSets:
+    """Capture the train set (SAE training rows, the paper's 75,000) from the corpus's train split and
+    the eval set (held-out rows, on which every SAE metric is measured) from its test split, into
+    root/train and root/eval. Texts are taken in a seeded random order until each token budget is
+    met, so the tuned and base models (and a later capture of other layers, `lfp sae-compare`) see
+    exactly the same tokens."""
+    bos = bos_token(tokenizer, settings.prepend_bos)
+    window = min(settings.max_tokens_per_text + (bos is not None), max_length,
+                 getattr(model.config, "max_position_embeddings", None) or max_length)
+    max_tokens = window - (bos is not None)
+    rng = np.random.default_rng(seed)
+    rows, d_model = {}, 0
+    for name, split, budget in SETS:
+        texts = corpus[corpus["split"] == split]
+        if texts.empty:
+            raise InputError(f"the corpus has no {split!r} texts to capture activations from")
+        texts = texts.iloc[rng.permutation(len(texts))]
+        n_tokens = getattr(settings, budget)
+        info = capture_activations(
+            model, token_sequences(tokenizer, texts, n_tokens, max_tokens), layers, root / name,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=bos, batch_size=settings.batch_size,
+            shard_rows=settings.shard_rows, model_name=model_name, n_expected=n_tokens)
+        if info.n_rows < n_tokens:
+            log.warning("the %s split holds only %d tokens of the %d asked for (activations.%s)",
+                        split, info.n_rows, n_tokens, budget)
+        rows[name], d_model = info.n_rows, info.d_model
+    return CapturedSets(layers=list(layers), max_tokens_per_text=max_tokens, n_train_rows=rows["train"],
+                        n_eval_rows=rows["eval"], d_model=d_model)
 
 
 # ---------------------------------------------------------------------------------------

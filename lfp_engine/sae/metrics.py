@@ -27,10 +27,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lfp_engine.sae.activations import pad_batch
-from lfp_engine.run.errors import InputError
+import pandas as pd
+
 from lfp_engine.models.hooks import replace_mlp_output
+from lfp_engine.run.config import SaeSettings
+from lfp_engine.run.errors import InputError
+from lfp_engine.sae.activations import ActivationSet, pad_batch
 from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.training import SaeSpec
+
+EVAL_BATCH_ROWS = 8192
 
 
 @dataclass
@@ -123,3 +129,36 @@ def loss_recovered(ce_clean: float, ce_spliced: float, ce_zero_ablated: float) -
     """(zero - spliced) / (zero - clean); NaN when zero-ablating the layer costs nothing."""
     gap = ce_zero_ablated - ce_clean
     return (ce_zero_ablated - ce_spliced) / gap if gap != 0 else float("nan")
+
+
+def reconstruction_table(evaluation: ActivationSet, specs: Sequence[SaeSpec], saes: Sequence[SparseAutoencoder],
+                         settings: SaeSettings, device: torch.device) -> pd.DataFrame:
+    """Per dictionary: its spec and its reconstruction, sparsity and feature-health metrics."""
+    rows = []
+    for spec, sae in zip(specs, saes):
+        chunks = (x[0] for _, x in evaluation.iter_rows([spec.layer], EVAL_BATCH_ROWS, device))
+        metrics = reconstruction_metrics(sae, chunks, settings.dense_threshold)
+        rows.append({"layer": spec.layer, "dict_size": spec.d_sae, "architecture": spec.architecture,
+                     "l1_coefficient": spec.l1_coefficient, "n_train_examples": settings.n_train_examples,
+                     "n_eval_tokens": metrics.n_tokens, **{k: v for k, v in metrics.as_dict().items()
+                                                          if k != "n_tokens"}})
+    return pd.DataFrame(rows)
+
+
+def spliced_losses(model: nn.Module, pad_token_id: int, evaluation: ActivationSet, specs: Sequence[SaeSpec],
+                   saes: Sequence[SparseAutoencoder], batch_size: int) -> pd.DataFrame:
+    """ce_clean, ce_spliced, ce_zero_ablated and loss_recovered per dictionary, on the eval texts."""
+    sequences = [tokens for _, tokens in evaluation.sequences()]
+    common = dict(pad_token_id=pad_token_id, bos_token_id=evaluation.info.bos_token_id, batch_size=batch_size)
+    clean = token_loss(model, sequences, desc="LM loss, clean", **common)
+    zero = {layer: token_loss(model, sequences, layer=layer, replace=zero_output,
+                              desc=f"LM loss, layer {layer} zeroed", **common)
+            for layer in sorted({s.layer for s in specs})}
+    rows = []
+    for spec, sae in zip(specs, saes):
+        spliced = token_loss(model, sequences, layer=spec.layer, replace=lambda h, sae=sae: sae(h.float()),
+                             desc=f"LM loss, SAE {spec.layer}/{spec.d_sae}", **common)
+        rows.append({"layer": spec.layer, "dict_size": spec.d_sae, "ce_clean": clean, "ce_spliced": spliced,
+                     "ce_zero_ablated": zero[spec.layer],
+                     "loss_recovered": loss_recovered(clean, spliced, zero[spec.layer])})
+    return pd.DataFrame(rows)

@@ -15,6 +15,7 @@ folded into b_enc (b_enc - b_dec W_enc), which is exact up to float rounding.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.keys import DictionaryKey
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
@@ -126,12 +128,20 @@ def load_sae(folder: Path | str, device: torch.device | str = "cpu") -> SparseAu
     return sae.to(device).eval()
 
 
-def find_saes(folder: Path | str) -> dict[tuple[int, int], Path]:
+def find_saes(folder: Path | str) -> dict[DictionaryKey, Path]:
     """{(layer, dict_size): SAE folder} of the SAEs under `folder` (a run's `saes/`), from their cfgs."""
     found = {}
     for cfg_path in sorted(Path(folder).glob(f"*/{CFG}")):
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         layer = cfg_value(cfg, "layer")
         if layer is not None:
-            found[(int(layer), int(cfg["d_sae"]))] = cfg_path.parent
+            found[DictionaryKey(int(layer), int(cfg["d_sae"]))] = cfg_path.parent
     return found
+
+
+def load_saes_by_layer(folder: Path | str, layers: Sequence[int],
+                       device: torch.device | str = "cpu") -> dict[int, dict[int, SparseAutoencoder]]:
+    """{layer: {dict_size: SAE}} of the SAEs under `folder` at `layers`, sizes ascending."""
+    found = find_saes(folder)
+    return {layer: {size: load_sae(path, device) for (l, size), path in sorted(found.items()) if l == layer}
+            for layer in layers}

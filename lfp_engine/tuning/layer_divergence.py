@@ -47,3 +47,13 @@ def top_layers(divergence: pd.DataFrame, k: int) -> list[int]:
         raise InputError(f"asked for the top {k} layers of a model with {len(divergence)}")
     ranked = divergence.sort_values(["divergence", "layer"], ascending=[False, False])
     return sorted(ranked["layer"].head(k).astype(int).tolist())
+
+
+def mark_chosen(divergence: pd.DataFrame, k: int) -> tuple[pd.DataFrame, list[int]]:
+    """The table with each layer's `rank` by divergence and whether it is `chosen` (one of the k most
+    divergent, the layers every later stage studies), and the chosen layers, ascending."""
+    chosen = top_layers(divergence, k)
+    table = divergence.copy()
+    table["rank"] = table["divergence"].rank(ascending=False, method="first").astype(int)
+    table["chosen"] = table["layer"].isin(chosen)
+    return table, chosen

@@ -32,17 +32,16 @@ from torch import nn
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.keys import DictionaryKey
 
-Key = tuple[int, int]
-"""(layer, dict_size): which dictionary a feature index refers to."""
 LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class Intervention:
-    ablate: Mapping[Key, tuple[int, ...]] = field(default_factory=dict)
+    ablate: Mapping[DictionaryKey, tuple[int, ...]] = field(default_factory=dict)
     """Features whose code entries are zeroed, per dictionary."""
-    steer: Mapping[Key, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    steer: Mapping[DictionaryKey, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     """(feature, strength) pairs whose unit decoder direction is added, per dictionary."""
 
     @property
@@ -55,7 +54,7 @@ _current: ContextVar[Mapping[int, LayerEdit]] = ContextVar("lfp_intervention", d
 """The current intervention, as the edit it makes at each layer it touches."""
 
 
-def validate(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> None:
+def validate(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> None:
     """Refuse unknown dictionaries, feature indices out of range and non-finite strengths."""
     for key, features in [*intervention.ablate.items(),
                           *((k, tuple(f for f, _ in v)) for k, v in intervention.steer.items())]:
@@ -102,7 +101,7 @@ class _Ablation:
         return h - removed.to(h.dtype)
 
 
-def layer_edits(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> dict[int, LayerEdit]:
+def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> dict[int, LayerEdit]:
     """{layer: h -> h after the intervention} for the layers it touches, prepared once per request
     (index tensors, encoder columns, summed steering vectors) so each forward pass only computes."""
     ablated: dict[int, list[tuple[SparseAutoencoder, tuple[int, ...]]]] = {}
@@ -128,7 +127,7 @@ def layer_edits(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder
 
 
 @contextmanager
-def intervention_hooks(model: nn.Module, saes: Mapping[Key, SparseAutoencoder]) -> Iterator[None]:
+def intervention_hooks(model: nn.Module, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> Iterator[None]:
     """Install one hook per layer that has an SAE; each applies the *current* intervention.
 
     The dashboard keeps the block open for the model's lifetime; the pipeline scopes it to a
@@ -157,7 +156,7 @@ def intervention_hooks(model: nn.Module, saes: Mapping[Key, SparseAutoencoder]) 
 
 
 @contextmanager
-def intervening(intervention: Intervention, saes: Mapping[Key, SparseAutoencoder]) -> Iterator[None]:
+def intervening(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> Iterator[None]:
     """Make `intervention` current for this block (this thread's context only)."""
     validate(intervention, saes)
     token = _current.set(layer_edits(intervention, saes))

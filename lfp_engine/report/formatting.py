@@ -1,5 +1,6 @@
-"""How numbers read on screen. One place, so that pages agree and tests can compare what a
-page shows with the store by formatting the store's value the same way."""
+"""How numbers read, on screen and in `lfp report`. One place, so that the dashboard's pages and
+the command line agree, and tests can compare what a page shows with the store by formatting the
+store's value the same way."""
 
 from __future__ import annotations
 

@@ -18,17 +18,20 @@ from dataclasses import replace
 
 import pandas as pd
 
-from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.models.hub import resolve_device
 from lfp_engine.run.config import RunConfig
 from lfp_engine.run.errors import InputError
-from lfp_engine.models.hub import resolve_device
 from lfp_engine.run.manifest import read_manifest
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.run.store import RunPaths, RunStore
+from lfp_engine.sae.activations import ActivationSet, capture_sets
+from lfp_engine.sae.dictionaries import dictionary_specs, train_dictionaries
+from lfp_engine.sae.metrics import reconstruction_table
+from lfp_engine.worlds import CORPUS, read_world_table
 
-from .pipeline import StageContext
-from .stages.activations import capture_sets
-from .stages.sae import activation_sets, dictionary_specs, reconstruction_table, train_dictionaries
+from .models import load_model, load_tokenizer_of, model_source, run_relative
+from .outputs import ActivationsOutputs
+from .stage import StageContext
 
 log = logging.getLogger("lfp")
 
@@ -47,7 +50,8 @@ def l1_sweep(paths: RunPaths, config: RunConfig, coefficients: Sequence[float]) 
     if not coefficients or any(c < 0 for c in coefficients):
         raise InputError(f"L1 coefficients must be a non-empty list of numbers >= 0, got {list(coefficients)}")
     ctx = stage_context(paths, config, "sae")
-    train, evaluation = activation_sets(ctx)
+    ctx.outputs_of(ActivationsOutputs)  # the activations must be there
+    train, evaluation = ActivationSet(paths.activations / "train"), ActivationSet(paths.activations / "eval")
     specs = [spec for c in dict.fromkeys(coefficients)
              for spec in dictionary_specs(config.sae, train.layers, train.d_model, l1_coefficient=c)]
     trained = train_dictionaries(train, specs, config.sae, ctx.seed, ctx.device, desc="L1 sweep")
@@ -59,12 +63,14 @@ def compare(paths: RunPaths, config: RunConfig) -> pd.DataFrame:
     """One row per (layer_choice, architecture, layer, dict_size); layer_choice is 'most_divergent'
     (the run's layers) or 'lowest' (as many layers, counted from the bottom)."""
     ctx = stage_context(paths, config, "activations")
-    divergent = list(ctx.outputs_of("activations")["layers"])
+    divergent = ctx.outputs_of(ActivationsOutputs).layers
     lowest = list(range(len(divergent)))
     scratch = paths.work / "sae-compare"
     shutil.rmtree(scratch, ignore_errors=True)
     try:
-        capture_sets(ctx, sorted(set(divergent) | set(lowest)), scratch)
+        capture_sets(load_model(ctx, "tuned"), load_tokenizer_of(ctx), read_world_table(paths.world, CORPUS),
+                     sorted(set(divergent) | set(lowest)), scratch, config.activations, config.world.max_length,
+                     ctx.seed, model_name=run_relative(ctx, model_source(ctx, "tuned")))
         train, evaluation = ActivationSet(scratch / "train"), ActivationSet(scratch / "eval")
         sae_ctx = replace(ctx, seed=derive_seed(config.seed, "sae"))
         specs = [spec for architecture in ("tied", "untied")

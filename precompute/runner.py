@@ -1,6 +1,6 @@
-"""The pipeline: stages in order, each skipped when done with the same inputs, resumable.
+"""The runner: the stages in order, each skipped when done with the same inputs, resumable.
 
-A stage is a function from a `StageContext` to a `StageResult`. The runner
+Stages follow the contract of `stage.py`. The runner
 - fingerprints the stage (its config sections, seed, version, and the fingerprints of the
   stages it reads), and skips it when the manifest holds a 'done' record with that
   fingerprint whose files still exist;
@@ -16,12 +16,9 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import pandas as pd
 import torch
 
 from lfp_engine import __version__
@@ -29,83 +26,14 @@ from lfp_engine.run.atomic import sweep_temporaries
 from lfp_engine.run.config import RunConfig
 from lfp_engine.run.errors import StageOrderError
 from lfp_engine.models.hub import resolve_device
-from lfp_engine.run.manifest import (
-    StageRecord,
-    config_statement,
-    ensure_tables,
-    fingerprint,
-    library_versions,
-    now,
-    read_manifest,
-)
+from lfp_engine.run.manifest import StageRecord, config_statement, ensure_tables, library_versions, now, read_manifest
 from lfp_engine.run.seeding import derive_seed, seed_everything
 from lfp_engine.run.store import RunPaths, RunStore
 
+from .stage import USABLE, Stage, StageContext
+from .stages import STAGES
+
 log = logging.getLogger("lfp")
-
-USABLE = ("done", "incomplete")
-"""Statuses whose results later stages may read; only 'done' counts as up to date."""
-
-
-@dataclass
-class StageContext:
-    paths: RunPaths
-    store: RunStore
-    config: RunConfig
-    seed: int
-    device: torch.device
-    manifest: dict[str, StageRecord]
-
-    def outputs_of(self, stage: str) -> dict[str, Any]:
-        record = self.manifest.get(stage)
-        if record is None or record.status not in USABLE:
-            raise StageOrderError(f"stage {stage!r} has not finished: run `lfp run --out {self.paths.root} --stages {stage}`")
-        return record.outputs
-
-
-@dataclass
-class StageResult:
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    """Summary numbers and the locations of files written, recorded in the manifest."""
-    inputs: dict[str, Any] = field(default_factory=dict)
-    statements: list[tuple[str, list[Any]]] = field(default_factory=list)
-    """Parameterised SQL run in the stage's transaction (e.g. creating a table no stage owns)."""
-    complete: bool = True
-    """False when some of the work failed (e.g. LLM requests): the stage's results are kept and
-    usable downstream, but the stage runs again on the next `lfp run` to finish the rest."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    run: Callable[[StageContext], StageResult]
-    sections: tuple[str, ...]
-    """Config sections (or top-level keys) whose values change this stage's results."""
-    needs: tuple[str, ...] = ()
-    version: int = 1
-    """Bumped when the stage's code changes what it produces, so old runs redo it."""
-    artifacts: Callable[[RunPaths, RunConfig], Sequence[Path]] = lambda paths, config: ()
-    """Files that must exist for a 'done' record to count."""
-    derived: Callable[[RunConfig], Any] = lambda config: None
-    """Values derived from settings outside `sections` that still change the results."""
-
-    def fingerprint(self, config: RunConfig, upstream: dict[str, str]) -> str:
-        return fingerprint({
-            "stage": self.name,
-            "version": self.version,
-            "seed": config.seed,
-            "settings": {s: config.section(s) for s in self.sections},
-            "derived": self.derived(config),
-            "upstream": {n: upstream[n] for n in self.needs},
-        })
-
-
-def stage_registry() -> list[Stage]:
-    """All stages in pipeline order (imported lazily: each pulls in heavy libraries)."""
-    from .stages import STAGES
-
-    return STAGES
 
 
 @dataclass
@@ -143,7 +71,7 @@ def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequen
                force: Sequence[str] = ()) -> list[StageOutcome]:
     """Run (or skip) the selected stages in pipeline order; see the module docstring."""
     store = RunStore(paths.root)
-    stages = stage_registry()
+    stages = STAGES
     chosen = _check_selection(stages, selected)
     _check_prerequisites(chosen, read_manifest(store), paths)
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -199,6 +127,9 @@ def _run_one(stage: Stage, fp: str, paths: RunPaths, store: RunStore, config: Ru
     ctx = StageContext(paths=paths, store=store, config=config, seed=seed, device=device, manifest=manifest)
     try:
         result = stage.run(ctx)
+        undeclared = sorted(set(result.tables) - set(stage.tables))
+        if undeclared:
+            raise RuntimeError(f"stage {stage.name!r} wrote tables it does not declare: {undeclared}")
     except BaseException as err:
         record.status = "failed"
         record.error = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -208,7 +139,7 @@ def _run_one(stage: Stage, fp: str, paths: RunPaths, store: RunStore, config: Ru
         raise
     record.status = "done" if result.complete else "incomplete"
     record.inputs = result.inputs
-    record.outputs = result.outputs
+    record.outputs = result.outputs.to_record()
     record.finished_at = now()
     record.duration_s = time.monotonic() - start
     store.write(result.tables, [*result.statements, record.upsert()])

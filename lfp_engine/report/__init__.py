@@ -1,0 +1,1 @@
+"""The answers a run gives: the verdict, the divergence report, what tuning taught the model to write."""
