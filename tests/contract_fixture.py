@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from lfp_engine.run.manifest import StageRecord, now
-from lfp_engine.probe.linear import kendall_agreement, sign_agreement, word_values
+from lfp_engine.probe.measures import kendall_agreement, sign_agreement, word_values
 from lfp_engine.run.store import RunStore
 
 HOSTILE_EXPLANATION = "it's \"great\" -- '; DROP TABLE features; -- 100%_sure"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from lfp_engine.run.config import LlmSettings
-from lfp_engine.probe.contrastive import (corpus_pools, find_occurrences, llm_text_triples, parse_rewrite, synthetic_pools,
-                                    synthetic_text_triples, word_triples)
+from lfp_engine.probe.text_triples import llm_text_triples, parse_rewrite, synthetic_text_triples
+from lfp_engine.probe.word_triples import corpus_pools, find_occurrences, synthetic_pools, word_triples
 from lfp_engine.tuning.lexicon import vader_lexicon
 from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
 from lfp_engine.tuning.reward import VaderReward

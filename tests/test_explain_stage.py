@@ -14,9 +14,10 @@ from lfp_engine.models.generation import sample_completions
 from lfp_engine.explain.llm import CACHE_TABLE
 from lfp_engine.run.manifest import read_manifest
 from lfp_engine.tuning.reward import VaderReward, scored_texts
-from lfp_engine.probe.linear import load_probe
+from lfp_engine.probe.card import load_probe
 from lfp_engine.run.store import RunPaths, RunStore
 from precompute.cli import main
+from precompute.outputs import ExplainOutputs
 
 from .fake_llm import FakeLLM
 
@@ -83,12 +84,12 @@ def test_llm_explanations_are_cached_retried_and_never_leak_the_key(micro_run, t
         assert explained.groupby(["model", "layer", "dict_size"]).size().max() <= 2
         assert explained["relevance"].all()
         assert set(server.requests[0]["authorization"].split()) == {"Bearer", SECRET}
-        outputs = read_manifest(RunStore(out))["explain"].outputs
-        assert outputs["llm_requests"] == first and outputs["llm_prompt_tokens"] == 11 * first
+        usage = ExplainOutputs.from_record(read_manifest(RunStore(out))["explain"].outputs).llm.usage
+        assert usage.requests == first and usage.prompt_tokens == 11 * first
 
         assert main([*argv, "--force", "explain"]) == 0
         assert len(server.requests) == first  # every answer came from the cache
-        assert read_manifest(RunStore(out))["explain"].outputs["llm_cached"] == first
+        assert ExplainOutputs.from_record(read_manifest(RunStore(out))["explain"].outputs).llm.usage.cached == first
 
     for path in out.rglob("*"):
         if path.is_file():

@@ -9,8 +9,9 @@ import pytest
 from scipy import stats
 
 from lfp_engine.run.errors import InputError
-from lfp_engine.probe.linear import (fit_logistic, fit_regression, kendall_agreement, shuffled_probe, sign_agreement,
-                              target_scale, word_values, xavier_probe)
+from lfp_engine.probe.dataset import target_scale
+from lfp_engine.probe.linear import fit_logistic, fit_regression, shuffled_probe, xavier_probe
+from lfp_engine.probe.measures import kendall_agreement, sign_agreement, word_values
 
 
 def test_kendall_tau_and_p_match_scipy_on_values():

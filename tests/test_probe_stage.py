@@ -13,7 +13,7 @@ from lfp_engine.probe.encoding import Encoder, tokenize
 from lfp_engine.run.errors import InputError
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer
 from lfp_engine.probe.implicit_reward import token_rewards
-from lfp_engine.probe.linear import load_probe
+from lfp_engine.probe.card import load_probe
 from lfp_engine.sae.saelens_format import find_saes, load_sae
 from lfp_engine.run.store import RunPaths, RunStore
 from precompute.cli import main

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lfp_engine.validation.ablation import FiringCounter, feature_frequency, random_intervention, relevant_features
+from lfp_engine.validation.ablation import random_intervention, relevant_features
+from lfp_engine.validation.frequency import FiringCounter, feature_frequency
 
 
 def test_relevant_features_come_from_the_probes_dictionaries_only():

@@ -1,7 +1,7 @@
 """Scoped forward hooks on MLP blocks: read their outputs, or replace them, for one block of code.
 
 The authors' code registered hooks every batch and never removed them, so later passes ran
-through a growing pile of stale hooks (METHOD.md, "mistakes"). Here every hook lives inside a
+through a growing pile of stale hooks (docs/architecture.md, "The authors' mistakes"). Here every hook lives inside a
 `with` block and is removed in `finally`, whatever happens inside it, an exception included.
 
 Two uses:

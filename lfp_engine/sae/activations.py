@@ -4,7 +4,7 @@ What is captured: the MLP block's output (d_model wide) of every chosen layer, f
 token, in one forward pass for all layers (`hooks.capture_mlp_outputs`). Padding never becomes a
 row: rows are selected through the attention mask, and the BOS token fed before each text (the
 document separator the model was pretrained with) is context, not a row. Feeding padding
-positions to the SAE was one of the authors' mistakes (METHOD.md).
+positions to the SAE was one of the authors' mistakes (docs/architecture.md).
 
 On disk an *activation set* is a folder:
 - `shard_00000.safetensors`, ...: one float32 tensor per layer (`layer_<L>`, [rows, d_model]),

@@ -59,14 +59,21 @@ def _merge_top(values: torch.Tensor, rows: torch.Tensor, new_values: torch.Tenso
     return top.values, rows.gather(0, top.indices)
 
 
-@torch.no_grad()
-def feature_statistics(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple[int, torch.Tensor]]], *,
-                       n_top: int, n_quantiles: int, per_quantile: int, histogram_bins: int,
-                       seed: int) -> FeatureStatistics:
-    """Statistics of every feature of `sae` over the activation rows that `rows()` yields anew on
-    each call, as (first row number, [n, d_in]) chunks. Examples refer to rows by number."""
-    device = sae.W_enc.device
-    F = sae.d_sae
+@dataclass
+class _Totals:
+    """Pass 1 over the rows: per feature, how often it fires, its summed and largest activation,
+    and its top activations with their row numbers."""
+
+    n_rows: int
+    fired: torch.Tensor
+    total: torch.Tensor
+    maximum: torch.Tensor
+    top_values: torch.Tensor
+    top_rows: torch.Tensor
+
+
+def _totals(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple[int, torch.Tensor]]], n_top: int) -> _Totals:
+    device, F = sae.W_enc.device, sae.d_sae
     n_rows = 0
     fired = torch.zeros(F, dtype=torch.float64, device=device)
     total = torch.zeros(F, dtype=torch.float64, device=device)
@@ -81,9 +88,14 @@ def feature_statistics(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple
         maximum = torch.maximum(maximum, z.max(0).values)
         numbers = torch.arange(start, start + z.shape[0], device=device)[:, None].expand_as(z)
         top_values, top_rows = _merge_top(top_values, top_rows, z, numbers, n_top)
+    return _Totals(n_rows, fired, total, maximum, top_values, top_rows)
 
-    # Pass 2: histograms. A feature that never fires gets width-one bins so the arithmetic holds.
-    scale = torch.where(maximum > 0, maximum, torch.ones_like(maximum))
+
+def _histograms(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple[int, torch.Tensor]]], scale: torch.Tensor,
+                histogram_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pass 2: each feature's non-zero activations binned relative to its maximum, finely (for the
+    quantile edges) and in the `histogram_bins` shown; [F, FINE_BINS] and [F, histogram_bins]."""
+    device, F = sae.W_enc.device, sae.d_sae
     fine = torch.zeros(F * FINE_BINS, dtype=torch.float64, device=device)
     shown = torch.zeros(F * histogram_bins, dtype=torch.float64, device=device)
     offsets = torch.arange(F, device=device)
@@ -95,10 +107,15 @@ def feature_statistics(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple
         for counts, bins in ((fine, FINE_BINS), (shown, histogram_bins)):
             index = feats * bins + (relative * bins).long().clamp_(0, bins - 1)
             counts.index_add_(0, index, torch.ones_like(relative, dtype=torch.float64))
-    fine = fine.view(F, FINE_BINS)
-    edges = _quantile_edges(fine, scale, n_quantiles)
+    return fine.view(F, FINE_BINS), shown.view(F, histogram_bins)
 
-    # Pass 3: a uniform sample of rows within each quantile band.
+
+def _quantile_samples(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple[int, torch.Tensor]]],
+                      edges: torch.Tensor, n_quantiles: int, per_quantile: int,
+                      seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Pass 3: a uniform sample of `per_quantile` rows within each quantile band of each feature
+    (reservoir keys and row numbers per band)."""
+    device, F = sae.W_enc.device, sae.d_sae
     generator = torch.Generator(device=device).manual_seed(seed)
     keys = [torch.full((0, F), -1.0, device=device) for _ in range(n_quantiles)]
     kept = [torch.zeros(0, F, dtype=torch.long, device=device) for _ in range(n_quantiles)]
@@ -111,26 +128,43 @@ def feature_statistics(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple
             for j in range(n_quantiles):
                 candidate = torch.where((z > 0) & (band == j), u, torch.full_like(u, -1.0))
                 keys[j], kept[j] = _merge_top(keys[j], kept[j], candidate, numbers, per_quantile)
+    return keys, kept
 
+
+@torch.no_grad()
+def feature_statistics(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple[int, torch.Tensor]]], *,
+                       n_top: int, n_quantiles: int, per_quantile: int, histogram_bins: int,
+                       seed: int) -> FeatureStatistics:
+    """Statistics of every feature of `sae` over the activation rows that `rows()` yields anew on
+    each call, as (first row number, [n, d_in]) chunks, in three streaming passes (totals,
+    histograms, quantile samples). Examples refer to rows by number."""
+    F = sae.d_sae
+    totals = _totals(sae, rows, n_top)
+    fired, maximum = totals.fired, totals.maximum
+    # A feature that never fires gets width-one bins so the arithmetic holds.
+    scale = torch.where(maximum > 0, maximum, torch.ones_like(maximum))
+    fine, shown = _histograms(sae, rows, scale, histogram_bins)
+    keys, kept = _quantile_samples(sae, rows, _quantile_edges(fine, scale, n_quantiles), n_quantiles, per_quantile,
+                                   seed)
     frame = pd.DataFrame({
         "feature": np.arange(F),
-        "density": (fired / max(n_rows, 1)).cpu().numpy(),
+        "density": (fired / max(totals.n_rows, 1)).cpu().numpy(),
         "max_activation": maximum.cpu().double().numpy(),
-        "mean_activation": torch.where(fired > 0, total / fired.clamp_min(1), torch.zeros_like(total)).cpu().numpy(),
+        "mean_activation": torch.where(fired > 0, totals.total / fired.clamp_min(1),
+                                       torch.zeros_like(totals.total)).cpu().numpy(),
         "n_firing": fired.cpu().numpy().astype(np.int64),
     })
     width = (scale / histogram_bins).cpu().double().numpy()
-    shown = shown.view(F, histogram_bins).cpu().numpy()
     bins = np.arange(histogram_bins)
     histogram = pd.DataFrame({
         "feature": np.repeat(np.arange(F), histogram_bins),
         "bin_left": (width[:, None] * bins[None, :]).reshape(-1),
         "bin_right": (width[:, None] * (bins[None, :] + 1)).reshape(-1),
-        "count": shown.reshape(-1).astype(np.int64),
+        "count": shown.cpu().numpy().reshape(-1).astype(np.int64),
     })
     histogram = histogram[np.repeat(frame["n_firing"].to_numpy() > 0, histogram_bins)]
     return FeatureStatistics(frame=frame, histogram=histogram.reset_index(drop=True),
-                             examples=_chosen_examples(top_values, top_rows, keys, kept, n_quantiles))
+                             examples=_chosen_examples(totals.top_values, totals.top_rows, keys, kept, n_quantiles))
 
 
 def _quantile_edges(fine: torch.Tensor, scale: torch.Tensor, n_quantiles: int) -> torch.Tensor:

@@ -67,6 +67,8 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
     Adam optimizer (per-parameter, so per member) updates everything. Losses stay on the device
     and are read every `log_every` steps only, so a GPU never waits on the host mid-window.
     Deterministic: seeded init per spec, and the batch order is the caller's (seeded).
+    Long because the loop's state (stacks, optimizer, on-device loss windows) is shared by every
+    step; split up, it would travel between functions on every one of them.
     """
     if not specs:
         raise InputError("no SAEs to train")
