@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfp_engine.run.config import LlmSettings
+from lfp_engine.explain.settings import LlmSettings
 from lfp_engine.probe.contrastive import (corpus_pools, find_occurrences, llm_text_triples, parse_rewrite, synthetic_pools,
                                     synthetic_text_triples, word_triples)
 from lfp_engine.tuning.lexicon import vader_lexicon

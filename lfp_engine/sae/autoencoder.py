@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import pandas as pd
 import torch
@@ -33,7 +34,9 @@ from lfp_engine.run.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("tied", "untied", "topk")
+Architecture = Literal["tied", "untied", "topk"]
+"""The SAE variants: the paper's tied ReLU SAE, an untied one, and top-k (see the module docstring)."""
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 
 
 class SparseAutoencoder(nn.Module):

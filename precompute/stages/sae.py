@@ -19,7 +19,8 @@ import torch
 
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.run.atomic import atomic_path
-from lfp_engine.run.config import RunConfig, SaeSettings
+from lfp_engine.run.config import RunConfig
+from lfp_engine.sae.settings import SaeSettings
 from lfp_engine.sae.autoencoder import SaeSpec, SparseAutoencoder, TrainedSaes, train_saes
 from lfp_engine.sae.metrics import loss_recovered, reconstruction_metrics, token_loss, zero_output
 from lfp_engine.sae.saelens_format import save_sae
