@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lfp_engine.run.config import config_from_dict, known_settings
+from lfp_engine.run.config import RunConfig, config_from_dict
+from lfp_engine.run.overrides import known_settings
 from lfp_engine.run.errors import InputError, StageOrderError
 from lfp_engine.models.hooks import shared_capture_hooks
 from lfp_engine.models.generation import Sampling
@@ -81,7 +82,7 @@ class LiveRun:
         stored = read_config(self.store)
         if stored is None:
             raise StageOrderError(f"{self.paths.root} holds no run: make one with `lfp run --out {self.paths.root}`")
-        self.config = config_from_dict(known_settings(stored[1]))
+        self.config = config_from_dict(known_settings(stored[1], RunConfig))
         manifest = read_manifest(self.store)
         if "rlhf" not in manifest or manifest["rlhf"].status != "done":
             raise StageOrderError(f"{self.paths.root} has no tuned model yet: run `lfp run --out {self.paths.root}`")

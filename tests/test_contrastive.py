@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfp_engine.run.config import LlmSettings
+from lfp_engine.explain.settings import LlmSettings
 from lfp_engine.probe.text_triples import llm_text_triples, parse_rewrite, synthetic_text_triples
 from lfp_engine.probe.word_triples import corpus_pools, find_occurrences, synthetic_pools, word_triples
 from lfp_engine.tuning.lexicon import vader_lexicon

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lfp_engine.run.config import LlmSettings
+from lfp_engine.explain.settings import LlmSettings
 from lfp_engine.explain.llm import (CACHE_TABLE, Usage, complete_many, endpoint_from_settings, parse_json_answer,
                             ResponseCache)
 from lfp_engine.run.store import RunStore

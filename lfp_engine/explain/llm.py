@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lfp_engine.run.config import LlmSettings
+from lfp_engine.explain.settings import LlmSettings
 from lfp_engine.run.manifest import now
 from lfp_engine.run.store import RunStore
 

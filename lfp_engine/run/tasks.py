@@ -15,6 +15,8 @@ from typing import Literal
 from lfp_engine.run.errors import ConfigError
 
 Method = Literal["rloo", "dpo"]
+TaskName = Literal["vader", "classifier", "dpo", "hh", "toxic"]
+"""The tasks of `TASKS` (a test keeps the two equal): the type of the `task` setting."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from lfp_engine.models.architecture import anatomy
 from lfp_engine.run.errors import InputError, StageOrderError
 from lfp_engine.models.hooks import capture_mlp_outputs
-from lfp_engine.run.config import ActivationSettings
+from lfp_engine.sae.settings import ActivationSettings
 
 log = logging.getLogger(__name__)
 

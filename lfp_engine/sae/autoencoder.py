@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from lfp_engine.run.errors import InputError
+from lfp_engine.sae.settings import ARCHITECTURES
 
-ARCHITECTURES = ("tied", "untied", "topk")
 
 
 class SparseAutoencoder(nn.Module):

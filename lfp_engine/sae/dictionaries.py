@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lfp_engine.run.config import SaeSettings
+from lfp_engine.sae.settings import SaeSettings
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.metrics import reconstruction_table, spliced_losses

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lfp_engine.run.config import FeatureSettings
+from lfp_engine.sae.settings import FeatureSettings
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.autoencoder import SparseAutoencoder

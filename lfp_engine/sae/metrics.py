@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 import pandas as pd
 
 from lfp_engine.models.hooks import replace_mlp_output
-from lfp_engine.run.config import SaeSettings
+from lfp_engine.sae.settings import SaeSettings
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.activations import ActivationSet, pad_batch
 from lfp_engine.sae.autoencoder import SparseAutoencoder

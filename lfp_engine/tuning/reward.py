@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from lfp_engine.run.config import RewardSettings
+from lfp_engine.tuning.settings import RewardSettings
 from lfp_engine.run.errors import ConfigError, InputError
 from lfp_engine.tuning.lexicon import vader_lexicon, word_spans, word_tokens
 from lfp_engine.run.tasks import TaskSpec

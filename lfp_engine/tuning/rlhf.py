@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfp_engine.run.config import DpoSettings, EvaluationSettings, RlhfSettings
+from lfp_engine.tuning.settings import DpoSettings, EvaluationSettings, RlhfSettings
 from lfp_engine.models.generation import completion_logprobs, sample_completions, text_logprobs
 from lfp_engine.tuning.reward import RewardFunction, scored_texts
 from lfp_engine.statistics import PairedComparison, paired_comparison

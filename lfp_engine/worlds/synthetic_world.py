@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
-from lfp_engine.run.config import SyntheticSettings
+from lfp_engine.worlds.settings import SyntheticSettings
 from lfp_engine.tuning.lexicon import vader_lexicon, word_tokens
 from lfp_engine.worlds.pretraining import PretrainResult, pretrain
 from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary, choose_heldout_words
