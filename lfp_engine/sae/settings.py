@@ -13,8 +13,9 @@ from lfp_engine.run.fields import one_of, require
 ModelRole = Literal["tuned", "base"]
 
 
-Architecture = Literal["tied", "untied", "topk"]
-"""The SAE variants: the paper's tied ReLU SAE, an untied one, and top-k (`autoencoder.py`)."""
+Architecture = Literal["tied", "untied", "topk", "batchtopk"]
+"""The SAE variants (`autoencoder.py`): the paper's tied ReLU SAE, an untied one, top-k (Gao et al.
+2024) and BatchTopK (Bussmann et al. 2024)."""
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 
 @dataclass
@@ -65,7 +66,17 @@ class SaeSettings:
     n_train_examples: int = 75000
     """Activation rows seen in training; more than the captured rows means several epochs."""
     topk: int = 32
-    """k of the 'topk' architecture (unused by the others)."""
+    """k of the 'topk' architecture (codes kept per token) and of 'batchtopk' (codes kept per token on
+    average over a batch); unused by the others."""
+    auxk_coefficient: float = 0.0
+    """Weight alpha of the AuxK loss that revives dead latents (Gao et al. 2024, appendix A.2: 1/32);
+    0, the default, switches it off, as in the paper's SAEs."""
+    auxk_dead_tokens: int = 10_000_000
+    """For AuxK, a latent is dead once it has not fired on this many training tokens (Gao et al. 2024:
+    10 million)."""
+    threshold_rate: float = 0.01
+    """'batchtopk': rate of the moving average that estimates the inference threshold from the
+    smallest code kept in each batch (Bussmann et al. 2024; SAELens's topk_threshold_lr 0.01)."""
     dense_threshold: float = 0.1
     """A feature firing on more than this fraction of tokens counts as dense."""
     eval_batch_size: int = 32
@@ -84,6 +95,9 @@ class SaeSettings:
         require(self.n_train_examples >= self.batch_size,
                 "setting sae.n_train_examples: must be at least one batch (sae.batch_size)")
         require(self.topk >= 1, "setting sae.topk: must be at least 1")
+        require(self.auxk_coefficient >= 0, "setting sae.auxk_coefficient: cannot be negative")
+        require(self.auxk_dead_tokens >= 1, "setting sae.auxk_dead_tokens: must be at least 1")
+        require(0 < self.threshold_rate <= 1, "setting sae.threshold_rate: must be in (0, 1]")
         require(0 < self.dense_threshold <= 1, "setting sae.dense_threshold: must be in (0, 1]")
 
 

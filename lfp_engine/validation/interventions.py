@@ -31,7 +31,7 @@ from torch import nn
 
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.run.errors import InputError
-from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.autoencoder import THRESHOLDED, SparseAutoencoder
 from lfp_engine.sae.keys import DictionaryKey
 
 LayerEdit = Callable[[torch.Tensor], torch.Tensor]
@@ -72,33 +72,42 @@ def validate(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAuto
 class _Ablation:
     """What some features contribute to one layer's output: their codes times their decoder rows.
 
-    For ReLU SAEs a feature's code depends on its own encoder column alone, so only the chosen
-    columns are computed, those of all the layer's dictionaries in one product (generation runs
-    this at every step); a top-k SAE's codes depend on each other (the k largest survive), so it
-    is encoded in full."""
+    A ReLU SAE's code depends on its own encoder column alone, and so does a BatchTopK SAE's at
+    inference (its own threshold replaces the batch top-k): for these only the chosen columns are
+    computed, those of all the layer's dictionaries in one product (generation runs this at every
+    step). A top-k SAE's codes depend on each other (the k largest survive), so it is encoded in
+    full."""
 
     def __init__(self, parts: list[tuple[SparseAutoencoder, tuple[int, ...]]]):
         self.topk = []
-        columns, biases, rows = [], [], []
+        columns, biases, thresholds, rows = [], [], [], []
         for sae, features in parts:
             idx = torch.as_tensor(features, dtype=torch.long, device=sae.W_enc.device)
             if sae.architecture == "topk":
                 self.topk.append((sae, idx, sae.W_dec[idx].detach()))
-            else:
-                columns.append(sae.W_enc[:, idx].detach())
-                biases.append(sae.b_enc[idx].detach())
-                rows.append(sae.W_dec[idx].detach())
-        self.relu = (torch.cat(columns, dim=1), torch.cat(biases), torch.cat(rows)) if columns else None
+                continue
+            columns.append(sae.W_enc[:, idx].detach())
+            biases.append(sae.b_enc[idx].detach())
+            thresholds.append(sae.threshold[idx].detach() if sae.architecture in THRESHOLDED
+                              else torch.zeros_like(biases[-1]))
+            rows.append(sae.W_dec[idx].detach())
+        self.columns = (torch.cat(columns, dim=1), torch.cat(biases), torch.cat(thresholds),
+                        torch.cat(rows)) if columns else None
 
-    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+    def removed(self, h: torch.Tensor) -> torch.Tensor:
+        """The chosen features' contribution to a layer output h [..., d_in] of their SAEs."""
         removed = None
-        if self.relu is not None:
-            weights, bias, decoder = self.relu
-            removed = torch.relu(h.to(weights.dtype) @ weights + bias) @ decoder
+        if self.columns is not None:
+            weights, bias, threshold, decoder = self.columns
+            pre = h.to(weights.dtype) @ weights + bias
+            removed = torch.where(pre > threshold, torch.relu(pre), torch.zeros_like(pre)) @ decoder
         for sae, idx, decoder in self.topk:
             part = sae.encode(h.to(decoder.dtype))[..., idx] @ decoder
             removed = part if removed is None else removed + part
-        return h - removed.to(h.dtype)
+        return removed
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        return h - self.removed(h).to(h.dtype)
 
 
 def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> dict[int, LayerEdit]:
