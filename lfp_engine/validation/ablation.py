@@ -20,6 +20,7 @@ from torch import nn
 
 from lfp_engine.models.generation import Sampling, sample_completions
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervening, intervention_hooks
+from lfp_engine.validation.paired_forward import PairedModels
 from lfp_engine.tuning.reward import RewardFunction, scored_texts
 from lfp_engine.statistics import PairedComparison, paired_comparison
 from lfp_engine.sae.autoencoder import SparseAutoencoder
@@ -48,11 +49,12 @@ class ScoredCompletions:
 
 def intervened_completions(model: nn.Module, tokenizer, prompts: Sequence[str], intervention: Intervention,
                            saes: Mapping[DictionaryKey, SparseAutoencoder], reward: RewardFunction, sampling: Sampling,
-                           seed: int, desc: str = "generate") -> ScoredCompletions:
+                           seed: int, desc: str = "generate", paired: PairedModels | None = None) -> ScoredCompletions:
     """One completion per prompt under `intervention` (the model carries `intervention_hooks`),
     scored by the task's reward. Under one seed every intervention draws the same noise, so the
-    rewards of two interventions pair prompt by prompt, and no intervention is the model itself."""
-    with intervening(intervention, saes):
+    rewards of two interventions pair prompt by prompt, and no intervention is the model itself.
+    `paired`: the base model and crosscoders, for interventions on crosscoder latents."""
+    with intervening(intervention, saes, paired):
         out = sample_completions(model, tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
                                  min_new_tokens=sampling.min_new_tokens, temperature=sampling.temperature,
                                  batch_size=sampling.batch_size, seed=seed, max_length=sampling.max_length,
