@@ -69,6 +69,14 @@ def sample_triples(triples: pd.DataFrame, limit: int, rng: np.random.Generator) 
     return triples.iloc[np.sort(rng.choice(len(triples), size=limit, replace=False))].reset_index(drop=True)
 
 
+def largest_value(triples: pd.DataFrame, kind: str) -> float:
+    """The reward's largest |value| in the triples (word triples), onto which the largest activation
+    delta is scaled (`dataset.target_scale`); 1 for text triples."""
+    if kind != "word":
+        return 1.0
+    return float(np.nanmax(np.abs(triples[["value_positive", "value_negative"]].to_numpy(dtype=float))))
+
+
 def fit_crosscoder_probe(encoder: CrosscoderEncoder, texts: Mapping[str, list[TokenizedText]], triples: pd.DataFrame,
                          kind: str, reward_max: float, folds: int, n_bootstrap: int, seed: int) -> CrosscoderProbe:
     """Encode the triples' elements through the crosscoders, fit the probe as the paper's is fit, and

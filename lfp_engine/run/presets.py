@@ -72,6 +72,9 @@ PRESETS: dict[str, Preset] = {
                 "contrastive": {"n_triples": 8000, "n_text_triples": 2000},
                 "probe": {"n_generation_prompts": 400},
                 "validate": {"n_prompts": 400},
+                # Two epochs over the 75,000 captured pairs in batches of 256; a latent silent for
+                # 20,000 tokens (80 steps) counts as dead for AuxK (Gao et al.'s 10M is for LLM runs).
+                "crosscoder": {"k": 16, "n_train_examples": 150_000, "auxk_dead_tokens": 20_000},
             },
         ),
         Preset(
@@ -97,6 +100,8 @@ PRESETS: dict[str, Preset] = {
                 "validate": {"threshold": 0.2, "n_prompts": 48, "n_random_draws": 2, "n_samples_stored": 5},
                 "contrastive": {"n_triples": 600, "n_text_triples": 60},
                 "probe": {"n_bootstrap": 100, "n_generation_prompts": 48, "max_pca_rows": 200},
+                "crosscoder": {"k": 8, "batch_size": 128, "n_train_examples": 12_000, "auxk_dead_tokens": 2_000,
+                               "n_top": 4, "n_ablate": 2, "n_prompts": 24, "max_probe_triples": 300},
             },
         ),
         Preset(

@@ -1,0 +1,93 @@
+"""What the crosscoder found, in words: one sentence per top latent, and the stage's closing note.
+
+A sentence says, for a reader who knows no interpretability: whether the latent exists only after
+tuning (and whether Latent Scaling, Minder et al. 2025, backs that), what it fires on (its
+explanation), how the reward of texts moves with it (the correlation's interval), and what switching
+it off in the tuned model did to the reward, beside the density-matched control. An interval that
+contains zero is said as "no evidence", never as an effect.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from lfp_engine.report.formatting import num, signed
+
+
+def _interval(low: float, high: float) -> str:
+    return f"95% interval {signed(low)} to {signed(high)}"
+
+
+def _excludes_zero(low: float, high: float) -> bool:
+    return not (math.isnan(low) or math.isnan(high)) and (low > 0 or high < 0)
+
+
+def reward_clause(r: float, low: float, high: float) -> str:
+    if math.isnan(r):
+        return "its link to the reward could not be measured (it fires in too few texts)"
+    if not _excludes_zero(low, high):
+        return f"texts where it fires more earn no more and no less reward that we can tell (r = {signed(r)}, " \
+               f"{_interval(low, high)})"
+    direction = "more" if r > 0 else "less"
+    return f"texts where it fires more earn {direction} reward (r = {signed(r)}, {_interval(low, high)})"
+
+
+def ablation_clause(effect: pd.Series | None, control: pd.Series | None) -> str:
+    if effect is None:
+        return ""
+    low, high = float(effect["ci_low"]), float(effect["ci_high"])
+    if _excludes_zero(low, high):
+        verb = "raised" if effect["mean_difference"] > 0 else "lowered"
+        text = f"; switching it off in the tuned model {verb} the reward by {num(abs(effect['mean_difference']))}"
+    else:
+        text = "; switching it off in the tuned model changed the reward by no measurable amount"
+    text += f" ({signed(effect['mean_difference'])}, {_interval(low, high)})"
+    if control is not None:
+        text += f", against {signed(control['mean_difference'])} for a latent that fires as often"
+    return text
+
+
+def plain_sentence(latent: pd.Series, effect: pd.Series | None = None, control: pd.Series | None = None) -> str:
+    """One sentence about a tuned-only latent (a `crosscoder_latents` row), for a non-specialist."""
+    share = latent["norm_base"] / latent["norm_tuned"] if latent["norm_tuned"] > 0 else float("nan")
+    where = f"Latent {int(latent['feature'])} of layer {int(latent['layer'])}"
+    scaling = ("and the base model's activations need almost none of it" if latent["specific"] else
+               "though the base model's own activations still need a good part of it, so tuning may have only "
+               "moved it")
+    what = latent.get("explanation")
+    what = f"; it {what}" if isinstance(what, str) and what else ""
+    return (f"{where} exists only after tuning (its direction in the base model is {share:.0%} as long), {scaling}"
+            f"{what}; {reward_clause(latent['reward_r'], latent['reward_ci_low'], latent['reward_ci_high'])}"
+            f"{ablation_clause(effect, control)}.")
+
+
+def tag_counts(latents: pd.DataFrame) -> pd.DataFrame:
+    """Latents per layer and tag (columns: the tags), with totals."""
+    counts = latents.pivot_table(index="layer", columns="tag", values="feature", aggfunc="count", fill_value=0)
+    counts.loc["all"] = counts.sum()
+    return counts
+
+
+def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, probe_line: str, n_top: int) -> str:
+    """The stage's summary: counts per tag, the top tuned-only latents with their reward links, and
+    how the probe on crosscoder codes compares with the paper's probe."""
+    lines = ["latents per layer and tag:", tag_counts(latents).to_string()]
+    top = latents[latents["reward_rank"].notna()].sort_values("reward_rank").head(n_top)
+    if top.empty:
+        lines.append("no tuned-only latent: at these layers the crosscoder finds nothing that tuning created")
+    for row in top.itertuples():
+        effect = ""
+        if ablation is not None:
+            hit = ablation[(ablation["group"] == "tuned-only") & (ablation["layer"] == row.layer)
+                           & (ablation["feature"] == row.feature)]
+            if not hit.empty:
+                h = hit.iloc[0]
+                effect = f", ablated: {signed(h.mean_difference)} [{signed(h.ci_low)}, {signed(h.ci_high)}]"
+        lines.append(f"#{int(row.reward_rank)} layer {row.layer} latent {row.feature} (r_rel {row.relative_norm:.2f}, "
+                     f"specific {bool(row.specific)}): reward r {signed(row.reward_r)} "
+                     f"[{signed(row.reward_ci_low)}, {signed(row.reward_ci_high)}], probe weight rank "
+                     f"{row.probe_weight_rank}{effect}; {row.explanation or 'not explained'}")
+    lines.append(probe_line)
+    return "\n".join(lines)
