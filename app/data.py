@@ -290,6 +290,44 @@ class RunData:
                                          "created_at"])
         return self._q("SELECT * FROM annotations ORDER BY created_at")
 
+    # -- what tuning changed: the crosscoder ------------------------------------------------
+
+    def crosscoder_metrics(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM crosscoder_metrics ORDER BY layer, model")
+
+    def crosscoder_latents(self) -> pd.DataFrame:
+        """Every latent of every layer's crosscoder (a few thousand rows at most)."""
+        return self._q("SELECT * FROM crosscoder_latents ORDER BY layer, feature")
+
+    def crosscoder_top(self) -> pd.DataFrame:
+        """The tuned-only latents, strongest link to the reward first, with their ablation (if any)
+        and that of their density-matched control."""
+        ablation = "crosscoder_ablation" in self.tables()
+        joined = ("LEFT JOIN crosscoder_ablation a ON a.\"group\" = 'tuned-only' AND a.layer = l.layer AND "
+                  "a.feature = l.feature LEFT JOIN crosscoder_ablation c ON c.\"group\" = 'control' AND "
+                  "c.layer = l.layer AND c.control_for = l.feature" if ablation else "")
+        effects = ("a.mean_difference AS ablation_effect, a.ci_low AS ablation_ci_low, a.ci_high AS ablation_ci_high, "
+                   "a.p_value AS ablation_p, c.feature AS control_feature, c.mean_difference AS control_effect, "
+                   "c.ci_low AS control_ci_low, c.ci_high AS control_ci_high" if ablation else
+                   "CAST(NULL AS DOUBLE) AS ablation_effect, CAST(NULL AS DOUBLE) AS ablation_ci_low, "
+                   "CAST(NULL AS DOUBLE) AS ablation_ci_high, CAST(NULL AS DOUBLE) AS ablation_p, "
+                   "CAST(NULL AS BIGINT) AS control_feature, CAST(NULL AS DOUBLE) AS control_effect, "
+                   "CAST(NULL AS DOUBLE) AS control_ci_low, CAST(NULL AS DOUBLE) AS control_ci_high")
+        return self._q(f"SELECT l.*, {effects} FROM crosscoder_latents l {joined} "
+                       "WHERE l.reward_rank IS NOT NULL ORDER BY l.reward_rank")
+
+    def crosscoder_examples(self, layer: int, dict_size: int, feature: int) -> pd.DataFrame:
+        return self._q("SELECT kind, rank, quantile, text_id, tokens, activations, peak_index, max_activation "
+                       "FROM crosscoder_examples WHERE layer = ? AND dict_size = ? AND feature = ? "
+                       "ORDER BY kind = 'quantile', quantile DESC, rank", [layer, dict_size, feature])
+
+    def crosscoder_probe_metrics(self) -> pd.DataFrame:
+        """The probe on crosscoder codes beside the paper's probe, on the test split."""
+        paper = ("UNION ALL SELECT * FROM probe_metrics WHERE variant = 'sae' AND subset LIKE 'test%'"
+                 if "probe_metrics" in self.tables() else "")
+        return self._q(f"SELECT * FROM (SELECT * FROM crosscoder_probe_metrics WHERE subset LIKE 'test%' {paper}) "
+                       "ORDER BY metric, subset, variant")
+
     # -- a run at a glance ------------------------------------------------------------------
 
     def reward_metric(self) -> str | None:

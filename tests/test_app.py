@@ -25,7 +25,7 @@ from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TO
 pytestmark = pytest.mark.slow
 
 PAGES = ["views/story.py", "views/layers.py", "views/features.py", "views/feature.py", "views/lexicon.py",
-         "views/compare.py"]
+         "views/compare.py", "views/diffing.py"]
 LIVE_PAGES = ["views/playground.py", "views/lab.py", "views/validation.py", "views/quiz.py"]
 """Pages that load the run's models (tests/test_app_live.py runs them on a whole copy of a run)."""
 

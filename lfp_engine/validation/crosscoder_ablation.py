@@ -34,6 +34,8 @@ class LatentAblation:
     key: DictionaryKey
     feature: int
     group: str
+    control_for: int | None = None
+    """A control's tuned-only latent (same crosscoder)."""
 
 
 def density_matched_controls(latents: pd.DataFrame, chosen: pd.DataFrame) -> list[LatentAblation]:
@@ -46,7 +48,7 @@ def density_matched_controls(latents: pd.DataFrame, chosen: pd.DataFrame) -> lis
             continue
         nearest = pool.iloc[int(np.argmin(np.abs(pool["density"].to_numpy() - row.density)))]
         controls.append(LatentAblation(DictionaryKey(int(row.layer), int(row.dict_size)), int(nearest["feature"]),
-                                       "control"))
+                                       "control", int(row.feature)))
     return controls
 
 
@@ -59,7 +61,8 @@ def latent_ablations(model: nn.Module, tokenizer, prompts: Sequence[str], paired
     with intervention_hooks(model, {}, paired):
         none = intervened_completions(model, tokenizer, prompts, NO_INTERVENTION, {}, reward, sampling, seed,
                                       "generate (nothing ablated)", paired)
-        rows.append({"layer": None, "dict_size": None, "feature": None, "group": "none", "n_prompts": len(prompts),
+        rows.append({"layer": None, "dict_size": None, "feature": None, "group": "none", "control_for": None,
+                     "n_prompts": len(prompts),
                      "mean_reward": float(np.mean(none.rewards)), "mean_difference": 0.0, "ci_low": np.nan,
                      "ci_high": np.nan, "test": None, "statistic": np.nan, "p_value": np.nan})
         for ablation in ablations:
@@ -68,11 +71,12 @@ def latent_ablations(model: nn.Module, tokenizer, prompts: Sequence[str], paired
                                          f"generate (latent {ablation.key.layer}/{ablation.feature} ablated)", paired)
             result = paired_comparison(none.rewards, out.rewards, "reward", alternative="two-sided", seed=seed)
             rows.append({"layer": ablation.key.layer, "dict_size": ablation.key.dict_size, "feature": ablation.feature,
-                         "group": ablation.group, "n_prompts": len(prompts), "mean_reward": float(np.mean(out.rewards)),
+                         "group": ablation.group, "control_for": ablation.control_for, "n_prompts": len(prompts),
+                         "mean_reward": float(np.mean(out.rewards)),
                          "mean_difference": result.mean_difference, "ci_low": result.ci_low, "ci_high": result.ci_high,
                          "test": f"{result.test}, {result.alternative}", "statistic": result.statistic,
                          "p_value": result.p_value})
     table = pd.DataFrame(rows)
-    for column in ("layer", "dict_size", "feature"):
+    for column in ("layer", "dict_size", "feature", "control_for"):
         table[column] = table[column].astype("Int64")
     return table

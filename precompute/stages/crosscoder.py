@@ -176,15 +176,14 @@ def ablations(ctx: StageContext, latents: pd.DataFrame, models: dict, tokenizer,
 def sentences(latents: pd.DataFrame, ablation: pd.DataFrame | None, n_top: int) -> pd.Series:
     """One plain sentence for each of the top tuned-only latents (NULL for the others)."""
     out = pd.Series(pd.NA, index=latents.index, dtype="string")
-    controls = ablation[ablation["group"] == "control"].reset_index(drop=True) if ablation is not None else None
-    tuned = ablation[ablation["group"] == "tuned-only"].reset_index(drop=True) if ablation is not None else None
     for index, row in latents[latents["reward_rank"] <= n_top].iterrows():
         effect = control = None
-        if tuned is not None:
-            hit = tuned.index[(tuned["layer"] == row["layer"]) & (tuned["feature"] == row["feature"])]
-            if len(hit):
-                effect = tuned.loc[hit[0]]
-                control = controls.loc[hit[0]] if hit[0] < len(controls) else None
+        if ablation is not None:
+            same = ablation[ablation["layer"] == row["layer"]]
+            hits = same[(same["group"] == "tuned-only") & (same["feature"] == row["feature"])]
+            controls = same[(same["group"] == "control") & (same["control_for"] == row["feature"])]
+            effect = hits.iloc[0] if len(hits) else None
+            control = controls.iloc[0] if len(controls) else None
         out[index] = plain_sentence(row, effect, control)
     return out
 
