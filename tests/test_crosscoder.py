@@ -8,6 +8,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -236,3 +237,40 @@ def test_during_generation_the_base_model_reads_what_the_tuned_model_reads(monke
     assert len(seen) == 4 and stepped.shape[1] == out.shape[1] - 1
     attended = full_mask[:, :stepped.shape[1]].bool()
     torch.testing.assert_close(stepped[attended], full[LAYER][:, :stepped.shape[1]][attended], rtol=1e-4, atol=1e-5)
+
+
+def test_reward_correlations_and_their_false_discovery_control():
+    from lfp_engine.sae.reward_correlation import reward_correlations
+
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=60)
+    totals = np.column_stack([rewards * 2 + rng.normal(size=60), rng.normal(size=60), np.zeros(60),
+                              np.where(rng.random(60) < 0.3, rng.random(60), 0.0)])
+    frame = reward_correlations(totals, rewards)
+    for j in (0, 1, 3):
+        assert frame.loc[j, "reward_r"] == pytest.approx(np.corrcoef(totals[:, j], rewards)[0, 1])
+        z, half = np.arctanh(frame.loc[j, "reward_r"]), 1.959963984540054 / np.sqrt(60 - 3)
+        assert (frame.loc[j, "reward_ci_low"], frame.loc[j, "reward_ci_high"]) == pytest.approx(
+            (np.tanh(z - half), np.tanh(z + half)))
+    assert np.isnan(frame.loc[2, "reward_r"]) and frame.loc[2, "n_texts_firing"] == 0  # never fires: untested
+    p = frame.loc[[0, 1, 3], "reward_p"].to_numpy()
+    order = np.argsort(p)
+    bh = np.minimum.accumulate((p[order] * 3 / np.arange(1, 4))[::-1])[::-1]
+    np.testing.assert_allclose(frame.loc[[0, 1, 3], "reward_q"].to_numpy()[order], np.minimum(bh, 1))
+
+
+def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_honestly():
+    from lfp_engine.sae.crosscoder_report import plain_sentence
+    from lfp_engine.sae.crosscoder_tables import rank_by_reward
+
+    latents = pd.DataFrame({"layer": [1, 1, 2, 2], "feature": [0, 1, 0, 1],
+                            "tag": ["tuned-only", "shared", "tuned-only", "tuned-only"],
+                            "reward_r": [0.1, 0.9, -0.5, np.nan], "probe_weight": [0.0, 1.0, 0.2, 3.0]})
+    assert rank_by_reward(latents).tolist()[:1] == [2] and rank_by_reward(latents).tolist()[2:] == [1, 3]
+    assert pd.isna(rank_by_reward(latents).iloc[1])
+    row = pd.Series({"layer": 2, "feature": 0, "norm_base": 0.05, "norm_tuned": 1.0, "specific": True,
+                     "explanation": "fires on 'great'", "reward_r": 0.1, "reward_ci_low": -0.1, "reward_ci_high": 0.3})
+    effect = pd.Series({"mean_difference": -0.2, "ci_low": -0.3, "ci_high": -0.1})
+    text = plain_sentence(row, effect, pd.Series({"mean_difference": 0.01}))
+    assert "5% as long" in text and "no more and no less reward that we can tell" in text
+    assert "lowered the reward by 0.2 " in text and "against +0.01 " in text

@@ -41,6 +41,10 @@ def texts_of(evaluation: PairedActivations, decode: Callable[[list[int]], str]) 
     return pd.Series({text_id: decode(tokens) for text_id, tokens in evaluation.sequences()})
 
 
+REWARD_COLUMNS = ["feature", "reward_r", "reward_p", "reward_ci_low", "reward_ci_high", "n_texts_firing", "reward_q"]
+"""The columns `reward_correlations` gives each latent (all NULL for tasks without a reward function)."""
+
+
 def reward_correlations(totals: np.ndarray, rewards: np.ndarray) -> pd.DataFrame:
     """feature, reward_r, reward_p, reward_ci_low, reward_ci_high, reward_q, n_texts_firing."""
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -55,8 +59,7 @@ def reward_correlations(totals: np.ndarray, rewards: np.ndarray) -> pd.DataFrame
         interval = result.confidence_interval(0.95)
         rows.append((feature, float(result.statistic), float(result.pvalue), float(interval.low),
                      float(interval.high), firing))
-    frame = pd.DataFrame(rows, columns=["feature", "reward_r", "reward_p", "reward_ci_low", "reward_ci_high",
-                                        "n_texts_firing"])
+    frame = pd.DataFrame(rows, columns=REWARD_COLUMNS[:-1])
     tested = frame["reward_p"].notna().to_numpy()
     frame["reward_q"] = np.nan
     if tested.any():

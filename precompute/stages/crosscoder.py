@@ -34,7 +34,8 @@ from lfp_engine.sae.crosscoder_metrics import crosscoder_reconstruction, crossco
 from lfp_engine.sae.crosscoder_report import closing_note, plain_sentence
 from lfp_engine.sae.crosscoder_tables import latent_examples, latent_statistics, latent_table, rank_by_reward
 from lfp_engine.sae.paired_activations import PairedActivations
-from lfp_engine.sae.reward_correlation import reward_correlations, text_rewards, text_totals, texts_of
+from lfp_engine.sae.reward_correlation import (REWARD_COLUMNS, reward_correlations, text_rewards, text_totals,
+                                               texts_of)
 from lfp_engine.tuning.lexicon import vader_lexicon
 from lfp_engine.tuning.reward import build_reward
 from lfp_engine.validation.crosscoder_ablation import LatentAblation, density_matched_controls, latent_ablations
@@ -111,7 +112,8 @@ def reward_links(ctx: StageContext, crosscoders: list[Crosscoder], evaluation: P
             text_ids, totals = text_totals(crosscoder, evaluation)
             parts.append(reward_correlations(totals, text_rewards(text_ids, texts, reward)).assign(
                 layer=crosscoder.layer))
-    links = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["layer", "feature"])
+    links = (pd.concat(parts, ignore_index=True) if parts else
+             pd.DataFrame(columns=["layer", *REWARD_COLUMNS]).astype({"layer": "int64", "feature": "int64"}))
     kind = ctx.outputs_of(ContrastiveOutputs).kind
     triples = sample_triples(ctx.store.read("triples", order_by="triple_id"), ctx.config.crosscoder.max_probe_triples,
                              np.random.default_rng(derive_seed(ctx.seed, "probe triples")))
@@ -233,8 +235,9 @@ def run(ctx: StageContext) -> StageResult:
               "crosscoder_examples": examples, "crosscoder_probe_metrics": probe_metrics}
     if ablation is not None:
         tables["crosscoder_ablation"] = ablation
-    return StageResult(outputs=outputs, tables=tables, inputs={"n_train_rows": train.n_rows,
-                                                               "n_eval_rows": evaluation.n_rows})
+    stale = [] if ablation is not None else [("DROP TABLE IF EXISTS crosscoder_ablation", [])]
+    return StageResult(outputs=outputs, tables=tables, statements=stale,
+                       inputs={"n_train_rows": train.n_rows, "n_eval_rows": evaluation.n_rows})
 
 
 STAGE = Stage(
