@@ -2,7 +2,8 @@
 
 A sentence says, for a reader who knows no interpretability: whether the latent exists only after
 tuning (and whether Latent Scaling, Minder et al. 2025, backs that), what it fires on (its
-explanation), how the reward of texts moves with it (the correlation's interval), and what switching
+explanation), how the reward of texts moves with it (the correlation's interval and its false-discovery q-value),
+and what switching
 it off in the tuned model did to the reward, beside the density-matched control. An interval that
 contains zero is said as "no evidence", never as an effect.
 """
@@ -24,14 +25,18 @@ def _excludes_zero(low: float, high: float) -> bool:
     return not (math.isnan(low) or math.isnan(high)) and (low > 0 or high < 0)
 
 
-def reward_clause(r: float, low: float, high: float) -> str:
+def reward_clause(r: float, low: float, high: float, q: float) -> str:
+    """The correlation with the reward, called a link only when its interval excludes zero *and* it
+    survives the false-discovery control over every latent of its layer (q < 0.05): the top latents
+    are chosen by this very correlation, so chance alone puts large ones there."""
     if math.isnan(r):
         return "its link to the reward could not be measured (it fires in too few texts)"
-    if not _excludes_zero(low, high):
+    if not _excludes_zero(low, high) or not q < 0.05:
         return f"texts where it fires more earn no more and no less reward that we can tell (r = {signed(r)}, " \
-               f"{_interval(low, high)})"
+               f"{_interval(low, high)}, q = {num(q, 2)} over all latents tested)"
     direction = "more" if r > 0 else "less"
-    return f"texts where it fires more earn {direction} reward (r = {signed(r)}, {_interval(low, high)})"
+    return f"texts where it fires more earn {direction} reward (r = {signed(r)}, {_interval(low, high)}, " \
+           f"q = {num(q, 2)})"
 
 
 def ablation_clause(effect: pd.Series | None, control: pd.Series | None) -> str:
@@ -59,7 +64,7 @@ def plain_sentence(latent: pd.Series, effect: pd.Series | None = None, control: 
     what = latent.get("explanation")
     what = f"; it {what}" if isinstance(what, str) and what else ""
     return (f"{where} exists only after tuning (its direction in the base model is {share:.0%} as long), {scaling}"
-            f"{what}; {reward_clause(latent['reward_r'], latent['reward_ci_low'], latent['reward_ci_high'])}"
+            f"{what}; {reward_clause(latent['reward_r'], latent['reward_ci_low'], latent['reward_ci_high'], latent['reward_q'])}"
             f"{ablation_clause(effect, control)}.")
 
 
@@ -87,7 +92,7 @@ def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, probe_lin
                 effect = f", ablated: {signed(h.mean_difference)} [{signed(h.ci_low)}, {signed(h.ci_high)}]"
         lines.append(f"#{int(row.reward_rank)} layer {row.layer} latent {row.feature} (r_rel {row.relative_norm:.2f}, "
                      f"specific {bool(row.specific)}): reward r {signed(row.reward_r)} "
-                     f"[{signed(row.reward_ci_low)}, {signed(row.reward_ci_high)}], probe weight rank "
+                     f"[{signed(row.reward_ci_low)}, {signed(row.reward_ci_high)}] q {num(row.reward_q, 2)}, probe weight rank "
                      f"{row.probe_weight_rank}{effect}; {row.explanation or 'not explained'}")
     lines.append(probe_line)
     return "\n".join(lines)
