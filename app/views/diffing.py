@@ -8,6 +8,7 @@ import streamlit as st
 from app import charts, ui
 from app.markup import bullets, highlighted, labelled, quoted
 from lfp_engine.report.formatting import missing, num, p_value, percent, signed, span
+from lfp_engine.sae.keys import FeatureKey
 
 LAB_PAGE = "views/lab.py"
 
@@ -93,8 +94,15 @@ links[2].metric("Reward change when switched off", signed(latent["ablation_effec
                 help=f"95% CI {span(latent['ablation_ci_low'], latent['ablation_ci_high'])}")
 links[3].metric("Same for a control latent", signed(latent["control_effect"]),
                 help="a latent of the same layer, not tuned-only, that fires about as often")
-if st.button("Switch it off in the ablation lab", key="diffing_to_lab", icon=":material/science:"):
+to_lab, to_feature = st.columns(2)
+if to_lab.button("Switch it off in the ablation lab", key="diffing_to_lab", icon=":material/science:"):
     st.switch_page(LAB_PAGE, query_params={"crosscoder": f"{layer}/{dict_size}/{feature}"})
+if not missing(latent["nearest_sae_feature"]):
+    nearest = FeatureKey("tuned", layer, int(latent["nearest_sae_dict_size"]), int(latent["nearest_sae_feature"]))
+    if to_feature.button(f"Open the nearest feature of the paper's SAE ({nearest.label}, cosine "
+                         f"{num(latent['nearest_sae_cosine'], 2)}, probe weight rank "
+                         f"{num(latent['nearest_sae_probe_rank'])})", key="diffing_to_feature"):
+        ui.open_feature(nearest)
 
 examples = run.crosscoder_examples(layer, dict_size, feature)
 scale = float(latent["max_activation"]) if not missing(latent["max_activation"]) else 0.0

@@ -75,9 +75,10 @@ def tag_counts(latents: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
-def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, probe_line: str, n_top: int) -> str:
-    """The stage's summary: counts per tag, the top tuned-only latents with their reward links, and
-    how the probe on crosscoder codes compares with the paper's probe."""
+def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, comparison: str, n_top: int) -> str:
+    """The stage's summary: counts per tag, the top tuned-only latents with their reward links and the
+    nearest feature of the paper's probe, and `comparison` (the probe on crosscoder codes beside the
+    paper's, tuned-only latents by layer beside the divergence ranking)."""
     lines = ["latents per layer and tag:", tag_counts(latents).to_string()]
     top = latents[latents["reward_rank"].notna()].sort_values("reward_rank").head(n_top)
     if top.empty:
@@ -93,6 +94,8 @@ def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, probe_lin
         lines.append(f"#{int(row.reward_rank)} layer {row.layer} latent {row.feature} (r_rel {row.relative_norm:.2f}, "
                      f"specific {bool(row.specific)}): reward r {signed(row.reward_r)} "
                      f"[{signed(row.reward_ci_low)}, {signed(row.reward_ci_high)}] q {num(row.reward_q, 2)}, probe weight rank "
-                     f"{row.probe_weight_rank}{effect}; {row.explanation or 'not explained'}")
-    lines.append(probe_line)
+                     f"{row.probe_weight_rank}{effect}; nearest feature of the paper's SAE: "
+                     f"{row.nearest_sae_feature} (cosine {row.nearest_sae_cosine:.2f}, probe weight rank "
+                     f"{row.nearest_sae_probe_rank}); {row.explanation or 'not explained'}")
+    lines.append(comparison)
     return "\n".join(lines)

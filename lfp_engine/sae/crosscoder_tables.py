@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from lfp_engine.run.seeding import derive_seed
+from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.crosscoder import Crosscoder
 from lfp_engine.sae.features import FeatureStatistics, context_windows, feature_statistics
 from lfp_engine.sae.metrics import EVAL_BATCH_ROWS
@@ -78,3 +79,15 @@ def rank_by_reward(latents: pd.DataFrame) -> pd.Series:
     rank = pd.Series(pd.NA, index=latents.index, dtype="Int64")
     rank.loc[order.index] = np.arange(1, len(order) + 1)
     return rank
+
+
+@torch.no_grad()
+def nearest_sae_features(crosscoder: Crosscoder, sae: SparseAutoencoder) -> pd.DataFrame:
+    """feature, nearest_sae_feature, nearest_sae_cosine: for each latent, the feature of the tuned
+    model's SAE (the paper's dictionary at the same layer) whose decoder direction is closest to the
+    latent's tuned decoder direction, so a latent can be read beside what the paper's method found."""
+    tuned = torch.nn.functional.normalize(crosscoder.decoders()[1].double(), dim=-1)
+    features = torch.nn.functional.normalize(sae.W_dec.detach().double().cpu(), dim=-1)
+    best = (tuned.cpu() @ features.T).max(dim=1)
+    return pd.DataFrame({"feature": np.arange(crosscoder.module.d_sae), "nearest_sae_feature": best.indices.numpy(),
+                         "nearest_sae_cosine": best.values.numpy()})

@@ -24,6 +24,7 @@ from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
 from lfp_engine.models.generation import Sampling
 from lfp_engine.models.hub import token_strings
 from lfp_engine.probe.crosscoder_probe import CrosscoderEncoder, fit_crosscoder_probe, largest_value, sample_triples
+from lfp_engine.probe.reader import probe_dictionaries
 from lfp_engine.probe.variants import tokenized_elements
 from lfp_engine.run.atomic import atomic_path
 from lfp_engine.run.errors import StageOrderError
@@ -32,8 +33,10 @@ from lfp_engine.run.tasks import task_spec
 from lfp_engine.sae.crosscoder import Crosscoder, crosscoder_folder, save_crosscoder, train_crosscoders
 from lfp_engine.sae.crosscoder_metrics import crosscoder_reconstruction, crosscoder_spliced_losses
 from lfp_engine.sae.crosscoder_report import closing_note, plain_sentence
-from lfp_engine.sae.crosscoder_tables import latent_examples, latent_statistics, latent_table, rank_by_reward
+from lfp_engine.sae.crosscoder_tables import (latent_examples, latent_statistics, latent_table, nearest_sae_features,
+                                              rank_by_reward)
 from lfp_engine.sae.paired_activations import PairedActivations
+from lfp_engine.sae.saelens_format import load_sae
 from lfp_engine.sae.reward_correlation import (REWARD_COLUMNS, reward_correlations, text_rewards, text_totals,
                                                texts_of)
 from lfp_engine.tuning.lexicon import vader_lexicon
@@ -190,15 +193,37 @@ def sentences(latents: pd.DataFrame, ablation: pd.DataFrame | None, n_top: int) 
     return out
 
 
-def probe_comparison(ctx: StageContext, metrics: pd.DataFrame) -> tuple[dict[str, float], str]:
-    """The probe on crosscoder codes beside the paper's probe on SAE codes, on the same test split."""
+def paper_links(ctx: StageContext, crosscoders: list[Crosscoder]) -> pd.DataFrame:
+    """layer, feature, nearest_sae_feature, nearest_sae_cosine, nearest_sae_dict_size, nearest_sae_probe_rank: each
+    latent's
+closest feature in the dictionary the paper's probe reads, and that feature's rank by the probe's
+    |weight|."""
+    folders = probe_dictionaries(ctx.paths.saes, [c.layer for c in crosscoders])
+    saes = {c.layer: load_sae(folders[c.layer]) for c in crosscoders}
+    parts = [nearest_sae_features(c, saes[c.layer]).assign(layer=c.layer, nearest_sae_dict_size=saes[c.layer].d_sae)
+             for c in crosscoders]
+    weights = ctx.store.read("probe_weights")
+    weights["nearest_sae_probe_rank"] = weights["weight"].abs().rank(ascending=False, method="min").astype(int)
+    ranks = weights.rename(columns={"feature": "nearest_sae_feature"})[["layer", "nearest_sae_feature",
+                                                                         "nearest_sae_probe_rank"]]
+    return pd.concat(parts, ignore_index=True).merge(ranks, on=["layer", "nearest_sae_feature"], how="left")
+
+
+def comparisons(ctx: StageContext, metrics: pd.DataFrame, latents: pd.DataFrame) -> tuple[dict[str, float], str]:
+    """The probe on crosscoder codes beside the paper's probe on SAE codes (same test split), and the
+    layers with the most tuned-only latents beside the divergence ranking of the layers."""
     test = metrics[(metrics["subset"] == "test") & metrics["metric"].isin(["kendall_tau", "accuracy"])]
     headline = {r.metric: r.value for r in test.itertuples()}
     headline |= {f"{r.metric}_p": r.p_value for r in test.itertuples()}
     sae = ctx.outputs_of(ProbeOutputs).headline
-    parts = [f"probe on crosscoder codes, test {m}: {v:.3f} (p {headline[m + '_p']:.2g}); on the tuned model's SAE "
+    lines = [f"probe on crosscoder codes, test {m}: {v:.3f} (p {headline[m + '_p']:.2g}); on the tuned model's SAE "
              f"codes: {sae.get('sae_' + m, float('nan')):.3f}" for m, v in headline.items() if not m.endswith("_p")]
-    return headline, "; ".join(parts)
+    divergence = ctx.store.read("layer_divergence").set_index("layer")["rank"]
+    per_layer = latents[latents["tag"] == "tuned-only"].groupby("layer").size()
+    lines.append("tuned-only latents by layer (divergence rank): " + ", ".join(
+        f"layer {layer} (rank {divergence.get(layer, '?')}): {int(per_layer.get(layer, 0))}"
+        for layer in sorted(latents["layer"].unique())))
+    return headline, "\n".join(lines)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -215,7 +240,8 @@ def run(ctx: StageContext) -> StageResult:
     log.info("crosscoder: %d latents tagged and scaled", len(latents))
     reward = build_reward(task_spec(ctx.config.task), ctx.config.reward, ctx.device)
     links, probe_metrics = reward_links(ctx, crosscoders, evaluation, reward, models, tokenizer)
-    latents = latents.merge(links, on=["layer", "feature"], how="left")
+    latents = latents.merge(links, on=["layer", "feature"], how="left").merge(paper_links(ctx, crosscoders),
+                                                                              on=["layer", "feature"], how="left")
     log.info("crosscoder: reward correlations and probe done")
     latents["reward_rank"] = rank_by_reward(latents)
     latents = latents.merge(explanations(ctx, crosscoders, latents, examples, evaluation, vocab),
@@ -223,8 +249,8 @@ def run(ctx: StageContext) -> StageResult:
     log.info("crosscoder: tuned-only latents explained")
     ablation = ablations(ctx, latents, models, tokenizer, crosscoders, reward)
     latents["sentence"] = sentences(latents, ablation, s.n_top)
-    headline, probe_line = probe_comparison(ctx, probe_metrics)
-    log.info("crosscoder:\n%s", closing_note(latents, ablation, probe_line, s.n_top))
+    headline, comparison = comparisons(ctx, probe_metrics, latents)
+    log.info("crosscoder:\n%s", closing_note(latents, ablation, comparison, s.n_top))
     top = latents[latents["reward_rank"] <= s.n_top].sort_values("reward_rank")
     by_model = metrics.groupby("model")
     outputs = CrosscoderOutputs(
