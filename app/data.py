@@ -300,10 +300,10 @@ class RunData:
         return self._q("SELECT * FROM crosscoder_latents ORDER BY layer, feature")
 
     def crosscoder_top(self) -> pd.DataFrame:
-        """The tuned-only latents, strongest link to the reward first, with their ablation (if any)
-        and that of their density-matched control."""
+        """The top latents (the tuned-only ones; when tuning created none, the latents most tied to the
+        reward), strongest link first, with their ablation (if any) and their control's."""
         ablation = "crosscoder_ablation" in self.tables()
-        joined = ("LEFT JOIN crosscoder_ablation a ON a.\"group\" = 'tuned-only' AND a.layer = l.layer AND "
+        joined = ("LEFT JOIN crosscoder_ablation a ON a.\"group\" = 'top' AND a.layer = l.layer AND "
                   "a.feature = l.feature LEFT JOIN crosscoder_ablation c ON c.\"group\" = 'control' AND "
                   "c.layer = l.layer AND c.control_for = l.feature" if ablation else "")
         effects = ("a.mean_difference AS ablation_effect, a.ci_low AS ablation_ci_low, a.ci_high AS ablation_ci_high, "
@@ -314,7 +314,7 @@ class RunData:
                    "CAST(NULL AS BIGINT) AS control_feature, CAST(NULL AS DOUBLE) AS control_effect, "
                    "CAST(NULL AS DOUBLE) AS control_ci_low, CAST(NULL AS DOUBLE) AS control_ci_high")
         return self._q(f"SELECT l.*, {effects} FROM crosscoder_latents l {joined} "
-                       "WHERE l.reward_rank IS NOT NULL ORDER BY l.reward_rank")
+                       "WHERE l.top_rank IS NOT NULL ORDER BY l.top_rank")
 
     def crosscoder_examples(self, layer: int, dict_size: int, feature: int) -> pd.DataFrame:
         return self._q("SELECT kind, rank, quantile, text_id, tokens, activations, peak_index, max_activation "

@@ -26,9 +26,9 @@ def _ablation_rows(picked: pd.DataFrame, controls: list[int], rng: np.random.Gen
     rows = [{"layer": None, "dict_size": None, "feature": None, "group": "none", "control_for": None, "n_prompts": 24,
              "mean_reward": 0.4, "mean_difference": 0.0, "ci_low": np.nan, "ci_high": np.nan, "test": None,
              "statistic": np.nan, "p_value": np.nan}]
-    for group, features in (("tuned-only", picked["feature"].tolist()), ("control", controls)):
+    for group, features in (("top", picked["feature"].tolist()), ("control", controls)):
         for feature, owner in zip(features, picked["feature"], strict=True):
-            effect = float(rng.normal(-0.2 if group == "tuned-only" else 0.0, 0.05))
+            effect = float(rng.normal(-0.2 if group == "top" else 0.0, 0.05))
             rows.append({"layer": int(picked["layer"].iloc[0]), "dict_size": int(picked["dict_size"].iloc[0]),
                          "feature": int(feature), "group": group, "control_for": int(owner) if group == "control" else
                          None, "n_prompts": 24, "mean_reward": 0.4 + effect, "mean_difference": effect,
@@ -53,6 +53,8 @@ def add_crosscoder_fixture(run: Path, seed: int = 0) -> Path:
     latents.loc[picked.index, ["reward_r", "reward_ci_low", "reward_ci_high", "reward_q"]] = np.c_[
         r, r - 0.12, r + 0.12, [0.001, 0.01, 0.5]]
     latents.loc[picked.index, "reward_rank"] = [1, 2, 3]
+    latents.loc[picked.index, "top_rank"] = [1, 2, 3]
+    latents.loc[latents.index.difference(picked.index), "top_rank"] = pd.NA
     latents.loc[picked.index, "explanation"] = [MARKUP_EXPLANATION, "fires on 'great'", "fires on 'the'"]
     latents.loc[picked.index, "explanation_source"] = "offline"
     latents.loc[picked.index, "sentence"] = [MARKUP_SENTENCE, "Latent two exists only after tuning.", pd.NA]

@@ -38,15 +38,17 @@ def test_the_page_on_the_micro_run_counts_tags_and_says_nothing_was_created(open
     shown = metrics(at)
     for tag in ("tuned-only", "base-only", "shared", "changed"):
         assert shown[f"{tag.capitalize()} latents"] == num(int(tags.get(tag, 0)))
-    if tags.get("tuned-only", 0) == 0:
+    if tags.get("tuned-only", 0) == 0:  # then the latents most tied to the reward are shown instead
         assert "tuning created nothing" in texts(at)
+        top = RunStore(run).query("SELECT feature FROM crosscoder_latents WHERE top_rank IS NOT NULL ORDER BY top_rank")
+        assert at.dataframe(key="diffing_top").value["latent"].tolist() == top["feature"].tolist()
 
 
 def test_the_page_ranks_tuned_only_latents_and_shows_one_when_picked(open_app, diffing_runs):
     run = diffing_runs["fixture"]
     at = open_app(run, PAGE)
     assert not at.error
-    top = RunStore(run).query("SELECT * FROM crosscoder_latents WHERE reward_rank IS NOT NULL ORDER BY reward_rank")
+    top = RunStore(run).query("SELECT * FROM crosscoder_latents WHERE top_rank IS NOT NULL ORDER BY top_rank")
     table = at.dataframe(key="diffing_top").value
     assert table["latent"].tolist() == top["feature"].tolist()
     assert table["reward r"].tolist() == pytest.approx(top["reward_r"].tolist())

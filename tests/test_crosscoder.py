@@ -261,14 +261,19 @@ def test_reward_correlations_and_their_false_discovery_control():
 
 def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_honestly():
     from lfp_engine.sae.crosscoder_report import plain_sentence
-    from lfp_engine.sae.crosscoder_tables import rank_by_reward
+    from lfp_engine.sae.crosscoder_tables import rank_by_reward, top_by_reward
 
-    latents = pd.DataFrame({"layer": [1, 1, 2, 2], "feature": [0, 1, 0, 1],
-                            "tag": ["tuned-only", "shared", "tuned-only", "tuned-only"],
-                            "reward_r": [0.1, 0.9, -0.5, np.nan], "probe_weight": [0.0, 1.0, 0.2, 3.0]})
-    assert rank_by_reward(latents).tolist()[:1] == [2] and rank_by_reward(latents).tolist()[2:] == [1, 3]
-    assert pd.isna(rank_by_reward(latents).iloc[1])
-    row = pd.Series({"layer": 2, "feature": 0, "norm_base": 0.05, "norm_tuned": 1.0, "specific": True,
+    latents = pd.DataFrame({"layer": [1, 1, 2, 2, 2], "feature": [0, 1, 0, 1, 2],
+                            "tag": ["tuned-only", "shared", "tuned-only", "tuned-only", "dead"],
+                            "reward_r": [0.1, 0.9, -0.5, np.nan, np.nan], "probe_weight": [0.0, 1.0, 0.2, 3.0, 0.0]})
+    latents["reward_rank"] = rank_by_reward(latents)
+    assert latents["reward_rank"].tolist()[:4] == [3, 1, 2, 4] and pd.isna(latents["reward_rank"].iloc[4])
+    top = top_by_reward(latents, 2)  # the tuned-only latents, by reward rank
+    assert top.iloc[[2, 0]].tolist() == [1, 2] and top.isna().sum() == 3
+    shared_only = latents.assign(tag=["shared", "shared", "changed", "shared", "dead"])
+    assert top_by_reward(shared_only, 2).iloc[[1, 2]].tolist() == [1, 2]  # none created: the most reward-linked
+    row = pd.Series({"layer": 2, "feature": 0, "tag": "tuned-only", "norm_base": 0.05, "norm_tuned": 1.0,
+                     "specific": True, "decoder_cosine": 0.1,
                      "explanation": "fires on 'great'", "reward_r": 0.1, "reward_ci_low": -0.1, "reward_ci_high": 0.3,
                      "reward_q": 0.01})
     effect = pd.Series({"mean_difference": -0.2, "ci_low": -0.3, "ci_high": -0.1})
@@ -281,3 +286,5 @@ def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_ho
     linked = plain_sentence(pd.Series({**row, "reward_r": 0.4, "reward_ci_low": 0.1, "reward_ci_high": 0.6,
                                        "reward_q": 0.001}))
     assert "earn more reward" in linked
+    shared = plain_sentence(pd.Series({**row, "tag": "shared", "norm_base": 0.98, "decoder_cosine": 0.99}))
+    assert "used by both models" in shared and "98% as long" in shared and "exists only" not in shared

@@ -1,6 +1,7 @@
 """What tuning changed: the crosscoder over base and tuned (model diffing, after the paper), its latents
-by tag, and the tuned-only latents ranked by their link to the reward, each with its examples, its
-explanation, its reward link, what switching it off did, and a link to switch it off in the lab."""
+by tag, and the tuned-only latents ranked by their link to the reward (when tuning created none, the
+latents most tied to the reward), each with its examples, its explanation, its reward link, what
+switching it off did, and a link to switch it off in the lab."""
 
 import pandas as pd
 import streamlit as st
@@ -52,24 +53,30 @@ if ui.needs(run, "crosscoder_metrics", what="The crosscoder's quality"):
 st.header("What tuning created, by link to the reward")
 top = run.crosscoder_top()
 if top.empty:
-    st.info("No latent of this run's crosscoder is tuned-only: at the studied layers, tuning created nothing the "
-            "crosscoder can separate from what the base model already had.")
+    st.info("No latent to describe: the crosscoder stage found no live latent with a measured link to the reward.")
     st.stop()
+created = bool((top["tag"] == "tuned-only").any())
+if not created:
+    st.info("No latent of this run's crosscoder is tuned-only: at the studied layers, tuning created nothing the "
+            "crosscoder can separate from what the base model already had. Below instead: the latents most tied to "
+            "the reward, whatever their tag; if they are shared, tuning changed how much the model relies on "
+            "features it already had, not which features it has.")
 plain = [s for s in top["sentence"].tolist() if not missing(s)]
 if plain:
     st.subheader("In plain words")
     st.html(bullets(plain))
 table = pd.DataFrame({
-    "rank": top["reward_rank"], "layer": top["layer"], "latent": top["feature"],
+    "rank": top["top_rank"], "layer": top["layer"], "latent": top["feature"], "tag": top["tag"],
     "explanation": top["explanation"], "relative norm": top["relative_norm"], "confirmed": top["specific"],
     "reward r": top["reward_r"], "95% CI": [span(lo, hi) for lo, hi in zip(top["reward_ci_low"], top["reward_ci_high"])],
-    "probe weight rank": top["probe_weight_rank"], "ablated: reward change": top["ablation_effect"]})
+    "q": top["reward_q"], "probe weight rank": top["probe_weight_rank"], "ablated: reward change": top["ablation_effect"]})
 picked = st.dataframe(table, hide_index=True, key="diffing_top", on_select="rerun", selection_mode="single-row",
                       column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                     ("relative norm", "reward r", "ablated: reward change")})
+                                     ("relative norm", "reward r", "q", "ablated: reward change")})
 ui.explain("Ranked by how strongly the latent's activation in a text goes with the text's reward (r, over the held-out "
-           "texts both models read), then by the weight the paper's probe puts on it when fit on crosscoder codes. "
-           "Confirmed: Latent Scaling agrees the base model does not need it. Pick a row to read the latent.")
+           "texts both models read; q: the false-discovery-controlled p-value over all latents of the layer), then by "
+           "the weight the paper's probe puts on it when fit on crosscoder codes. Confirmed: Latent Scaling agrees the "
+           "base model does not need it. Pick a row to read the latent.")
 rows = picked.selection.rows if picked is not None else []
 latent = top.iloc[rows[0] if rows else 0]
 layer, dict_size, feature = int(latent["layer"]), int(latent["dict_size"]), int(latent["feature"])

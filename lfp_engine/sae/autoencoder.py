@@ -198,8 +198,7 @@ class SparseAutoencoder(nn.Module):
         k_aux = max(1, self.d_in // 2)
         candidates = torch.where(dead.unsqueeze(-2), torch.relu(pre), torch.full_like(pre, -math.inf))
         top = candidates.topk(min(k_aux, self.d_sae), dim=-1)
-        values = torch.where(torch.isfinite(top.values), top.values, torch.zeros_like(top.values))
-        z_aux = torch.zeros_like(pre).scatter(-1, top.indices, values)
+        z_aux = torch.zeros_like(pre).scatter(-1, top.indices, top.values.clamp_min(0))  # -inf: too few dead
         loss = (z_aux @ self.W_dec - residual).pow(2).sum(-1).mean(-1)
         scale = (dead.sum(-1).to(loss.dtype) / k_aux).clamp(max=1.0)
         return scale * loss

@@ -1,7 +1,7 @@
 """What the crosscoder found, in words: one sentence per top latent, and the stage's closing note.
 
 A sentence says, for a reader who knows no interpretability: whether the latent exists only after
-tuning (and whether Latent Scaling, Minder et al. 2025, backs that), what it fires on (its
+tuning (and whether Latent Scaling, Minder et al. 2025, backs that) or in both models, what it fires on (its
 explanation), how the reward of texts moves with it (the correlation's interval and its false-discovery q-value),
 and what switching
 it off in the tuned model did to the reward, beside the density-matched control. An interval that
@@ -54,17 +54,26 @@ def ablation_clause(effect: pd.Series | None, control: pd.Series | None) -> str:
     return text
 
 
-def plain_sentence(latent: pd.Series, effect: pd.Series | None = None, control: pd.Series | None = None) -> str:
-    """One sentence about a tuned-only latent (a `crosscoder_latents` row), for a non-specialist."""
+def presence_clause(latent: pd.Series) -> str:
+    """What the crosscoder says of where the latent lives: only after tuning, or in both models."""
     share = latent["norm_base"] / latent["norm_tuned"] if latent["norm_tuned"] > 0 else float("nan")
-    where = f"Latent {int(latent['feature'])} of layer {int(latent['layer'])}"
-    scaling = ("and the base model's activations need almost none of it" if latent["specific"] else
-               "though the base model's own activations still need a good part of it, so tuning may have only "
-               "moved it")
+    if latent["tag"] == "tuned-only":
+        scaling = ("and the base model's activations need almost none of it" if latent["specific"] else
+                   "though the base model's own activations still need a good part of it, so tuning may have only "
+                   "moved it")
+        return f"exists only after tuning (its direction in the base model is {share:.0%} as long), {scaling}"
+    if latent["tag"] == "base-only":
+        return "exists only before tuning: the tuned model no longer uses it"
+    return (f"is used by both models (in the base model its direction is {share:.0%} as long as in the tuned "
+            f"model, and points the same way to cosine {latent['decoder_cosine']:.2f}): tuning did not create it")
+
+
+def plain_sentence(latent: pd.Series, effect: pd.Series | None = None, control: pd.Series | None = None) -> str:
+    """One sentence about a latent (a `crosscoder_latents` row), for a non-specialist."""
     what = latent.get("explanation")
     what = f"; it {what}" if isinstance(what, str) and what else ""
-    return (f"{where} exists only after tuning (its direction in the base model is {share:.0%} as long), {scaling}"
-            f"{what}; {reward_clause(latent['reward_r'], latent['reward_ci_low'], latent['reward_ci_high'], latent['reward_q'])}"
+    return (f"Latent {int(latent['feature'])} of layer {int(latent['layer'])} {presence_clause(latent)}{what}; "
+            f"{reward_clause(latent['reward_r'], latent['reward_ci_low'], latent['reward_ci_high'], latent['reward_q'])}"
             f"{ablation_clause(effect, control)}.")
 
 
@@ -76,25 +85,29 @@ def tag_counts(latents: pd.DataFrame) -> pd.DataFrame:
 
 
 def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, comparison: str, n_top: int) -> str:
-    """The stage's summary: counts per tag, the top tuned-only latents with their reward links and the
-    nearest feature of the paper's probe, and `comparison` (the probe on crosscoder codes beside the
-    paper's, tuned-only latents by layer beside the divergence ranking)."""
+    """The stage's summary: counts per tag, the top latents (tuned-only ones, or when tuning created
+    none the latents most tied to the reward) with their reward links and the nearest feature of the
+    paper's probe, and `comparison` (the probe on crosscoder codes beside the paper's, tuned-only
+    latents by layer beside the divergence ranking)."""
     lines = ["latents per layer and tag:", tag_counts(latents).to_string()]
-    top = latents[latents["reward_rank"].notna()].sort_values("reward_rank").head(n_top)
-    if top.empty:
-        lines.append("no tuned-only latent: at these layers the crosscoder finds nothing that tuning created")
+    top = latents[latents["top_rank"].notna()].sort_values("top_rank").head(n_top)
+    if not (latents["tag"] == "tuned-only").any():
+        lines.append("no tuned-only latent: at these layers the crosscoder finds nothing that tuning created; the "
+                     f"relative decoder norms of the live latents span {latents.loc[latents['tag'] != 'dead', 'relative_norm'].min():.3f}"
+                     f"..{latents.loc[latents['tag'] != 'dead', 'relative_norm'].max():.3f}. The latents most tied "
+                     "to the reward instead:")
     for row in top.itertuples():
         effect = ""
         if ablation is not None:
-            hit = ablation[(ablation["group"] == "tuned-only") & (ablation["layer"] == row.layer)
+            hit = ablation[(ablation["group"] == "top") & (ablation["layer"] == row.layer)
                            & (ablation["feature"] == row.feature)]
             if not hit.empty:
                 h = hit.iloc[0]
                 effect = f", ablated: {signed(h.mean_difference)} [{signed(h.ci_low)}, {signed(h.ci_high)}]"
-        lines.append(f"#{int(row.reward_rank)} layer {row.layer} latent {row.feature} (r_rel {row.relative_norm:.2f}, "
-                     f"specific {bool(row.specific)}): reward r {signed(row.reward_r)} "
-                     f"[{signed(row.reward_ci_low)}, {signed(row.reward_ci_high)}] q {num(row.reward_q, 2)}, probe weight rank "
-                     f"{row.probe_weight_rank}{effect}; nearest feature of the paper's SAE: "
+        lines.append(f"#{int(row.top_rank)} layer {row.layer} latent {row.feature} ({row.tag}, relative norm "
+                     f"{row.relative_norm:.3f}, specific {bool(row.specific)}): reward r {signed(row.reward_r)} "
+                     f"[{signed(row.reward_ci_low)}, {signed(row.reward_ci_high)}] q {num(row.reward_q, 2)}, probe weight "
+                     f"rank {row.probe_weight_rank}{effect}; nearest feature of the paper's SAE: "
                      f"{row.nearest_sae_feature} (cosine {row.nearest_sae_cosine:.2f}, probe weight rank "
                      f"{row.nearest_sae_probe_rank}); {row.explanation or 'not explained'}")
     lines.append(comparison)

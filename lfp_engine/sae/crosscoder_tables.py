@@ -5,7 +5,7 @@ training pairs (the feature statistics of `features.py`, which stream over the p
 as over one model's), Latent Scaling's ratios on the held-out pairs, and its correlation with the
 reward of the held-out texts (`reward_correlation.py`). Examples (top and quantile windows, with the
 latent's activation on every token) come from the same streaming passes, for the latents a reader
-will open: the tuned-only and base-only ones.
+will open: the tuned-only and base-only ones, and the ones most tied to the reward.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from lfp_engine.sae.paired_activations import PairedActivations
 from lfp_engine.sae.settings import CrosscoderSettings, FeatureSettings
 
 READ_TAGS = ("tuned-only", "base-only")
-"""Latents whose examples are stored: the ones tuning created or removed."""
+"""Latents whose examples are stored, besides the top ones by reward: those tuning created or removed."""
 
 
 def latent_statistics(crosscoder: Crosscoder, train: PairedActivations, settings: FeatureSettings, seed: int,
@@ -55,12 +55,10 @@ def latent_table(crosscoder: Crosscoder, statistics: FeatureStatistics, evaluati
     return frame
 
 
-def latent_examples(crosscoder: Crosscoder, statistics: FeatureStatistics, tags: np.ndarray, train: PairedActivations,
-                    settings: FeatureSettings, decode: Callable[[int], str]) -> pd.DataFrame:
-    """`crosscoder_examples` rows (the `feature_examples` columns, without `model`) of the tuned-only
-    and base-only latents."""
-    wanted = np.flatnonzero(np.isin(tags, READ_TAGS))
-    chosen = statistics.examples[statistics.examples["feature"].isin(wanted)]
+def latent_examples(crosscoder: Crosscoder, statistics: FeatureStatistics, features: np.ndarray,
+                    train: PairedActivations, settings: FeatureSettings, decode: Callable[[int], str]) -> pd.DataFrame:
+    """`crosscoder_examples` rows (the `feature_examples` columns, without `model`) of `features`."""
+    chosen = statistics.examples[statistics.examples["feature"].isin(features)]
     examples = context_windows(chosen, crosscoder.module, train, crosscoder.layer, settings.context_before,
                                settings.context_after, settings.batch_rows, decode)
     examples = examples.drop(columns=["row", "activation"])
@@ -70,14 +68,25 @@ def latent_examples(crosscoder: Crosscoder, statistics: FeatureStatistics, tags:
 
 
 def rank_by_reward(latents: pd.DataFrame) -> pd.Series:
-    """reward_rank of the tuned-only latents (1 = the strongest link to the reward, all layers
-    together): by |reward correlation|, then by the probe's |weight|; NULL for other latents."""
-    tuned_only = latents[latents["tag"] == "tuned-only"]
-    order = tuned_only.assign(strength=tuned_only["reward_r"].abs().fillna(-1.0),
-                              weight=tuned_only["probe_weight"].abs().fillna(-1.0))
+    """reward_rank of the live latents (1 = the strongest link to the reward, all layers together):
+    by |reward correlation|, then by the probe's |weight|; NULL for dead latents."""
+    live = latents[latents["tag"] != "dead"]
+    order = live.assign(strength=live["reward_r"].abs().fillna(-1.0), weight=live["probe_weight"].abs().fillna(-1.0))
     order = order.sort_values(["strength", "weight", "layer", "feature"], ascending=[False, False, True, True])
     rank = pd.Series(pd.NA, index=latents.index, dtype="Int64")
     rank.loc[order.index] = np.arange(1, len(order) + 1)
+    return rank
+
+
+def top_by_reward(latents: pd.DataFrame, n_top: int) -> pd.Series:
+    """top_rank of the latents described in full: the tuned-only latents by reward rank; when tuning
+    created none, the live latents most tied to the reward (whatever their tag). NULL for the others."""
+    candidates = latents[latents["tag"] == "tuned-only"]
+    if candidates.empty:
+        candidates = latents[latents["tag"] != "dead"]
+    chosen = candidates[candidates["reward_rank"].notna()].sort_values("reward_rank").head(n_top)
+    rank = pd.Series(pd.NA, index=latents.index, dtype="Int64")
+    rank.loc[chosen.index] = np.arange(1, len(chosen) + 1)
     return rank
 
 

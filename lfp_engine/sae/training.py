@@ -90,6 +90,8 @@ class _Stack:
         """The summed loss of one batch ([n_layers, B, d_in]); updates the firing and threshold state."""
         x = batch if self.select is None else batch.index_select(0, self.select)
         dead = self.since_fired >= self.dead_after if self.use_auxk else None
+        if dead is not None and not bool(dead.any()):  # nothing to revive: skip the second decoder pass
+            dead = None
         terms = self.module.losses(x, self.l1, dead, self.auxk)
         with torch.no_grad():
             self.since_fired = torch.where(terms.fired, 0.0, self.since_fired + x.shape[-2])

@@ -5,8 +5,8 @@ openings by the tuned model with one latent's contribution removed at its layer 
 base model too, which runs alongside: `paired_forward.py`), against the unmodified model on the same
 openings with the same random draws (`ablation.intervened_completions`), compared by a paired test.
 Removing *anything* that fires often may move the reward, so each latent is set beside a control:
-the live latent of the same layer, not tuned-only, whose firing density is closest to its own,
-ablated the same way.
+the live latent of the same layer, neither tuned-only nor itself chosen, whose firing density is
+closest to its own, ablated the same way.
 """
 
 from __future__ import annotations
@@ -29,21 +29,25 @@ from lfp_engine.validation.paired_forward import PairedModels
 
 @dataclass(frozen=True)
 class LatentAblation:
-    """One latent to switch off: which crosscoder, which latent, and why ('tuned-only' or 'control')."""
+    """One latent to switch off: which crosscoder, which latent, and why ('top': among the latents most
+    tied to the reward, tuned-only ones first; 'control')."""
 
     key: DictionaryKey
     feature: int
     group: str
     control_for: int | None = None
-    """A control's tuned-only latent (same crosscoder)."""
+    """A control's top latent (same crosscoder)."""
 
 
 def density_matched_controls(latents: pd.DataFrame, chosen: pd.DataFrame) -> list[LatentAblation]:
-    """For each chosen latent (layer, dict_size, feature, density), the live latent of its crosscoder
-    that is not tuned-only and fires at the closest density (`latents`: every latent, with tag)."""
+    """For each chosen latent (layer, dict_size, feature, density), the live latent of its crosscoder,
+    neither tuned-only nor chosen, that fires at the closest density (`latents`: every latent, with tag)."""
     controls = []
+    taken = set(zip(chosen["layer"], chosen["feature"]))
+    free = latents[~latents["tag"].isin(["tuned-only", "dead"]) &
+                   ~pd.Series(list(zip(latents["layer"], latents["feature"])), index=latents.index).isin(taken)]
     for row in chosen.itertuples():
-        pool = latents[(latents["layer"] == row.layer) & (latents["tag"] != "tuned-only") & (latents["tag"] != "dead")]
+        pool = free[free["layer"] == row.layer]
         if pool.empty:
             continue
         nearest = pool.iloc[int(np.argmin(np.abs(pool["density"].to_numpy() - row.density)))]

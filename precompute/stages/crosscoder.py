@@ -33,8 +33,9 @@ from lfp_engine.run.tasks import task_spec
 from lfp_engine.sae.crosscoder import Crosscoder, crosscoder_folder, save_crosscoder, train_crosscoders
 from lfp_engine.sae.crosscoder_metrics import crosscoder_reconstruction, crosscoder_spliced_losses
 from lfp_engine.sae.crosscoder_report import closing_note, plain_sentence
-from lfp_engine.sae.crosscoder_tables import (latent_examples, latent_statistics, latent_table, nearest_sae_features,
-                                              rank_by_reward)
+from lfp_engine.sae.crosscoder_tables import (READ_TAGS, latent_examples, latent_statistics, latent_table,
+                                              nearest_sae_features, rank_by_reward, top_by_reward)
+from lfp_engine.sae.features import FeatureStatistics
 from lfp_engine.sae.paired_activations import PairedActivations
 from lfp_engine.sae.saelens_format import load_sae
 from lfp_engine.sae.reward_correlation import (REWARD_COLUMNS, reward_correlations, text_rewards, text_totals,
@@ -93,16 +94,21 @@ def metrics_table(ctx: StageContext, crosscoders: list[Crosscoder], evaluation: 
     return table[first + [c for c in table.columns if c not in first]]
 
 
-def latents_and_examples(ctx: StageContext, crosscoders: list[Crosscoder], train: PairedActivations,
-                         evaluation: PairedActivations, vocab: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    tables, examples = [], []
-    for crosscoder in crosscoders:
-        stats = latent_statistics(crosscoder, train, ctx.config.features, ctx.seed, ctx.device)
-        table = latent_table(crosscoder, stats, evaluation, ctx.config.crosscoder, ctx.device)
-        examples.append(latent_examples(crosscoder, stats, table["tag"].to_numpy(), train, ctx.config.features,
-                                        vocab.__getitem__))
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True), pd.concat(examples, ignore_index=True)
+def tagged_latents(ctx: StageContext, crosscoders: list[Crosscoder], train: PairedActivations,
+                   evaluation: PairedActivations) -> tuple[pd.DataFrame, dict[int, FeatureStatistics]]:
+    """Every latent's row (geometry, tag, Latent Scaling, statistics) and each layer's statistics."""
+    stats = {c.layer: latent_statistics(c, train, ctx.config.features, ctx.seed, ctx.device) for c in crosscoders}
+    tables = [latent_table(c, stats[c.layer], evaluation, ctx.config.crosscoder, ctx.device) for c in crosscoders]
+    return pd.concat(tables, ignore_index=True), stats
+
+
+def examples_of(ctx: StageContext, crosscoders: list[Crosscoder], stats: dict[int, FeatureStatistics],
+                latents: pd.DataFrame, train: PairedActivations, vocab: list[str]) -> pd.DataFrame:
+    """Examples of the tuned-only and base-only latents and of the top ones by reward."""
+    wanted = latents["tag"].isin(READ_TAGS) | latents["top_rank"].notna()
+    return pd.concat([latent_examples(c, stats[c.layer], latents.loc[wanted & (latents["layer"] == c.layer), "feature"]
+                                      .to_numpy(), train, ctx.config.features, vocab.__getitem__)
+                      for c in crosscoders], ignore_index=True)
 
 
 def reward_links(ctx: StageContext, crosscoders: list[Crosscoder], evaluation: PairedActivations, reward, models: dict,
@@ -131,13 +137,13 @@ def reward_links(ctx: StageContext, crosscoders: list[Crosscoder], evaluation: P
 
 def explanations(ctx: StageContext, crosscoders: list[Crosscoder], latents: pd.DataFrame, examples: pd.DataFrame,
                  evaluation: PairedActivations, vocab: list[str]) -> pd.DataFrame:
-    """explanation, explanation_source, relevance of the tuned-only latents (the top ones only with an
-    LLM), by the explain stage's explainer."""
+    """explanation, explanation_source, relevance of the tuned-only latents and the top ones (the top
+    ones only with an LLM), by the explain stage's explainer."""
     c, e = ctx.config, ctx.config.explain
     endpoint = endpoint_from_settings(c.llm)
-    chosen = latents[latents["tag"] == "tuned-only"]
+    chosen = latents[(latents["tag"] == "tuned-only") | latents["top_rank"].notna()]
     if endpoint is not None:
-        chosen = chosen[chosen["reward_rank"] <= c.crosscoder.n_top]
+        chosen = chosen[chosen["top_rank"].notna()]
     rng = np.random.default_rng(derive_seed(ctx.seed, "crosscoder explanations"))
     grouped = {(("crosscoder",) + tuple(k)): g for k, g in examples.groupby(["layer", "dict_size", "feature"])}
     evidence = []
@@ -161,16 +167,16 @@ def explanations(ctx: StageContext, crosscoders: list[Crosscoder], latents: pd.D
 
 def ablations(ctx: StageContext, latents: pd.DataFrame, models: dict, tokenizer, crosscoders: list[Crosscoder],
               reward) -> pd.DataFrame | None:
-    """The top tuned-only latents by reward link, each switched off in the tuned model, and their
-    density-matched controls."""
+    """The top latents (tuned-only ones first) by reward link, each switched off in the tuned model, and
+    their density-matched controls."""
     s = ctx.config.crosscoder
-    top = latents[latents["reward_rank"] <= s.n_ablate].sort_values("reward_rank")
+    top = latents[latents["top_rank"] <= s.n_ablate].sort_values("top_rank")
     if reward is None or top.empty:
         log.warning("crosscoder ablation skipped: %s", "the task has no reward function" if reward is None else
-                    "no tuned-only latent")
+                    "no latent to ablate")
         return None
     by_layer = {c.layer: c for c in crosscoders}
-    chosen = [LatentAblation(by_layer[int(r.layer)].key, int(r.feature), "tuned-only") for r in top.itertuples()]
+    chosen = [LatentAblation(by_layer[int(r.layer)].key, int(r.feature), "top") for r in top.itertuples()]
     prompts = read_world_table(ctx.paths.world, PROMPTS)
     prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(s.n_prompts).tolist()
     paired = PairedModels(models["base"], {c.key: c for c in crosscoders})
@@ -179,13 +185,13 @@ def ablations(ctx: StageContext, latents: pd.DataFrame, models: dict, tokenizer,
 
 
 def sentences(latents: pd.DataFrame, ablation: pd.DataFrame | None, n_top: int) -> pd.Series:
-    """One plain sentence for each of the top tuned-only latents (NULL for the others)."""
+    """One plain sentence for each of the top latents (NULL for the others)."""
     out = pd.Series(pd.NA, index=latents.index, dtype="string")
-    for index, row in latents[latents["reward_rank"] <= n_top].iterrows():
+    for index, row in latents[latents["top_rank"] <= n_top].iterrows():
         effect = control = None
         if ablation is not None:
             same = ablation[ablation["layer"] == row["layer"]]
-            hits = same[(same["group"] == "tuned-only") & (same["feature"] == row["feature"])]
+            hits = same[(same["group"] == "top") & (same["feature"] == row["feature"])]
             controls = same[(same["group"] == "control") & (same["control_for"] == row["feature"])]
             effect = hits.iloc[0] if len(hits) else None
             control = controls.iloc[0] if len(controls) else None
@@ -236,7 +242,7 @@ def run(ctx: StageContext) -> StageResult:
     vocab = token_strings(tokenizer)
     metrics = metrics_table(ctx, crosscoders, evaluation, models, trained.seconds)
     log.info("crosscoder: measured on both models")
-    latents, examples = latents_and_examples(ctx, crosscoders, train, evaluation, vocab)
+    latents, stats = tagged_latents(ctx, crosscoders, train, evaluation)
     log.info("crosscoder: %d latents tagged and scaled", len(latents))
     reward = build_reward(task_spec(ctx.config.task), ctx.config.reward, ctx.device)
     links, probe_metrics = reward_links(ctx, crosscoders, evaluation, reward, models, tokenizer)
@@ -244,6 +250,8 @@ def run(ctx: StageContext) -> StageResult:
                                                                               on=["layer", "feature"], how="left")
     log.info("crosscoder: reward correlations and probe done")
     latents["reward_rank"] = rank_by_reward(latents)
+    latents["top_rank"] = top_by_reward(latents, s.n_top)
+    examples = examples_of(ctx, crosscoders, stats, latents, train, vocab)
     latents = latents.merge(explanations(ctx, crosscoders, latents, examples, evaluation, vocab),
                             on=["layer", "feature"], how="left")
     log.info("crosscoder: tuned-only latents explained")
@@ -251,7 +259,7 @@ def run(ctx: StageContext) -> StageResult:
     latents["sentence"] = sentences(latents, ablation, s.n_top)
     headline, comparison = comparisons(ctx, probe_metrics, latents)
     log.info("crosscoder:\n%s", closing_note(latents, ablation, comparison, s.n_top))
-    top = latents[latents["reward_rank"] <= s.n_top].sort_values("reward_rank")
+    top = latents[latents["top_rank"].notna()].sort_values("top_rank")
     by_model = metrics.groupby("model")
     outputs = CrosscoderOutputs(
         folder=str(ctx.paths.crosscoders), layers=[c.layer for c in crosscoders], dict_size=crosscoders[0].module.d_sae,
