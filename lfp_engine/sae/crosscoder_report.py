@@ -77,6 +77,22 @@ def plain_sentence(latent: pd.Series, effect: pd.Series | None = None, control: 
             f"{ablation_clause(effect, control)}.")
 
 
+def latent_sentences(latents: pd.DataFrame, ablation: pd.DataFrame | None) -> pd.Series:
+    """One plain sentence for each top latent (`top_rank` set; NULL for the others), with its ablation
+    and its control's when `ablation` (`crosscoder_ablation`) has them."""
+    out = pd.Series(pd.NA, index=latents.index, dtype="string")
+    for index, row in latents[latents["top_rank"].notna()].iterrows():
+        effect = control = None
+        if ablation is not None:
+            same = ablation[ablation["layer"] == row["layer"]]
+            hits = same[(same["group"] == "top") & (same["feature"] == row["feature"])]
+            controls = same[(same["group"] == "control") & (same["control_for"] == row["feature"])]
+            effect = hits.iloc[0] if len(hits) else None
+            control = controls.iloc[0] if len(controls) else None
+        out[index] = plain_sentence(row, effect, control)
+    return out
+
+
 def tag_counts(latents: pd.DataFrame) -> pd.DataFrame:
     """Latents per layer and tag (columns: the tags), with totals."""
     counts = latents.pivot_table(index="layer", columns="tag", values="feature", aggfunc="count", fill_value=0)

@@ -32,7 +32,7 @@ from lfp_engine.run.seeding import derive_seed
 from lfp_engine.run.tasks import task_spec
 from lfp_engine.sae.crosscoder import Crosscoder, crosscoder_folder, save_crosscoder, train_crosscoders
 from lfp_engine.sae.crosscoder_metrics import crosscoder_reconstruction, crosscoder_spliced_losses
-from lfp_engine.sae.crosscoder_report import closing_note, plain_sentence
+from lfp_engine.sae.crosscoder_report import closing_note, latent_sentences
 from lfp_engine.sae.crosscoder_tables import (READ_TAGS, latent_examples, latent_statistics, latent_table,
                                               nearest_sae_features, rank_by_reward, top_by_reward)
 from lfp_engine.sae.features import FeatureStatistics
@@ -184,21 +184,6 @@ def ablations(ctx: StageContext, latents: pd.DataFrame, models: dict, tokenizer,
                             reward, Sampling.of(ctx.config), ctx.seed)
 
 
-def sentences(latents: pd.DataFrame, ablation: pd.DataFrame | None, n_top: int) -> pd.Series:
-    """One plain sentence for each of the top latents (NULL for the others)."""
-    out = pd.Series(pd.NA, index=latents.index, dtype="string")
-    for index, row in latents[latents["top_rank"] <= n_top].iterrows():
-        effect = control = None
-        if ablation is not None:
-            same = ablation[ablation["layer"] == row["layer"]]
-            hits = same[(same["group"] == "top") & (same["feature"] == row["feature"])]
-            controls = same[(same["group"] == "control") & (same["control_for"] == row["feature"])]
-            effect = hits.iloc[0] if len(hits) else None
-            control = controls.iloc[0] if len(controls) else None
-        out[index] = plain_sentence(row, effect, control)
-    return out
-
-
 def paper_links(ctx: StageContext, crosscoders: list[Crosscoder]) -> pd.DataFrame:
     """layer, feature, nearest_sae_feature, nearest_sae_cosine, nearest_sae_dict_size, nearest_sae_probe_rank: each
     latent's
@@ -256,7 +241,7 @@ def run(ctx: StageContext) -> StageResult:
                             on=["layer", "feature"], how="left")
     log.info("crosscoder: tuned-only latents explained")
     ablation = ablations(ctx, latents, models, tokenizer, crosscoders, reward)
-    latents["sentence"] = sentences(latents, ablation, s.n_top)
+    latents["sentence"] = latent_sentences(latents, ablation)
     headline, comparison = comparisons(ctx, probe_metrics, latents)
     log.info("crosscoder:\n%s", closing_note(latents, ablation, comparison, s.n_top))
     top = latents[latents["top_rank"].notna()].sort_values("top_rank")
