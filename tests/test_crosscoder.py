@@ -288,3 +288,22 @@ def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_ho
     assert "earn more reward" in linked
     shared = plain_sentence(pd.Series({**row, "tag": "shared", "norm_base": 0.98, "decoder_cosine": 0.99}))
     assert "used by both models" in shared and "98% as long" in shared and "exists only" not in shared
+
+
+def test_leaving_silent_latents_out_of_the_probe_fit_changes_nothing():
+    """A column that is zero on every training row gets weight 0 from the ridge fit: fitting without
+    it and putting 0 back is the same probe (what `fit_crosscoder_probe` does for silent latents)."""
+    from lfp_engine.probe.linear import fit_regression
+
+    rng = np.random.default_rng(3)
+    X = rng.random((80, 6)) * (rng.random((80, 6)) < 0.5)
+    X[:, [1, 4]] = 0.0
+    y = X @ np.array([1.0, 0.0, -2.0, 0.5, 0.0, 1.5]) + rng.normal(0, 0.1, 80)
+    words = np.array([f"w{i % 16}" for i in range(80)])
+    full = fit_regression(X, y, words)
+    live = X.any(axis=0)
+    reduced = fit_regression(X[:, live], y, words)
+    assert full.alpha == reduced.alpha
+    np.testing.assert_allclose(full.weights[live], reduced.weights, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(full.weights[~live], 0.0, atol=1e-12)
+    assert full.intercept == pytest.approx(reduced.intercept)

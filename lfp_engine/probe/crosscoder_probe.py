@@ -9,6 +9,7 @@ reward the probe recovers leans on that latent, the second of the crosscoder's l
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -83,7 +84,13 @@ def fit_crosscoder_probe(encoder: CrosscoderEncoder, texts: Mapping[str, list[To
     measure it on the held-out words (or texts) the same way."""
     encoded = {e: encoder.representations(texts[e], desc=f"encode crosscoder {e}") for e in ELEMENTS}
     data = build_dataset(encoded, triples, kind, reward_max)
-    probe = fit(data, folds)
+    # Latents silent on every training row get weight 0 from either fit whatever else happens (their
+    # centred column is zero), so they are left out of the fit and given 0: the same probe, fit faster.
+    live = data.X[data.train].any(axis=0)
+    fitted = fit(dataclasses.replace(data, X=data.X[:, live]), folds)
+    weights = np.zeros(data.X.shape[1])
+    weights[live] = fitted.weights
+    probe = dataclasses.replace(fitted, weights=weights)
     metrics = pd.DataFrame(measure(VARIANT, data, probe.predict(data.X), n_bootstrap, seed))
     layout = encoder.layout
     keys = [layout.feature_of(c) for c in range(layout.total)]
