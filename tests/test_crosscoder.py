@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.models.hooks import capture_mlp_outputs
@@ -239,19 +240,29 @@ def test_during_generation_the_base_model_reads_what_the_tuned_model_reads(monke
     torch.testing.assert_close(stepped[attended], full[LAYER][:, :stepped.shape[1]][attended], rtol=1e-4, atol=1e-5)
 
 
-def test_reward_correlations_and_their_false_discovery_control():
+def test_reward_correlations_are_partial_given_length_with_false_discovery_control():
+    """Against the textbook formula r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)), and
+    a latent that only tracks length (it fires on every full stop) shows no link."""
     from lfp_engine.sae.reward_correlation import reward_correlations
 
     rng = np.random.default_rng(0)
-    rewards = rng.normal(size=60)
-    totals = np.column_stack([rewards * 2 + rng.normal(size=60), rng.normal(size=60), np.zeros(60),
-                              np.where(rng.random(60) < 0.3, rng.random(60), 0.0)])
-    frame = reward_correlations(totals, rewards)
+    n = 80
+    lengths = rng.integers(10, 120, n).astype(float)
+    rewards = 0.02 * lengths + rng.normal(size=n)
+    totals = np.column_stack([rewards * 2 + rng.normal(size=n), rng.normal(size=n), np.zeros(n),
+                              0.5 * lengths + rng.normal(0, 0.5, n)])
+    frame = reward_correlations(totals, rewards, lengths)
     for j in (0, 1, 3):
-        assert frame.loc[j, "reward_r"] == pytest.approx(np.corrcoef(totals[:, j], rewards)[0, 1])
-        z, half = np.arctanh(frame.loc[j, "reward_r"]), 1.959963984540054 / np.sqrt(60 - 3)
+        c = np.corrcoef(np.vstack([totals[:, j], rewards, lengths]))
+        expected = (c[0, 1] - c[0, 2] * c[1, 2]) / np.sqrt((1 - c[0, 2] ** 2) * (1 - c[1, 2] ** 2))
+        assert frame.loc[j, "reward_r"] == pytest.approx(expected, rel=1e-9)
+        t = expected * np.sqrt((n - 3) / (1 - expected ** 2))
+        assert frame.loc[j, "reward_p"] == pytest.approx(2 * stats.t.sf(abs(t), n - 3), rel=1e-6)
+        z, half = np.arctanh(expected), 1.959963984540054 / np.sqrt(n - 4)
         assert (frame.loc[j, "reward_ci_low"], frame.loc[j, "reward_ci_high"]) == pytest.approx(
             (np.tanh(z - half), np.tanh(z + half)))
+    assert np.corrcoef(totals[:, 3], rewards)[0, 1] > 0.3  # raw correlation through length alone...
+    assert frame.loc[3, "reward_p"] > 0.01  # ...which the partial correlation does not count
     assert np.isnan(frame.loc[2, "reward_r"]) and frame.loc[2, "n_texts_firing"] == 0  # never fires: untested
     p = frame.loc[[0, 1, 3], "reward_p"].to_numpy()
     order = np.argsort(p)
@@ -285,7 +296,7 @@ def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_ho
     assert "no more and no less" in chance  # an interval off zero, but not after the false-discovery control
     linked = plain_sentence(pd.Series({**row, "reward_r": 0.4, "reward_ci_low": 0.1, "reward_ci_high": 0.6,
                                        "reward_q": 0.001}))
-    assert "earn more reward" in linked
+    assert "(for their length) earn more reward" in linked
     shared = plain_sentence(pd.Series({**row, "tag": "shared", "norm_base": 0.98, "decoder_cosine": 0.99}))
     assert "used by both models" in shared and "98% as long" in shared and "exists only" not in shared
 

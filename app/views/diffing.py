@@ -74,7 +74,8 @@ picked = st.dataframe(table, hide_index=True, key="diffing_top", on_select="reru
                       column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                                      ("relative norm", "reward r", "q", "ablated: reward change")})
 ui.explain("Ranked by how strongly the latent's activation in a text goes with the text's reward (r, over the held-out "
-           "texts both models read; q: the false-discovery-controlled p-value over all latents of the layer), then by "
+           "texts both models read, for texts of the same length; q: the false-discovery-controlled p-value over all "
+           "latents of the layer), then by "
            "the weight the paper's probe puts on it when fit on crosscoder codes. Confirmed: Latent Scaling agrees the "
            "base model does not need it. Pick a row to read the latent.")
 rows = picked.selection.rows if picked is not None else []

@@ -35,7 +35,7 @@ def reward_clause(r: float, low: float, high: float, q: float) -> str:
         return f"texts where it fires more earn no more and no less reward that we can tell (r = {signed(r)}, " \
                f"{_interval(low, high)}, q = {num(q, 2)} over all latents tested)"
     direction = "more" if r > 0 else "less"
-    return f"texts where it fires more earn {direction} reward (r = {signed(r)}, {_interval(low, high)}, " \
+    return f"texts where it fires more (for their length) earn {direction} reward (r = {signed(r)}, {_interval(low, high)}, " \
            f"q = {num(q, 2)})"
 
 

@@ -38,8 +38,8 @@ from lfp_engine.sae.crosscoder_tables import (READ_TAGS, latent_examples, latent
 from lfp_engine.sae.features import FeatureStatistics
 from lfp_engine.sae.paired_activations import PairedActivations
 from lfp_engine.sae.saelens_format import load_sae
-from lfp_engine.sae.reward_correlation import (REWARD_COLUMNS, reward_correlations, text_rewards, text_totals,
-                                               texts_of)
+from lfp_engine.sae.reward_correlation import (REWARD_COLUMNS, reward_correlations, text_lengths, text_rewards,
+                                               text_totals, texts_of)
 from lfp_engine.tuning.lexicon import vader_lexicon
 from lfp_engine.tuning.reward import build_reward
 from lfp_engine.validation.crosscoder_ablation import LatentAblation, density_matched_controls, latent_ablations
@@ -119,8 +119,8 @@ def reward_links(ctx: StageContext, crosscoders: list[Crosscoder], evaluation: P
         texts = texts_of(evaluation, tokenizer.decode)
         for crosscoder in crosscoders:
             text_ids, totals = text_totals(crosscoder, evaluation)
-            parts.append(reward_correlations(totals, text_rewards(text_ids, texts, reward)).assign(
-                layer=crosscoder.layer))
+            parts.append(reward_correlations(totals, text_rewards(text_ids, texts, reward),
+                                             text_lengths(text_ids, evaluation)).assign(layer=crosscoder.layer))
     links = (pd.concat(parts, ignore_index=True) if parts else
              pd.DataFrame(columns=["layer", *REWARD_COLUMNS]).astype({"layer": "int64", "feature": "int64"}))
     kind = ctx.outputs_of(ContrastiveOutputs).kind
