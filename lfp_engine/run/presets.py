@@ -96,7 +96,8 @@ PRESETS: dict[str, Preset] = {
                 "explain": {"n_windows": 40, "n_questions": 5},
                 "validate": {"threshold": 0.2, "n_prompts": 48, "n_random_draws": 2, "n_samples_stored": 5},
                 "contrastive": {"n_triples": 600, "n_text_triples": 60},
-                "probe": {"n_bootstrap": 100, "n_generation_prompts": 48, "max_pca_rows": 200},
+                "probe": {"n_bootstrap": 100, "n_permutations": 100, "n_generation_prompts": 48,
+                          "max_pca_rows": 200},
             },
         ),
         Preset(
