@@ -19,6 +19,7 @@ from lfp_engine.report.verdict import (
     divergence_from_words,
     learned_from_accuracy,
     learned_from_taus,
+    outdated_probe,
     reward_change,
 )
 
@@ -94,6 +95,8 @@ def test_without_a_base_model_the_tuning_question_is_not_answered():
     finding = learned_from_taus(tau_metrics(base=None, difference=None), held_out_of_tuning=True)
     assert finding.answer == "no_evidence_tuned_only" and "before tuning" not in finding.text
     assert learned_from_taus(metrics_frame([]), True) is None
+    old_run = metrics_frame([MetricRow("sae", "test", "kendall_tau", 0.56, 33, 1e-6, 0.4, 0.7)])
+    assert learned_from_taus(old_run, True) is None and outdated_probe(old_run).answer == "not_measured"
 
 
 def test_preference_tasks_answer_from_accuracy():

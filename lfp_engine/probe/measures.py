@@ -2,12 +2,12 @@
 
 Predictions of a fitted probe (`linear.py`) on its dataset (`dataset.py`) become the tables of
 the paper's section 4.1: per-word implicit values against the lexicon (tables 2, 9; figure 4),
-Kendall's tau overall and per polarity (tables 4, 10), sign agreement (table 5), and for the
-preference tasks the held-out accuracy of a logistic probe (table 3) and a PCA of its inputs
-(figure 5). Every measure is computed on the test split: words (or texts) whose triples the
-probe never saw. A word's implicit value is the mean of the probe's predictions over the triples
-that contain it; against the lexicon we report Kendall's tau (on the values: the authors' notebook
-once ranked token strings alphabetically), its p-value and a bootstrap interval over words.
+sign agreement (table 5), error, and for the preference tasks the held-out accuracy of a logistic
+probe (table 3) and a PCA of its inputs (figure 5). Every measure is computed on the test split:
+words (or texts) whose triples the probe never saw. A word's implicit value is the mean of the
+probe's predictions over the triples that contain it. Kendall's tau on the test words (tables 4
+and 10), with its intervals, nulls and the tuned-minus-base difference, is `agreement.py`'s; it
+correlates values (the authors' notebook once ranked token strings alphabetically).
 """
 
 from __future__ import annotations

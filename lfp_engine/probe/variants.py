@@ -31,6 +31,7 @@ from lfp_engine.probe.nulls import permutation_null, polarity_only_values
 from lfp_engine.probe.settings import ProbeSettings
 from lfp_engine.probe.triples import ELEMENTS
 from lfp_engine.probe.words import WordSet, stratified_resamples
+from lfp_engine.run.errors import InputError
 
 MODEL_OF_VARIANT = {"sae": "tuned", "base_model": "base"}
 """The variants read through a model's own SAEs, and whose model that is."""
@@ -62,10 +63,8 @@ def encode_variants(encoders: Mapping[str, Encoder], texts: Mapping[str, list[To
     return datasets
 
 
-READS = {"sae": "sae", "xavier": "sae", "shuffled": "sae", "raw_mlp": "raw_mlp", "base_model": "base_model",
-         "polarity_only": None}
-"""Whose inputs each readout reads, and so whose permutation null its p-values are against (the
-polarity-only baseline reads no inputs)."""
+READS = {"sae": "sae", "xavier": "sae", "shuffled": "sae", "raw_mlp": "raw_mlp", "base_model": "base_model"}
+"""Whose inputs each readout reads, and so whose permutation null its p-values are against."""
 
 
 @dataclass
@@ -97,40 +96,44 @@ class ProbeFits:
                              "prediction": self.predictions["sae"]})
 
 
-def word_agreement(fits: ProbeFits, settings: ProbeSettings, seed: int) -> list[MetricRow]:
+def word_agreement(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],
+                   predictions: Mapping[str, np.ndarray], settings: ProbeSettings, seed: int) -> list[MetricRow]:
     """Kendall-tau rows of every readout on the test words, the polarity-only baseline, and tuned
     minus base; one set of bootstrap resamples for all, one permutation null per model's inputs."""
-    words = WordSet.of(fits.main, fits.main.test)
+    main = datasets["sae"]
+    if any(not np.array_equal(data.word, main.word) for data in datasets.values()):
+        raise InputError("the probe's variants must be fit on the same rows (words) to be compared word by word")
+    words = WordSet.of(main, main.test)
     resamples = stratified_resamples(words.positive, settings.n_bootstrap, np.random.default_rng([seed, 1]))
-    nulls = {variant: permutation_null(data, fits.probes[variant].alpha, words, settings.n_permutations,
+    nulls = {variant: permutation_null(data, probes[variant].alpha, words, settings.n_permutations,
                                        np.random.default_rng([seed, 2]))
-             for variant, data in fits.datasets.items() if settings.n_permutations > 0}
+             for variant, data in datasets.items() if settings.n_permutations > 0}
     found = {name: measure_agreement(name, words, words.values(prediction), resamples, nulls.get(READS[name]))
-             for name, prediction in fits.predictions.items()}
+             for name, prediction in predictions.items()}
     # No interval for polarity alone: its tau is fixed by the words' polarity counts and lexicon ties.
-    found["polarity_only"] = measure_agreement("polarity_only", words, polarity_only_values(fits.main, words),
+    found["polarity_only"] = measure_agreement("polarity_only", words, polarity_only_values(main, words),
                                                resamples[:0], None, random_ties=True)
     rows = [row for agreement in found.values() for row in agreement_rows(agreement)]
     if "base_model" in found:
         rows += difference_rows(found["sae"], found["base_model"])
-    return rows
+    return rows + polarity_only_rows(main, words)
 
 
-def polarity_only_rows(data: ProbeDataset) -> list[MetricRow]:
+def polarity_only_rows(data: ProbeDataset, words: WordSet) -> list[MetricRow]:
     """Sign agreement and error of the polarity-only baseline on the test words."""
-    words = WordSet.of(data, data.test)
     values = polarity_only_values(data, words)
     return [MetricRow("polarity_only", "test", "sign_agreement", sign_agreement(words.truth, values), len(values)),
             MetricRow("polarity_only", "test", "mae", float(np.abs(values - words.truth).mean()), len(values))]
 
 
-def cross_fitted_values(fits: ProbeFits, settings: ProbeSettings, seed: int) -> pd.DataFrame:
+def cross_fitted_values(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],
+                        settings: ProbeSettings, seed: int) -> pd.DataFrame:
     """`word_values`: every word of the tuned and the base model, each read by a probe that never saw it."""
     rng = np.random.default_rng([seed, 3])
     tables = [word_value_table(data, MODEL_OF_VARIANT[variant],
-                               crossfit_predictions(data, fits.probes[variant].alpha, settings.cv_folds),
+                               crossfit_predictions(data, probes[variant].alpha, settings.cv_folds),
                                settings.n_bootstrap, rng)
-              for variant, data in fits.datasets.items() if variant in MODEL_OF_VARIANT]
+              for variant, data in datasets.items() if variant in MODEL_OF_VARIANT]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -144,14 +147,13 @@ def fit_variants(datasets: Mapping[str, ProbeDataset], settings: ProbeSettings, 
     predictions = {name: probe.predict(datasets.get(name, main).X) for name, probe in readouts.items()}
     rows = [row for name, prediction in predictions.items()
             for row in measure(name, datasets.get(name, main), prediction)]
-    fits = ProbeFits(dict(datasets), probes, predictions, pd.DataFrame())
+    word_values = None
     if main.kind == "word":
-        rows += word_agreement(fits, settings, seed) + polarity_only_rows(main)
-        fits.word_values = cross_fitted_values(fits, settings, seed)
+        rows += word_agreement(datasets, probes, predictions, settings, seed)
+        word_values = cross_fitted_values(datasets, probes, settings, seed)
     elif "base_model" in datasets:
         test = main.test
         correct = {v: (predictions[v][test] > 0) == (datasets[v].target[test] == 1) for v in ("sae", "base_model")}
         rows.append(accuracy_difference_row(correct["sae"], correct["base_model"], main.triple_id[test],
                                             settings.n_bootstrap, np.random.default_rng([seed, 1])))
-    fits.metrics = metrics_frame(rows)
-    return fits
+    return ProbeFits(dict(datasets), probes, predictions, metrics_frame(rows), word_values)

@@ -227,6 +227,16 @@ def learned_from_taus(metrics: pd.DataFrame, held_out_of_tuning: bool) -> Findin
                    _two, _signed_two, extra)
 
 
+def outdated_probe(metrics: pd.DataFrame) -> Finding | None:
+    """A run whose probe stage predates the controls: it has a pooled tau and nothing to read the answer from."""
+    if Reading.of(metrics, "sae", "test", "kendall_tau") is None:
+        return None
+    return Finding("learned", LEARNED_QUESTION, "not_measured", "Not measured yet.",
+                   ("This run's probe stage predates the within-polarity measures, their permutation null and the "
+                    "tuned-minus-base difference that the answer is read from: run it again with "
+                    "`lfp run --out RUN --stages probe --force probe`.",))
+
+
 def learned_from_accuracy(metrics: pd.DataFrame) -> Finding | None:
     """The answer for preference tasks, from held-out accuracy (chance 50%) and its tuned-minus-base difference."""
     tuned, base, difference = _readings(metrics, "test", "accuracy")
@@ -323,7 +333,8 @@ def read_verdict(store: RunStore) -> Verdict:
             findings.append(reward_change(rewards.loc["tuned"], rewards.loc["base"], metric))
     if "probe_metrics" in tables:
         metrics = store.read("probe_metrics")
-        findings.append(learned_from_taus(metrics, "world_lexicon" in tables) or learned_from_accuracy(metrics))
+        findings.append(learned_from_taus(metrics, "world_lexicon" in tables) or learned_from_accuracy(metrics)
+                        or outdated_probe(metrics))
     if "word_values" in tables:
         findings.append(divergence_from_words(store.read("word_values")))
     return Verdict(tuple(f for f in findings if f is not None))
