@@ -15,6 +15,7 @@ from sklearn.model_selection import GroupKFold
 
 from lfp_engine.probe.agreement import accuracy_difference_row, bootstrap_p
 from lfp_engine.probe.crossfit import WORD_VALUE_COLUMNS, crossfit_predictions
+from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.kendall import tau_b, word_taus
 from lfp_engine.probe.nulls import permutation_null, word_shuffles
 from lfp_engine.probe.ridge import RidgeSolver
@@ -235,3 +236,26 @@ def test_the_deltas_scale_comes_from_training_words_only():
 
     triples = pd.DataFrame({"split": ["train", "test"], "value_positive": [2.0, 3.9], "value_negative": [-1.5, -3.2]})
     assert reward_max(triples, "word") == 2.0 and reward_max(triples, "text") == 1.0
+
+
+def test_a_preference_probe_gets_accuracy_and_its_tuned_minus_base():
+    rng = np.random.default_rng(7)
+    n = 80
+    label = np.repeat([1.0, 0.0], n)
+    triple = np.tile(np.arange(n), 2)
+    split = np.where(triple < 60, "train", "test")
+    datasets = {}
+    for variant, strength in (("sae", 2.0), ("base_model", 0.0)):
+        X = rng.normal(size=(2 * n, 6)) + strength * (label[:, None] - 0.5)
+        datasets[variant] = ProbeDataset(kind="text", X=X, target=label, split=split,
+                                         element=np.repeat(["positive", "negative"], n), triple_id=triple,
+                                         word=np.full(2 * n, None, dtype=object), lexicon_value=np.full(2 * n, np.nan),
+                                         scale=1.0)
+    fits = fit_variants(datasets, SETTINGS, seed=0, rng=np.random.default_rng(0))
+    metrics = fits.metrics
+    assert fits.word_values is None and set(metrics["metric"]) == {"accuracy"}
+    assert row(metrics, "sae", "test", "accuracy")["test"] == "binomial"
+    difference = row(metrics, "tuned_minus_base", "test", "accuracy")
+    assert difference["ci_low"] > 0 and difference["n"] == 40
+    assert difference["value"] == pytest.approx(row(metrics, "sae", "test", "accuracy")["value"]
+                                                - row(metrics, "base_model", "test", "accuracy")["value"])
