@@ -23,6 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from lfp_engine.report.headline import Headline, read_headline, reward_metric
+from lfp_engine.report.verdict import Verdict, diverging, read_verdict
 from lfp_engine.run.store import RunStore
 from lfp_engine.sae.keys import FeatureKey
 
@@ -94,6 +95,12 @@ def _cached_query(db: str, version: tuple[int, int], sql: str, params: tuple[Any
 def _cached_headline(db: str, version: tuple[int, int]) -> Headline:
     """`version` is only part of the cache key: a rewritten store is read afresh."""
     return read_headline(RunStore(Path(db).parent))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_verdict(db: str, version: tuple[int, int]) -> Verdict:
+    """`version` is only part of the cache key: a rewritten store is read afresh."""
+    return read_verdict(RunStore(Path(db).parent))
 
 
 class RunData:
@@ -258,6 +265,18 @@ class RunData:
         return self._q(f"SELECT c.*, {heldout} AS heldout FROM lexicon_comparison c {join} "
                        f"WHERE {' AND '.join(clauses)} ORDER BY c.lexicon_value DESC, c.word", params)
 
+    def word_values(self) -> pd.DataFrame:
+        """Every word's cross-fitted value per model, with its interval."""
+        return self._q("SELECT * FROM word_values ORDER BY model DESC, lexicon_value DESC, word")
+
+    def diverging_words(self) -> pd.DataFrame:
+        """The tuned model's words read with the opposite sign (the verdict's rule and order), beside the
+        base model's reading of each."""
+        values = self.word_values()
+        base = values.loc[values["model"] == "base", ["word", "value", "ci_low", "ci_high"]]
+        flipped = diverging(values, "tuned")[["word", "split", "lexicon_value", "value", "ci_low", "ci_high"]]
+        return flipped.merge(base, on="word", how="left", suffixes=("", "_base"))
+
     def probe_pca(self) -> pd.DataFrame:
         return self._q("SELECT * FROM probe_pca ORDER BY triple_id, element")
 
@@ -339,3 +358,7 @@ class RunData:
     def headline(self) -> Headline:
         """The numbers two runs are compared on; a value is None when its stage has not run."""
         return _cached_headline(str(self.store.path), _db_version(self.store.path))
+
+    def verdict(self) -> Verdict:
+        """The run's answers (`lfp_engine.report.verdict`), exactly as `lfp report` prints them."""
+        return _cached_verdict(str(self.store.path), _db_version(self.store.path))

@@ -123,7 +123,8 @@ class ProbeOutputs(StageOutputs):
     n_features: int
     folder: str
     headline: dict[str, float] = field(default_factory=dict)
-    """'<variant>_<metric>' -> value on the test split (Kendall tau or accuracy), and '..._p' its p-value."""
+    """'<variant>_<metric>[_within]' -> value on the test split (Kendall tau pooled or within polarity,
+    or accuracy), and '..._p' its p-value."""
 
 
 @dataclass(frozen=True)
