@@ -13,6 +13,11 @@ def times(value: float) -> str:
     return "–" if pd.isna(value) else f"{num(value)}x"
 
 
+def change(value: float) -> str | None:
+    """A metric's delta, or none at all when it is missing (no arrow for a missing number)."""
+    return None if pd.isna(value) else signed(value)
+
+
 run = ui.current_run()
 st.title("Validation")
 ui.explain("If the probe has found what the model learned from its feedback, the features it relies on should be "
@@ -66,12 +71,12 @@ if ui.needs(run, "ablation_results", what="This check"):
         shown = st.columns(4)
         shown[0].metric("Mean reward, nothing ablated", num(rows.loc[("none", ""), "mean_reward"]))
         shown[1].metric("Relevant features ablated", num(rows.loc[("relevant", "none"), "mean_reward"]),
-                        delta=signed(rows.loc[("relevant", "none"), "mean_difference"]))
+                        delta=change(rows.loc[("relevant", "none"), "mean_difference"]))
         shown[2].metric("Density-matched random features", num(rows.loc[("random", "none"), "mean_reward"]),
-                        delta=signed(rows.loc[("random", "none"), "mean_difference"]))
+                        delta=change(rows.loc[("random", "none"), "mean_difference"]))
         versus = rows.loc[("relevant", "random")]
         shown[3].metric("Relevant < random (paired)", p_value(versus["p_value"]),
-                        delta=signed(versus["mean_difference"]), help=str(versus["test"]))
+                        delta=change(versus["mean_difference"]), help=str(versus["test"]))
         say_why(results["note"])
         table = results.assign(**{"95% CI": [span(lo, hi) for lo, hi in zip(results["ci_low"], results["ci_high"])],
                                   "p-value": [p_value(p) if c else "" for c, p in
