@@ -22,26 +22,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from lfp_engine.store import RunStore
-from lfp_engine.tasks import TASKS
-
-FILLED_BY = {
-    "run_config": "world", "run_manifest": "world", "world_lexicon": "world",
-    "rlhf_rewards": "rlhf", "rlhf_samples": "rlhf", "rlhf_training_log": "rlhf",
-    "layer_divergence": "divergence",
-    "sae_metrics": "sae", "sae_training_log": "sae",
-    "features": "features", "feature_examples": "features", "feature_logits": "features",
-    "feature_neighbors": "features", "feature_histograms": "features", "shared_features_summary": "features",
-    "triples": "contrastive", "contrastive_words": "contrastive",
-    "probe_predictions": "probe", "lexicon_comparison": "probe", "probe_metrics": "probe",
-    "probe_weights": "probe", "probe_pca": "probe",
-    "feature_explanations": "explain", "explanation_summary": "explain", "annotation_questions": "explain",
-    "feature_frequency": "validate", "ablation_results": "validate", "ablation_samples": "validate",
-}
-"""Which `lfp run` stage writes each table (docs/store.md), to tell a user how to fill a gap."""
-
-EXPERIMENTS = {"sae_l1_sweep": "lfp sae-sweep", "sae_comparison": "lfp sae-compare"}
-"""Tables written by an on-demand command rather than a stage."""
+from lfp_engine.report.headline import Headline, read_headline, reward_metric
+from lfp_engine.report.verdict import Verdict, diverging, read_verdict
+from lfp_engine.run.store import RunStore
+from lfp_engine.sae.keys import FeatureKey
 
 FEATURE_SORTS = {
     "twin similarity": "twin_cosine",
@@ -60,23 +44,6 @@ _RELEVANCE_SQL = {"relevant": "relevance", "not relevant": "NOT relevance", "not
 BROWSER_COLUMNS = ("feature", "explanation", "explanation_source", "relevance", "simulation_score",
                    "detection_score", "twin_feature", "twin_cosine", "is_shared", "density",
                    "max_activation", "n_firing")
-
-
-@dataclass(frozen=True)
-class FeatureKey:
-    """A feature everywhere in the store: (model, layer, dict_size, feature)."""
-
-    model: str
-    layer: int
-    dict_size: int
-    feature: int
-
-    def params(self) -> list[Any]:
-        return [self.model, self.layer, self.dict_size, self.feature]
-
-    def query_params(self) -> dict[str, str]:
-        return {"model": self.model, "layer": str(self.layer), "dict_size": str(self.dict_size),
-                "feature": str(self.feature)}
 
 
 @dataclass(frozen=True)
@@ -122,6 +89,18 @@ def _db_version(path: Path) -> tuple[int, int]:
 def _cached_query(db: str, version: tuple[int, int], sql: str, params: tuple[Any, ...]) -> pd.DataFrame:
     """`version` is only part of the cache key: a rewritten store is read afresh."""
     return RunStore(Path(db).parent).query(sql, list(params))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_headline(db: str, version: tuple[int, int]) -> Headline:
+    """`version` is only part of the cache key: a rewritten store is read afresh."""
+    return read_headline(RunStore(Path(db).parent))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_verdict(db: str, version: tuple[int, int]) -> Verdict:
+    """`version` is only part of the cache key: a rewritten store is read afresh."""
+    return read_verdict(RunStore(Path(db).parent))
 
 
 class RunData:
@@ -223,23 +202,23 @@ class RunData:
 
     def feature(self, key: FeatureKey) -> pd.Series | None:
         frame = self._q("SELECT * FROM features WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ?",
-                        key.params())
+                        list(key))
         return None if frame.empty else frame.iloc[0]
 
     def feature_examples(self, key: FeatureKey) -> pd.DataFrame:
         return self._q("SELECT kind, rank, quantile, text_id, position, tokens, activations, peak_index, "
                        "max_activation FROM feature_examples WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? "
-                       "ORDER BY kind = 'quantile', quantile DESC, rank", key.params())
+                       "ORDER BY kind = 'quantile', quantile DESC, rank", list(key))
 
     def feature_histogram(self, key: FeatureKey) -> pd.DataFrame:
         return self._q("SELECT bin_left, bin_right, count FROM feature_histograms "
                        "WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? ORDER BY bin_left",
-                       key.params())
+                       list(key))
 
     def feature_logits(self, key: FeatureKey) -> pd.DataFrame:
         return self._q("SELECT direction, rank, token, effect FROM feature_logits "
                        "WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? ORDER BY direction, rank",
-                       key.params())
+                       list(key))
 
     def feature_neighbors(self, key: FeatureKey) -> pd.DataFrame:
         """The nearest features of the same dictionary, with what each is said to mean."""
@@ -247,7 +226,7 @@ class RunData:
             "SELECT n.rank, n.neighbor, n.cosine, f.explanation, f.density FROM feature_neighbors n "
             "LEFT JOIN features f ON f.model = n.model AND f.layer = n.layer AND f.dict_size = n.dict_size "
             "AND f.feature = n.neighbor WHERE n.model = ? AND n.layer = ? AND n.dict_size = ? AND n.feature = ? "
-            "ORDER BY n.rank", key.params())
+            "ORDER BY n.rank", list(key))
 
     def probe_dictionaries(self) -> pd.DataFrame:
         return self._q("SELECT layer, dict_size, count(*) AS n_inputs FROM probe_weights GROUP BY ALL ORDER BY ALL")
@@ -286,6 +265,18 @@ class RunData:
         return self._q(f"SELECT c.*, {heldout} AS heldout FROM lexicon_comparison c {join} "
                        f"WHERE {' AND '.join(clauses)} ORDER BY c.lexicon_value DESC, c.word", params)
 
+    def word_values(self) -> pd.DataFrame:
+        """Every word's cross-fitted value per model, with its interval."""
+        return self._q("SELECT * FROM word_values ORDER BY model DESC, lexicon_value DESC, word")
+
+    def diverging_words(self) -> pd.DataFrame:
+        """The tuned model's words read with the opposite sign (the verdict's rule and order), beside the
+        base model's reading of each."""
+        values = self.word_values()
+        base = values.loc[values["model"] == "base", ["word", "value", "ci_low", "ci_high"]]
+        flipped = diverging(values, "tuned")[["word", "split", "lexicon_value", "value", "ci_low", "ci_high"]]
+        return flipped.merge(base, on="word", how="left", suffixes=("", "_base"))
+
     def probe_pca(self) -> pd.DataFrame:
         return self._q("SELECT * FROM probe_pca ORDER BY triple_id, element")
 
@@ -297,10 +288,15 @@ class RunData:
                        "WHERE model = ? AND explanation IS NOT NULL ORDER BY layer, dict_size, feature", [model])
 
     def feature_frequency(self) -> pd.DataFrame:
-        return self._q("SELECT * FROM feature_frequency ORDER BY \"group\" = 'relevant' DESC, \"group\" = 'other' DESC")
+        """Groups in the stored order (relevant, matched_shared, all), then the test row."""
+        return self._q("SELECT * FROM feature_frequency ORDER BY rowid")
 
     def ablation_results(self) -> pd.DataFrame:
-        return self._q("SELECT * FROM ablation_results ORDER BY condition = 'none' DESC, condition = 'relevant' DESC")
+        """Conditions in the stored order: none, each against none, then relevant against random."""
+        return self._q("SELECT * FROM ablation_results ORDER BY rowid")
+
+    def ablation_draws(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM ablation_draws ORDER BY draw")
 
     def ablation_samples(self) -> pd.DataFrame:
         return self._q("SELECT * FROM ablation_samples")
@@ -318,45 +314,56 @@ class RunData:
                                          "created_at"])
         return self._q("SELECT * FROM annotations ORDER BY created_at")
 
+    # -- what tuning changed: the crosscoder ------------------------------------------------
+
+    def crosscoder_metrics(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM crosscoder_metrics ORDER BY layer, model")
+
+    def crosscoder_latents(self) -> pd.DataFrame:
+        """Every latent of every layer's crosscoder (a few thousand rows at most)."""
+        return self._q("SELECT * FROM crosscoder_latents ORDER BY layer, feature")
+
+    def crosscoder_top(self) -> pd.DataFrame:
+        """The top latents (the tuned-only ones; when tuning created none, the latents most tied to the
+        reward), strongest link first, with their ablation (if any) and their control's."""
+        ablation = "crosscoder_ablation" in self.tables()
+        joined = ("LEFT JOIN crosscoder_ablation a ON a.\"group\" = 'top' AND a.layer = l.layer AND "
+                  "a.feature = l.feature LEFT JOIN crosscoder_ablation c ON c.\"group\" = 'control' AND "
+                  "c.layer = l.layer AND c.control_for = l.feature" if ablation else "")
+        effects = ("a.mean_difference AS ablation_effect, a.ci_low AS ablation_ci_low, a.ci_high AS ablation_ci_high, "
+                   "a.p_value AS ablation_p, c.feature AS control_feature, c.mean_difference AS control_effect, "
+                   "c.ci_low AS control_ci_low, c.ci_high AS control_ci_high" if ablation else
+                   "CAST(NULL AS DOUBLE) AS ablation_effect, CAST(NULL AS DOUBLE) AS ablation_ci_low, "
+                   "CAST(NULL AS DOUBLE) AS ablation_ci_high, CAST(NULL AS DOUBLE) AS ablation_p, "
+                   "CAST(NULL AS BIGINT) AS control_feature, CAST(NULL AS DOUBLE) AS control_effect, "
+                   "CAST(NULL AS DOUBLE) AS control_ci_low, CAST(NULL AS DOUBLE) AS control_ci_high")
+        return self._q(f"SELECT l.*, {effects} FROM crosscoder_latents l {joined} "
+                       "WHERE l.top_rank IS NOT NULL ORDER BY l.top_rank")
+
+    def crosscoder_examples(self, layer: int, dict_size: int, feature: int) -> pd.DataFrame:
+        return self._q("SELECT kind, rank, quantile, text_id, tokens, activations, peak_index, max_activation "
+                       "FROM crosscoder_examples WHERE layer = ? AND dict_size = ? AND feature = ? "
+                       "ORDER BY kind = 'quantile', quantile DESC, rank", [layer, dict_size, feature])
+
+    def crosscoder_probe_metrics(self) -> pd.DataFrame:
+        """The probe on crosscoder codes beside the paper's probe, on the test split."""
+        paper = ("UNION ALL SELECT * FROM probe_metrics WHERE variant = 'sae' AND subset LIKE 'test%'"
+                 if "probe_metrics" in self.tables() else "")
+        return self._q(f"SELECT * FROM (SELECT * FROM crosscoder_probe_metrics WHERE subset LIKE 'test%' {paper}) "
+                       "ORDER BY metric, subset, variant")
+
     # -- a run at a glance ------------------------------------------------------------------
 
     def reward_metric(self) -> str | None:
-        """The reward this run's task is about: the one tuning optimised (RL) or that judges the
-        tuned model (DPO), else the preference margin, else whatever the rlhf stage measured."""
+        """The reward this run's task is about (`lfp_engine.report.headline.reward_metric`)."""
         if not self.has("rlhf_rewards"):
             return None
-        measured = list(dict.fromkeys(self.rlhf_rewards()["metric"]))
-        spec = TASKS.get(self.config()[1].get("task", ""))
-        preferred = ([f"{spec.reward}_reward"] if spec is not None else []) + ["preference_margin"]
-        return next((m for m in preferred if m in measured), measured[0])
+        return reward_metric(self.config()[1].get("task", ""), self.rlhf_rewards()["metric"])
 
-    def headline(self) -> dict[str, Any]:
-        """The numbers two runs are compared on; a value is absent when its stage has not run."""
-        preset, config = self.config()
-        out: dict[str, Any] = {"preset": preset, "task": config.get("task"), "seed": config.get("seed")}
-        metric = self.reward_metric()
-        if metric is not None:
-            rewards = self.rlhf_rewards()
-            by_model = rewards[rewards["metric"] == metric].set_index("model")
-            out["reward_metric"] = metric
-            for model in by_model.index:
-                out[f"reward_{model}"] = by_model.loc[model, "mean"]
-            if "tuned" in by_model.index:
-                tuned = by_model.loc["tuned"]
-                out.update(reward_difference=tuned["mean_difference"], reward_ci_low=tuned["ci_low"],
-                           reward_ci_high=tuned["ci_high"], reward_p_value=tuned["p_value"],
-                           kl_to_base=tuned["kl_to_base"])
-        if self.has("layer_divergence"):
-            chosen = self.layer_divergence().query("chosen")["layer"]
-            out["chosen_layers"] = ", ".join(str(v) for v in sorted(chosen))
-        sae = self.stage_outputs().get("sae", {})
-        for key in ("mean_variance_explained", "mean_l0", "mean_loss_recovered"):
-            if key in sae:
-                out[f"sae_{key}"] = sae[key]
-        if self.has("probe_metrics"):
-            for name in ("kendall_tau", "accuracy"):
-                row = self.probe_metric("sae", "test", name)
-                if row is not None:
-                    out.update({f"probe_{name}": row["value"], f"probe_{name}_ci_low": row["ci_low"],
-                                f"probe_{name}_ci_high": row["ci_high"], f"probe_{name}_p_value": row["p_value"]})
-        return out
+    def headline(self) -> Headline:
+        """The numbers two runs are compared on; a value is None when its stage has not run."""
+        return _cached_headline(str(self.store.path), _db_version(self.store.path))
+
+    def verdict(self) -> Verdict:
+        """The run's answers (`lfp_engine.report.verdict`), exactly as `lfp report` prints them."""
+        return _cached_verdict(str(self.store.path), _db_version(self.store.path))

@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 
 from app.runs import parse_args, run_label  # noqa: E402
 from app.ui import RUN_KEY, available_runs  # noqa: E402
-from lfp_engine.errors import LfpError  # noqa: E402
+from lfp_engine.run.errors import LfpError  # noqa: E402
 
 PAGES = [
     ("views/story.py", "Story", ":material/auto_stories:"),
@@ -29,6 +29,7 @@ PAGES = [
     ("views/feature.py", "Feature", ":material/neurology:"),
     ("views/lexicon.py", "Lexicon", ":material/dictionary:"),
     ("views/playground.py", "Implicit reward", ":material/edit_note:"),
+    ("views/diffing.py", "What tuning changed", ":material/difference:"),
     ("views/lab.py", "Ablation lab", ":material/science:"),
     ("views/validation.py", "Validation", ":material/fact_check:"),
     ("views/quiz.py", "Explanation quiz", ":material/quiz:"),

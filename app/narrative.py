@@ -1,21 +1,14 @@
-"""Plain sentences built from a run's numbers, for readers who are not specialists.
-
-Every number in a sentence is a value from the store, formatted; the words around it only
-translate (a verdict is a reading of the p-value and the interval the store holds, spelled out
-in the sentence so the reader can check it).
+"""Plain sentences describing a run's setup (model, tuning, reward), for readers who are not
+specialists. The verdicts on its results are the engine's (`lfp_engine.report.verdict`), so the
+dashboard and `lfp status` say the same thing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lfp_engine.tasks import TaskSpec
-
-from .formatting import interval, missing, num, p_value, percent, signed
-
-SIGNIFICANCE = 0.05
-REWARD_NAMES = {"vader_reward": "VADER reward", "classifier_reward": "classifier reward",
-                "preference_margin": "preference margin"}
+from lfp_engine.report.formatting import num
+from lfp_engine.run.tasks import TaskSpec
 
 
 def base_model(config: dict[str, Any], world: dict[str, Any]) -> str:
@@ -59,42 +52,3 @@ def reward(config: dict[str, Any], spec: TaskSpec | None) -> str:
                 f"of its words' ratings, clipped to ±{num(r.get('clip'))}.")
     return (f"The feedback is how positive a sentiment classifier (`{r.get('classifier')}`) finds the text "
             "(its positive-class logit).")
-
-
-def reward_change(tuned: Any, base: Any, metric: str) -> str:
-    """Did tuning raise the reward? From the tuned row of rlhf_rewards (it holds the paired test)."""
-    name = REWARD_NAMES.get(metric, metric.replace("_", " "))
-    sentence = (f"On {num(tuned['n'])} held-out openings, the tuned model's completions average a {name} of "
-                f"{num(tuned['mean'])} against {num(base['mean'])} for the base model: a difference of "
-                f"{signed(tuned['mean_difference'])} ({interval(tuned['ci_low'], tuned['ci_high'])}, "
-                f"{tuned['test']} {p_value(tuned['p_value'])}).")
-    if missing(tuned["p_value"]):
-        return sentence
-    if tuned["p_value"] < SIGNIFICANCE and tuned["mean_difference"] > 0:
-        return "Yes. " + sentence
-    return "Not reliably. " + sentence
-
-
-def _verdict(value: float, p: float, low: float, chance: float, strong: float) -> str:
-    if missing(p) or missing(low) or p >= SIGNIFICANCE or low <= chance:
-        return "Not detectably"
-    return "Largely" if value >= strong else "Partly"
-
-
-def feedback_learned_tau(row: Any, held_out_of_tuning: bool) -> str:
-    """The answer to "did the model learn the feedback?" from the probe's Kendall tau on test words."""
-    verdict = _verdict(row["value"], row["p_value"], row["ci_low"], chance=0.0, strong=0.5)
-    words = ("words that tuning never showed the model and the probe was never fitted on"
-             if held_out_of_tuning else "words the probe was never fitted on")
-    agrees = "agrees" if verdict != "Not detectably" else "does not reliably agree"
-    return (f"{verdict}: on {num(row['n'])} {words}, the ranking the probe reads out of the tuned model "
-            f"{agrees} with the true reward (Kendall tau {num(row['value'], 2)}, "
-            f"{interval(row['ci_low'], row['ci_high'], lambda v: num(v, 2))}, {p_value(row['p_value'])}).")
-
-
-def feedback_learned_accuracy(row: Any) -> str:
-    """The same answer for preference (DPO) tasks: can the probe tell preferred from rejected?"""
-    verdict = _verdict(row["value"], row["p_value"], row["ci_low"], chance=0.5, strong=0.9)
-    return (f"{verdict}: on {num(row['n'])} held-out examples, a probe on the tuned model's features tells the "
-            f"preferred answer from the rejected one {percent(row['value'])} of the time, where chance is 50% "
-            f"({interval(row['ci_low'], row['ci_high'], percent)}, {p_value(row['p_value'])}).")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lfp_engine.store import DB_NAME
+from lfp_engine.run.store import DB_NAME
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from .data import EXPERIMENTS, FILLED_BY, FeatureKey, RunData
+from lfp_engine.sae.keys import FeatureKey
+
+from .data import RunData
 from .runs import discover_runs, parse_args, run_label
 
 RUN_KEY = "run"
@@ -41,10 +43,12 @@ def run_label_of(run: RunData) -> str:
 
 def how_to_fill(run: RunData, table: str) -> str:
     """One sentence naming the `lfp` command that writes `table` into this run."""
+    from precompute.stages import EXPERIMENT_TABLES, table_writers  # the stages import the models: only on need
+
     folder = run_label_of(run)
-    if table in EXPERIMENTS:
-        return f"`{EXPERIMENTS[table]} {folder}` writes `{table}`."
-    stage = FILLED_BY.get(table, "?")
+    if table in EXPERIMENT_TABLES:
+        return f"`{EXPERIMENT_TABLES[table]} {folder}` writes `{table}`."
+    stage = table_writers().get(table, "?")
     return (f"The `{stage}` stage writes `{table}`: run `lfp run --out {folder}` "
             f"(it runs `{stage}` and any earlier stage that has not run yet).")
 
@@ -72,4 +76,4 @@ def model_picker(models: list[str], key: str, **keep: str) -> str:
 
 
 def open_feature(key: FeatureKey) -> None:
-    st.switch_page(FEATURE_PAGE, query_params=key.query_params())
+    st.switch_page(FEATURE_PAGE, query_params={name: str(value) for name, value in key._asdict().items()})

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from lfp_engine.generation import sample_completions
-from lfp_engine.hub import load_causal_lm
-from lfp_engine.interventions import Intervention, intervening
+from lfp_engine.models.generation import sample_completions
+from lfp_engine.models.hub import load_causal_lm
+from lfp_engine.validation.interventions import Intervention, intervening
 from lfp_engine.serving import LiveRun
 
 N_TOKENS, N_SAMPLES, NEW_TOKENS = 64, 8, 20

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from lfp_engine.lexicon import vader_lexicon
-from lfp_engine.reward import VaderReward
+from lfp_engine.tuning.lexicon import vader_lexicon
+from lfp_engine.tuning.reward import VaderReward
 from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary
 
 

@@ -32,16 +32,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lfp_engine.activations import (
+from lfp_engine.sae.activations import (
     ActivationSet,
     capture_activations,
     length_sorted_batches,
     pad_batch,
     token_sequences,
 )
-from lfp_engine.hub import load_causal_lm, load_tokenizer
-from lfp_engine.sae import SaeSpec, train_saes
-from lfp_engine.saelens_format import save_sae
+from lfp_engine.models.hub import load_causal_lm, load_tokenizer
+from lfp_engine.sae.training import SaeSpec, train_saes
+from lfp_engine.sae.saelens_format import save_sae
 from lfp_engine.worlds import CORPUS, read_world_table
 
 L1, LR, BATCH = 1e-3, 1e-3, 32

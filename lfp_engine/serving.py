@@ -24,27 +24,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import config_from_dict, known_settings
-from .deltas import Encoder
-from .errors import InputError, StageOrderError
-from .hooks import shared_capture_hooks
-from .hub import load_causal_lm, load_tokenizer, resolve_device
-from .implicit_reward import token_rewards
-from .interventions import NO_INTERVENTION, Intervention, Key, intervention_hooks, validate
-from .manifest import read_config, read_manifest
-from .probe import LinearProbe, load_probe
-from .reward import VaderReward, build_reward
-from .reward_comparison import PairedComparison, paired_comparison
-from .sae import SparseAutoencoder
-from .saelens_format import find_saes, load_sae
-from .store import RunStore
-from .tasks import task_spec
-from .validation import Sampling, intervened_completions, relevant_features
-from .worlds import PROMPTS, WorldRecord, read_world_table
+from lfp_engine.run.config import RunConfig, config_from_dict
+from lfp_engine.run.overrides import known_settings
+from lfp_engine.run.errors import InputError, StageOrderError
+from lfp_engine.models.hooks import shared_capture_hooks
+from lfp_engine.models.generation import Sampling
+from lfp_engine.models.hub import load_causal_lm, load_tokenizer, resolve_device
+from lfp_engine.probe.implicit_reward import token_rewards
+from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervention_hooks, validate
+from lfp_engine.run.manifest import read_config, read_manifest
+from lfp_engine.probe.reader import PROBE_FILES, ProbeReader
+from lfp_engine.tuning.reward import VaderReward, build_reward
+from lfp_engine.statistics import PairedComparison, paired_comparison
+from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.crosscoder import load_crosscoders
+from lfp_engine.sae.keys import DictionaryKey
+from lfp_engine.sae.saelens_format import find_saes, load_sae
+from lfp_engine.run.store import RunStore
+from lfp_engine.run.tasks import task_spec
+from lfp_engine.validation.ablation import intervened_completions, relevant_features
+from lfp_engine.validation.paired_forward import PairedModels
+from lfp_engine.worlds import PROMPTS, WorldRecord, read_world_table
 
-PROBES = {"tuned": "probe", "base": "base_probe"}
-"""Each model's probe file in the run's `probe/` folder: the base model's was fit the same way on
-its own SAE codes (the probe stage's `base_model` baseline)."""
 MAX_SAMPLES = 256
 MAX_NEW_TOKENS = 100
 MAX_PROMPT_CHARS = 2_000
@@ -74,16 +75,6 @@ class GenerationComparison:
     """Modified vs unmodified rewards, paired by sample (None with a single sample)."""
 
 
-@dataclass
-class _Reader:
-    """A model, its SAEs at the probe's layers, and the probe: one model's implicit reward."""
-
-    encoder: Encoder
-    probe: LinearProbe
-    dictionaries: tuple[Key, ...]
-    """(layer, dict_size) of each SAE the probe reads."""
-
-
 class LiveRun:
     """Models, SAEs, probes and reward of one finished run, ready for requests from any thread."""
 
@@ -93,7 +84,7 @@ class LiveRun:
         stored = read_config(self.store)
         if stored is None:
             raise StageOrderError(f"{self.paths.root} holds no run: make one with `lfp run --out {self.paths.root}`")
-        self.config = config_from_dict(known_settings(stored[1]))
+        self.config = config_from_dict(known_settings(stored[1], RunConfig))
         manifest = read_manifest(self.store)
         if "rlhf" not in manifest or manifest["rlhf"].status != "done":
             raise StageOrderError(f"{self.paths.root} has no tuned model yet: run `lfp run --out {self.paths.root}`")
@@ -104,35 +95,26 @@ class LiveRun:
         self.models = {"tuned": load_causal_lm(self.paths.resolve(str(manifest["rlhf"].outputs["tuned_model"])),
                                                self.device, dtype),
                        "base": load_causal_lm(world.base_model, self.device, dtype)}
-        self.saes: dict[Key, SparseAutoencoder] = {
+        self.saes: dict[DictionaryKey, SparseAutoencoder] = {
             key: load_sae(path, self.device) for key, path in find_saes(self.paths.saes).items()}
-        self.readers = {name: self._reader(name) for name in PROBES if (self.paths.probe / f"{PROBES[name]}.json").exists()}
+        self.readers = {name: ProbeReader.load(self.paths, name, self.models[name], self.tokenizer, self.device,
+                                               loaded=self.saes if name == "tuned" else None)
+                        for name, file in PROBE_FILES.items() if (self.paths.probe / f"{file}.json").exists()}
         self.reward = build_reward(task_spec(self.config.task), self.config.reward, self.device)
         self.sampling = Sampling.of(self.config)
         prompts = read_world_table(self.paths.world, PROMPTS)
         self.heldout_prompts: list[str] = prompts.loc[prompts["purpose"] == "eval", "prompt"].tolist()
-        self.relevant: dict[Key, list[int]] = (
+        self.relevant: dict[DictionaryKey, list[int]] = (
             relevant_features(self.store.read("feature_explanations", "model = ?", ["tuned"]),
                               self.readers["tuned"].dictionaries)
             if "feature_explanations" in self.store.tables() and "tuned" in self.readers else {})
+        crosscoders = load_crosscoders(self.paths.crosscoders, self.device)
+        self.paired: PairedModels | None = PairedModels(self.models["base"], crosscoders) if crosscoders else None
+        """The base model and the crosscoders, when the run has them: the lab ablates crosscoder latents too."""
         self._hooks = ExitStack()
-        self._hooks.enter_context(intervention_hooks(self.models["tuned"], self.saes))
+        self._hooks.enter_context(intervention_hooks(self.models["tuned"], self.saes, self.paired))
         for model in self.models.values():
             self._hooks.enter_context(shared_capture_hooks(model))
-
-    def _reader(self, model: str) -> _Reader:
-        probe, card = load_probe(self.paths.probe, PROBES[model])
-        found = find_saes(self.paths.saes_of(model))
-        missing = [(layer, width) for layer, width in zip(card.layers, card.widths, strict=True)
-                   if (layer, width) not in found]
-        if missing:
-            raise StageOrderError(f"the {model} model's probe reads SAEs {missing} that {self.paths.saes_of(model)} "
-                                  "lacks: run the `sae` stage")
-        saes = ({key: self.saes[key] for key in zip(card.layers, card.widths, strict=True)} if model == "tuned" else
-                {key: load_sae(found[key], self.device) for key in zip(card.layers, card.widths, strict=True)})
-        encoder = Encoder(self.models[model], self.tokenizer, list(card.layers),
-                          {layer: sae for (layer, _), sae in saes.items()}, card.bos_token_id, card.max_tokens)
-        return _Reader(encoder, probe, tuple(saes))
 
     def close(self) -> None:
         """Remove the hooks (the models stay usable as plain models)."""
@@ -147,8 +129,8 @@ class LiveRun:
 
     def implicit_reward(self, text: str, model: str = "tuned", top_k: int = 5) -> LiveReward:
         """The probe's reward per token of `text` on `model`, and the task's true reward of the same text."""
-        if model not in PROBES:
-            raise InputError(f"model must be one of {sorted(PROBES)}, got {model!r}")
+        if model not in PROBE_FILES:
+            raise InputError(f"model must be one of {sorted(PROBE_FILES)}, got {model!r}")
         if model not in self.readers:
             raise StageOrderError(f"{self.paths.probe} has no probe of the {model} model: run the `probe` stage")
         reader = self.readers[model]
@@ -167,7 +149,7 @@ class LiveRun:
         """`n_samples` completions of the prompts (taken in turn) by the tuned model as it is and
         under `intervention`, all under `seed`: sample i of both sees the same noise, so the two
         differ only by what the intervention changed (nothing, when it is empty)."""
-        validate(intervention, self.saes)
+        validate(intervention, self.saes, self.paired)
         if self.reward is None:
             raise InputError(f"task {self.config.task!r} has no reward function to score completions with")
         if not prompts:
@@ -188,7 +170,8 @@ class LiveRun:
         plain = intervened_completions(model, self.tokenizer, chosen, NO_INTERVENTION, self.saes, self.reward,
                                        sampling, seed, "generate (unmodified)")
         changed = plain if intervention.empty else intervened_completions(
-            model, self.tokenizer, chosen, intervention, self.saes, self.reward, sampling, seed, "generate (modified)")
+            model, self.tokenizer, chosen, intervention, self.saes, self.reward, sampling, seed, "generate (modified)",
+            self.paired)
         samples = pd.DataFrame({"prompt": chosen, "unmodified": plain.texts, "unmodified_reward": plain.rewards,
                                 "modified": changed.texts, "modified_reward": changed.rewards,
                                 "difference": changed.rewards - plain.rewards})
@@ -196,7 +179,7 @@ class LiveRun:
                       if len(chosen) > 1 else None)
         return GenerationComparison(samples, comparison)
 
-    def dictionary_sizes(self) -> dict[Key, int]:
+    def dictionary_sizes(self) -> dict[DictionaryKey, int]:
         """Features per tuned dictionary, for pickers."""
         return {key: int(sae.d_sae) for key, sae in sorted(self.saes.items())}
 

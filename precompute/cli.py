@@ -4,7 +4,9 @@
     lfp run --out runs/tiny --stages rlhf        just some stages (their inputs must be done)
     lfp run --out runs/x --set seed=3 --set rlhf.beta=0.2 --config my.toml
     lfp status runs/tiny                         the run's manifest
+    lfp report runs/tiny [--json]                the run's answers: did tuning teach the feedback, where it diverges
     lfp presets                                  the named starting points
+    lfp settings [SECTION] [--preset tiny]       every setting: type or choices, default, meaning
     lfp sae-sweep runs/tiny --l1 0.001,0.002     SAEs retrained per L1 coefficient (paper fig. 8)
     lfp sae-compare runs/tiny                    tied vs untied, divergent vs lowest layers (tables 11, 12)
     lfp app runs/tiny [--port 8501]              the dashboard on a run
@@ -17,61 +19,25 @@ Errors a user can fix print as one line (`lfp: error: ...`) with exit status 2.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
 import socket
 import sys
-import tomllib
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lfp_engine.config import RunConfig, build_config, nest, parse_override
-from lfp_engine.errors import ConfigError, LfpError, RunFolderError
-from lfp_engine.manifest import read_config, read_manifest
-from lfp_engine.presets import PRESETS, preset
-from lfp_engine.store import RunPaths, RunStore
+from lfp_engine.run.config import SECTIONS, RunConfig, build_config, settings_help
+from lfp_engine.run.errors import ConfigError, LfpError, RunFolderError
+from lfp_engine.run.manifest import read_config, read_manifest
+from lfp_engine.run.overrides import known_settings, load_config_file, nest, parse_override
+from lfp_engine.run.presets import PRESETS, preset
+from lfp_engine.run.store import RunPaths, RunStore
 
 log = logging.getLogger("lfp")
-
-
-def load_config_file(path: Path) -> dict[str, Any]:
-    """A TOML or JSON file of settings, nested or with dotted keys."""
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        elif path.suffix.lower() == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            raise ConfigError(f"config file {path}: expected a .toml or .json file")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"config file {path} does not parse: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a table of settings at the top level")
-    flat = {k: v for k, v in data.items() if "." in k}
-    nested = {k: v for k, v in data.items() if "." not in k}
-    return _merge(nested, nest(flat))
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = _merge(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
-    return out
-
-
-def _known_settings(stored: dict[str, Any]) -> dict[str, Any]:
-    """The stored config minus settings this version no longer has (renamed or removed)."""
-    reference = RunConfig().to_dict()
-
-    def keep(data: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
-        return {k: keep(v, ref[k]) if isinstance(v, dict) and isinstance(ref.get(k), dict) else v
-                for k, v in data.items() if k in ref}
-
-    return keep(stored, reference)
 
 
 def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path | None,
@@ -88,7 +54,7 @@ def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path |
         name = stored_preset
         # The preset first, then the stored config over it: settings the run was made with
         # stay as they were, and sections added since (new stages) take the preset's values.
-        layers += [{"preset": name}, preset(name).overrides, _known_settings(stored_config)]
+        layers += [{"preset": name}, preset(name).overrides, known_settings(stored_config, RunConfig)]
     else:
         name = preset_name or "tiny"
         layers += [{"preset": name}, preset(name).overrides]
@@ -121,7 +87,7 @@ def _setup_logging(log_file: Path | None, verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_stages
+    from .runner import run_stages
 
     out = Path(args.out or f"runs/{args.preset or 'tiny'}")
     paths = RunPaths(out)
@@ -143,7 +109,9 @@ def _short(value: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .pipeline import stage_registry
+    from lfp_engine.report.verdict import read_verdict
+
+    from .stages import STAGES
 
     paths = RunPaths(args.run)
     store = RunStore(paths.root)
@@ -158,7 +126,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if stored:
         config = stored[1]
         print(f"run {paths.root}: preset {stored[0]}, task {config.get('task')}, seed {config.get('seed')}")
-    for stage in stage_registry():
+    for stage in STAGES:
         record = manifest.get(stage.name)
         if record is None:
             print(f"  {stage.name:<12} not run")
@@ -170,12 +138,53 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key, value in record.outputs.items():
             if not isinstance(value, (dict, list)) or len(str(value)) < 60:
                 print(f"      {key}: {_short(value)}")
+    answers = read_verdict(store).text()
+    if answers:
+        print(f"\n{answers}")
+    return 0
+
+
+NO_ANSWERS = "No answers yet: the `rlhf` and `probe` stages give them (`lfp run --out {run}`)."
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The verdict (`lfp_engine.report.verdict`): the same record the Story and Lexicon pages show."""
+    from lfp_engine.report.verdict import read_verdict
+
+    paths = _run_folder(args.run)
+    store = RunStore(paths.root)
+    preset, config = read_config(store) or ("?", {})
+    verdict = read_verdict(store)
+    if args.json:
+        print(json.dumps({"run": str(paths.root), "preset": preset, "task": config.get("task"),
+                          "seed": config.get("seed"), **verdict.to_dict()}, indent=2))
+        return 0
+    print(f"run {paths.root}: preset {preset}, task {config.get('task')}, seed {config.get('seed')}\n")
+    print(verdict.text() or NO_ANSWERS.format(run=args.run))
     return 0
 
 
 def cmd_presets(_: argparse.Namespace) -> int:
     for p in PRESETS.values():
         print(f"{p.name:<14} {p.summary}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Every setting with its type or choices, its default and its docstring, read from the code."""
+    values = build_config([{"preset": args.preset}, preset(args.preset).overrides]).to_dict() if args.preset else None
+    heading = None
+    for row in settings_help(args.section):
+        section, _, key = row.key.rpartition(".")
+        if section != heading:
+            heading = section
+            print(f"[{section or 'run'}] {inspect.getdoc(SECTIONS.get(section, RunConfig)).splitlines()[0]}")
+        line = f"  {row.key} ({row.type}) = {json.dumps(row.default)}"
+        value = None if values is None else values[section][key] if section else values[key]
+        if values is not None and value != row.default:
+            line += f"   [{args.preset}: {json.dumps(value)}]"
+        print(line)
+        print(textwrap.indent(textwrap.fill(" ".join(row.doc.split()), width=94), "      "))
     return 0
 
 
@@ -206,7 +215,7 @@ def _parse_numbers(text: str, option: str) -> list[float]:
 
 
 def cmd_sae_sweep(args: argparse.Namespace) -> int:
-    from .sae_experiments import l1_sweep, summary
+    from .experiments import l1_sweep, summary
 
     paths, config = _existing_run(args)
     table = l1_sweep(paths, config, _parse_numbers(args.l1, "--l1"))
@@ -217,7 +226,7 @@ def cmd_sae_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_sae_compare(args: argparse.Namespace) -> int:
-    from .sae_experiments import compare, summary
+    from .experiments import compare, summary
 
     paths, config = _existing_run(args)
     table = compare(paths, config)
@@ -276,8 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("run", help="run folder")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    report = sub.add_parser("report", help="the run's answers: did tuning teach the model the feedback, and where "
+                                           "does it diverge (the Story page's verdict)")
+    report.add_argument("run", help="run folder")
+    report.add_argument("--json", action="store_true", help="the same answers as JSON")
+    report.set_defaults(func=cmd_report)
     presets = sub.add_parser("presets", help="list the presets")
     presets.set_defaults(func=cmd_presets)
+    settings = sub.add_parser("settings", help="every setting: its type or choices, default and meaning")
+    settings.add_argument("section", nargs="?", help="only this section (e.g. sae) or top-level setting (e.g. task)")
+    settings.add_argument("--preset", help="also show where this preset's value differs from the default")
+    settings.set_defaults(func=cmd_settings)
     sweep = sub.add_parser("sae-sweep", help="retrain the run's SAEs for several L1 coefficients (paper figure 8)")
     sweep.add_argument("run", help="run folder (its `activations` stage must be done)")
     sweep.add_argument("--l1", default="0.001,0.002,0.004,0.006,0.008,0.01",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lfp_engine.hub import load_causal_lm, load_tokenizer
+from lfp_engine.models.hub import load_causal_lm, load_tokenizer
 from lfp_engine.worlds import WorldRecord
 
-from .pipeline import StageContext
+from .outputs import RlhfOutputs
+from .stage import StageContext
 
 
 def tuned_source(ctx: StageContext) -> str:
     """Path or hub id of the tuned model, as the rlhf stage recorded it ('./' = in the run folder)."""
-    return ctx.paths.resolve(str(ctx.outputs_of("rlhf")["tuned_model"]))
+    return ctx.paths.resolve(ctx.outputs_of(RlhfOutputs).tuned_model)
 
 
 def run_relative(ctx: StageContext, source: str) -> str:

@@ -49,7 +49,7 @@ def app_runs(micro_run, tmp_path_factory) -> dict[str, Path]:
     pipeline left it; copies with the probe and explain tables of tests/contract_fixture.py (FIXTURE
     data: a VADER-task regression probe, and a preference-task logistic probe); a run with only its
     world stage; one cut back to its `features` stage; a store that is not a database."""
-    from lfp_engine.store import RunStore
+    from lfp_engine.run.store import RunStore
 
     from .contract_fixture import add_contract_tables, copy_run
 
@@ -105,13 +105,13 @@ def live_app_run(micro_run, tmp_path_factory) -> Path:
 LATER_STAGES = ("contrastive", "probe", "explain", "validate")
 LATER_TABLES = ("triples", "contrastive_words", "probe_metrics", "probe_predictions", "probe_weights", "probe_pca",
                 "lexicon_comparison", "feature_explanations", "explanation_summary", "annotation_questions",
-                "annotations", "feature_frequency", "ablation_results", "ablation_samples")
+                "annotations", "feature_frequency", "ablation_results", "ablation_draws", "ablation_samples")
 
 
 def strip_to_features(run: Path) -> Path:
     """The run as it stood after its `features` stage: later stages' tables, manifest rows and the
     explanation columns of `features` gone, as in a run stopped there (or made before they existed)."""
-    from lfp_engine.store import RunStore
+    from lfp_engine.run.store import RunStore
 
     store = RunStore(run)
     store.drop(sorted(store.tables() & set(LATER_TABLES)))

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lfp_engine.activations import ActivationSet, capture_activations, mlp_outputs, pad_batch, token_sequences
-from lfp_engine.errors import InputError, StageOrderError
+from lfp_engine.sae.activations import ActivationSet, capture_activations, mlp_outputs, pad_batch, token_sequences
+from lfp_engine.run.errors import InputError, StageOrderError
 
 from .conftest import tiny_neox
 

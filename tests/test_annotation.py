@@ -10,9 +10,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from lfp_engine.annotation import NONE_OF_THE_ABOVE, agreement, annotator_name, record_answer
-from lfp_engine.errors import InputError, StoreBusyError
-from lfp_engine.store import RunStore
+from lfp_engine.explain.annotation import NONE_OF_THE_ABOVE, agreement, annotator_name, record_answer
+from lfp_engine.run.errors import InputError, StoreBusyError
+from lfp_engine.run.store import RunStore
 
 QUESTION = {"question_id": "q1", "options": ["a", "b", "c", "d", NONE_OF_THE_ABOVE], "correct_option": 2}
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lfp_engine.errors import InputError
+from lfp_engine.run.errors import InputError
 from lfp_engine.report.behaviour import (choice_change, count_usage, kind_summary, mcnemar_exact,
                                          paired_share_interval, word_changes)
 

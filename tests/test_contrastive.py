@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfp_engine.config import LlmSettings
-from lfp_engine.contrastive import (corpus_pools, find_occurrences, llm_text_triples, parse_rewrite, synthetic_pools,
-                                    synthetic_text_triples, word_triples)
-from lfp_engine.lexicon import vader_lexicon
-from lfp_engine.llm import ResponseCache, Usage, endpoint_from_settings
-from lfp_engine.reward import VaderReward
-from lfp_engine.store import RunStore
+from lfp_engine.explain.settings import LlmSettings
+from lfp_engine.probe.text_triples import llm_text_triples, parse_rewrite, synthetic_text_triples
+from lfp_engine.probe.word_triples import corpus_pools, find_occurrences, synthetic_pools, word_triples
+from lfp_engine.tuning.lexicon import vader_lexicon
+from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
+from lfp_engine.tuning.reward import VaderReward
+from lfp_engine.run.store import RunStore
 from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary, choose_heldout_words
 from lfp_engine.worlds.synthetic_world import generate_corpus, ground_truth_table
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lfp_engine.dictionaries import decoder_cosines, nearest_neighbors, shared_features, top_shared
-from lfp_engine.errors import InputError
-from lfp_engine.sae import SparseAutoencoder
+from lfp_engine.sae.shared_features import decoder_cosines, nearest_neighbors, shared_features, top_shared
+from lfp_engine.run.errors import InputError
+from lfp_engine.sae.autoencoder import SparseAutoencoder
 
 
 def untied_with_decoder(rows: torch.Tensor) -> SparseAutoencoder:

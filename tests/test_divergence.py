@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lfp_engine.architecture import anatomy, mlp_modules
-from lfp_engine.divergence import layer_divergence, top_layers
-from lfp_engine.errors import InputError
+from lfp_engine.models.architecture import anatomy, mlp_modules
+from lfp_engine.tuning.layer_divergence import layer_divergence, top_layers
+from lfp_engine.run.errors import InputError
 
 from .conftest import tiny_neox
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lfp_engine.explain import (Example, balanced_accuracy, detection_score, discretise, explanation_request,
-                                format_examples, keyword_judge, lexicon_correlation, offline_explanation,
-                                offline_relevance, parse_detection, parse_explanation, parse_relevance,
-                                parse_simulation, simulation_score, top_tokens)
-from lfp_engine.lexicon import vader_lexicon
+from lfp_engine.explain.offline import keyword_judge, lexicon_correlation, offline_explanation, offline_relevance, top_tokens
+from lfp_engine.explain.prompts import (Example, discretise, explanation_request, format_examples, parse_detection,
+                                        parse_explanation, parse_relevance, parse_simulation)
+from lfp_engine.explain.scoring import balanced_accuracy, detection_score, simulation_score
+from lfp_engine.tuning.lexicon import vader_lexicon
 
 GREAT = Example([" The", " film", " was", " great", "."], [0.0, 0.0, 0.1, 2.0, 0.0])
 SUPERB = Example([" A", " superb", " cast"], [0.0, 1.6, 0.2])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.features import context_windows, direct_logit_effects, feature_statistics
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.sae.features import context_windows, direct_logit_effects, feature_statistics
 
 from .conftest import tiny_neox
 from .test_activations import capture, sequences

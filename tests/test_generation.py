@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lfp_engine.generation import completion_logprobs, sample_completions
+from lfp_engine.models.generation import completion_logprobs, sample_completions
 from lfp_engine.worlds.tokenizer import train_bpe_tokenizer
 
 from .conftest import tiny_neox
@@ -52,7 +52,7 @@ def test_sampling_ignores_the_global_rng_and_follows_the_distribution():
 
 
 def test_gumbel_sampling_draws_from_the_softmax():
-    from lfp_engine.generation import GumbelSampling
+    from lfp_engine.models.generation import GumbelSampling
 
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(40000, 1)
     noise = GumbelSampling(temperature=1.5, generator=torch.Generator().manual_seed(0))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lfp_engine.architecture import final_norm, mlp_modules
-from lfp_engine.errors import InputError
-from lfp_engine.hooks import capture_mlp_outputs, replace_mlp_output
+from lfp_engine.models.architecture import final_norm, mlp_modules
+from lfp_engine.run.errors import InputError
+from lfp_engine.models.hooks import capture_mlp_outputs, replace_mlp_output
 
 from .conftest import tiny_neox
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from lfp_engine import hub
-from lfp_engine.errors import HubUnreachableError, UnknownModelError
+from lfp_engine.models import hub
+from lfp_engine.run.errors import HubUnreachableError, UnknownModelError
 
 from .conftest import tiny_neox
 

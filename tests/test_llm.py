@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lfp_engine.config import LlmSettings
-from lfp_engine.llm import (CACHE_TABLE, Usage, complete_many, endpoint_from_settings, parse_json_answer,
+from lfp_engine.explain.settings import LlmSettings
+from lfp_engine.explain.llm import (CACHE_TABLE, Usage, complete_many, endpoint_from_settings, parse_json_answer,
                             ResponseCache)
-from lfp_engine.store import RunStore
+from lfp_engine.run.store import RunStore
 
 from .fake_llm import FakeLLM
 

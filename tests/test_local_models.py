@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lfp_engine.manifest import read_manifest
-from lfp_engine.store import RunStore
+from lfp_engine.run.manifest import read_manifest
+from lfp_engine.run.store import RunStore
 from lfp_engine.worlds.hub_corpora import split_dialogue
 
 from .conftest import run_lfp

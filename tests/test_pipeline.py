@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lfp_engine.manifest import read_manifest
-from lfp_engine.store import RunStore
+from lfp_engine.run.manifest import read_manifest
+from lfp_engine.run.store import RunStore
 
 from .conftest import ROOT, lfp_command, run_lfp
 

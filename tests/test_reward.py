@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lfp_engine.errors import ConfigError, InputError
-from lfp_engine.lexicon import vader_lexicon
-from lfp_engine.reward import ClassifierReward, VaderReward, positive_label_index, scored_texts
+from lfp_engine.run.errors import ConfigError, InputError
+from lfp_engine.tuning.lexicon import vader_lexicon
+from lfp_engine.tuning.reward import ClassifierReward, VaderReward, positive_label_index, scored_texts
 
 
 def test_lexicon_values_are_the_raw_means():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lfp_engine.errors import InputError
-from lfp_engine.reward_comparison import paired_comparison
+from lfp_engine.run.errors import InputError
+from lfp_engine.statistics import paired_comparison
 
 
 def test_matches_scipy_paired_t_test():

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfp_engine.errors import InputError
-from lfp_engine.interventions import NO_INTERVENTION, Intervention
-from lfp_engine.manifest import read_manifest
+from lfp_engine.run.errors import InputError
+from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention
+from lfp_engine.run.manifest import read_manifest
 from lfp_engine.serving import MAX_PROMPT_CHARS, LiveRun
-from lfp_engine.store import RunStore
+from lfp_engine.run.store import RunStore
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from lfp_engine.atomic import atomic_path, sweep_temporaries, write_parquet
-from lfp_engine.errors import RunFolderError
-from lfp_engine.manifest import MANIFEST_TABLE, StageRecord, ensure_tables, read_manifest
-from lfp_engine.store import RunStore
+from lfp_engine.run.atomic import atomic_path, sweep_temporaries, write_parquet
+from lfp_engine.run.errors import RunFolderError
+from lfp_engine.run.manifest import MANIFEST_TABLE, StageRecord, ensure_tables, read_manifest
+from lfp_engine.run.store import RunStore
 
 
 def test_atomic_path_replaces_whole_or_not_at_all(tmp_path):

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lfp_engine.errors import InputError
-from lfp_engine.lexicon import vader_lexicon, word_tokens
-from lfp_engine.reward import VaderReward
+from lfp_engine.run.errors import InputError
+from lfp_engine.tuning.lexicon import vader_lexicon, word_tokens
+from lfp_engine.tuning.reward import VaderReward
 from lfp_engine.worlds.prompts import make_prompts
 from lfp_engine.worlds.synthetic_reviews import (CONTESTED, DATA_DIR, KINDS, ORDINARY, REWARD_ONLY, ReviewGenerator,
                                                  Vocabulary, choose_heldout_words)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import charts, ui
 from app.data import RunData
-from app.formatting import num, p_number, percent, signed
+from lfp_engine.report.formatting import num, p_number, percent, signed
 from app.runs import run_label
 
 # (headline key, label, how to write it): the numbers runs are compared on.
@@ -38,7 +38,8 @@ other = RunData(st.selectbox("Compare with", others, format_func=run_label, key=
                              persist_state="session"))
 runs = {ui.run_label_of(run): run, ui.run_label_of(other): other}
 headlines = {name: r.headline() for name, r in runs.items()}
-table = pd.DataFrame({name: [show(h[key]) if key in h else "not run" for key, _, show in ROWS]
+table = pd.DataFrame({name: [show(getattr(h, key)) if getattr(h, key) is not None else "not run"
+                             for key, _, show in ROWS]
                       for name, h in headlines.items()}, index=[label for _, label, _ in ROWS])
 st.table(table)
 ui.explain("'not run': the stage that measures it has not run in that run; `lfp run --out <run>` fills it in. "

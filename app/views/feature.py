@@ -5,8 +5,8 @@ features, and how much the reward probe leans on it. The URL names the feature, 
 import streamlit as st
 
 from app import charts, ui
-from app.data import FeatureKey
-from app.formatting import missing, num, percent
+from lfp_engine.sae.keys import FeatureKey
+from lfp_engine.report.formatting import missing, num, percent
 from app.markup import highlighted, labelled, quoted
 
 run = ui.current_run()

@@ -7,8 +7,9 @@ from dataclasses import replace
 import streamlit as st
 
 from app import ui
-from app.data import FEATURE_SORTS, RELEVANCE, FeatureKey, FeatureQuery
-from app.formatting import num
+from app.data import FEATURE_SORTS, RELEVANCE, FeatureQuery
+from lfp_engine.sae.keys import FeatureKey
+from lfp_engine.report.formatting import num
 
 PAGE_SIZE = 50
 

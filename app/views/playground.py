@@ -5,9 +5,9 @@ it, the features behind each token, and the same text read by the base model."""
 import streamlit as st
 
 from app import charts, live, ui
-from app.formatting import num
+from lfp_engine.report.formatting import num
 from app.markup import drivers_table, reward_heat, text_pieces
-from lfp_engine.errors import InputError
+from lfp_engine.run.errors import InputError
 
 run = ui.current_run()
 st.title("Implicit reward playground")

@@ -8,11 +8,11 @@ import html
 import streamlit as st
 
 from app import ui
-from app.data import FeatureKey
-from app.formatting import num, percent
+from lfp_engine.sae.keys import FeatureKey
+from lfp_engine.report.formatting import num, percent
 from app.markup import highlighted, labelled
-from lfp_engine.annotation import N_EXPLANATIONS, agreement, annotator_name, record_answer
-from lfp_engine.errors import InputError, StoreBusyError
+from lfp_engine.explain.annotation import N_EXPLANATIONS, agreement, annotator_name, record_answer
+from lfp_engine.run.errors import InputError, StoreBusyError
 
 EXAMPLES_SHOWN = 6
 LETTERS = "ABCDE"

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import InputError
-from ..lexicon import word_tokens
-from ..worlds.synthetic_reviews import CONTESTED, KINDS, ORDINARY, REWARD_ONLY
+from lfp_engine.run.errors import InputError
+from lfp_engine.tuning.lexicon import word_tokens
+from lfp_engine.worlds.synthetic_reviews import CONTESTED, KINDS, ORDINARY, REWARD_ONLY
 
 WORD_COLUMNS = ["word", "n_completions", "base_count", "tuned_count", "base_share", "tuned_share", "only_base",
                 "only_tuned", "share_difference", "ci_low", "ci_high", "p_value", "q_value"]

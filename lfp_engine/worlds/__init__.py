@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import StageOrderError
+from lfp_engine.run.errors import StageOrderError
 
 RECORD = "world.json"
 CORPUS = "corpus.parquet"

@@ -1,6 +1,6 @@
 """Corpora of the hub presets: IMDb reviews and the DPO preference datasets (paper 3.1).
 
-Loaded by hub id or local path through `lfp_engine.hub`, normalised to the same frames the
+Loaded by hub id or local path through `lfp_engine.models.hub`, normalised to the same frames the
 synthetic world produces, so every later stage is indifferent to where its text came from.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..hub import load_dataset_split
+from lfp_engine.run.errors import InputError
+from lfp_engine.models.hub import load_dataset_split
 
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 ASSISTANT_TURN = "\n\nAssistant:"

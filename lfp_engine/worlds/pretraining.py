@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
-from ..config import SyntheticSettings
+from lfp_engine.worlds.settings import SyntheticSettings
 
 log = logging.getLogger(__name__)
 

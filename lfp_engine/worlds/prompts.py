@@ -12,8 +12,8 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..lexicon import word_tokens
+from lfp_engine.run.errors import InputError
+from lfp_engine.tuning.lexicon import word_tokens
 
 
 def token_prefixes(texts: list[str], tokenizer, lengths: np.ndarray) -> list[str]:

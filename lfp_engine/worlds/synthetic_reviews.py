@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from lfp_engine.run.errors import ConfigError, InputError
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "tiny_world"
 

@@ -12,11 +12,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
-from ..config import SyntheticSettings
-from ..lexicon import vader_lexicon, word_tokens
-from .pretraining import PretrainResult, pretrain
-from .synthetic_reviews import ReviewGenerator, Vocabulary, choose_heldout_words
-from .tokenizer import train_bpe_tokenizer
+from lfp_engine.worlds.settings import SyntheticSettings
+from lfp_engine.tuning.lexicon import vader_lexicon, word_tokens
+from lfp_engine.worlds.pretraining import PretrainResult, pretrain
+from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary, choose_heldout_words
+from lfp_engine.worlds.tokenizer import train_bpe_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,24 @@
-"""The stages of a run, in pipeline order (DESIGN.md, "Stages of a run")."""
+"""The stages of a run, in pipeline order (README, "What a run is"), and the tables each writes."""
 
-from . import activations, contrastive, divergence, explain, features, probe, rlhf, sae, validate, world
+from lfp_engine.run.manifest import CONFIG_TABLE, MANIFEST_TABLE
 
-STAGES = [world.STAGE, rlhf.STAGE, divergence.STAGE, activations.STAGE, sae.STAGE, features.STAGE,
-          contrastive.STAGE, probe.STAGE, explain.STAGE,
-          validate.STAGE]
+from ..stage import Stage
+from . import activations, contrastive, crosscoder, divergence, explain, features, probe, rlhf, sae, validate, world
+
+STAGES: list[Stage] = [world.STAGE, rlhf.STAGE, divergence.STAGE, activations.STAGE, sae.STAGE, features.STAGE,
+                       contrastive.STAGE, probe.STAGE, explain.STAGE, validate.STAGE,
+                       crosscoder.STAGE]
+
+EXPERIMENT_TABLES = {"sae_l1_sweep": "lfp sae-sweep", "sae_comparison": "lfp sae-compare"}
+"""Tables written by an on-demand command rather than a stage."""
+
+
+def table_writers() -> dict[str, str]:
+    """Which stage first writes each table of the store (later stages may rewrite it: `explain`
+    fills the explanation columns of `features`); the manifest and config tables come with any
+    `lfp run`, so with its first stage."""
+    writers = {MANIFEST_TABLE: STAGES[0].name, CONFIG_TABLE: STAGES[0].name}
+    for stage in STAGES:
+        for table in stage.tables:
+            writers.setdefault(table, stage.name)
+    return writers

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import logging
 
-from lfp_engine.divergence import layer_divergence, top_layers
+from lfp_engine.tuning.layer_divergence import layer_divergence, mark_chosen
 
 from ..models import load_base, load_tuned, tuned_source
-from ..pipeline import Stage, StageContext, StageResult
+from ..outputs import DivergenceOutputs
+from ..stage import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
 
 
 def run(ctx: StageContext) -> StageResult:
     base, tuned = load_base(ctx), load_tuned(ctx)
-    table = layer_divergence(base, tuned)
-    chosen = top_layers(table, ctx.config.divergence.top_k)
-    table["rank"] = table["divergence"].rank(ascending=False, method="first").astype(int)
-    table["chosen"] = table["layer"].isin(chosen)
+    table, chosen = mark_chosen(layer_divergence(base, tuned), ctx.config.divergence.top_k)
     log.info("most divergent layers: %s", chosen)
     return StageResult(
         tables={"layer_divergence": table},
-        outputs={"layers": chosen, "n_layers": len(table), "max_divergence": float(table["divergence"].max())},
+        outputs=DivergenceOutputs(layers=chosen, n_layers=len(table), max_divergence=float(table["divergence"].max())),
         inputs={"tuned_model": tuned_source(ctx)},
     )
 
 
-STAGE = Stage(name="divergence", run=run, sections=("divergence",), needs=("world", "rlhf"))
+STAGE = Stage(name="divergence", run=run, sections=("divergence",), tables=("layer_divergence",),
+              needs=("world", "rlhf"))

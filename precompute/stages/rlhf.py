@@ -9,15 +9,16 @@ import shutil
 from pathlib import Path
 
 
-from lfp_engine.atomic import atomic_path
-from lfp_engine.hub import DTYPES, is_local, load_causal_lm
-from lfp_engine.reward import build_reward
-from lfp_engine.rlhf import evaluate_tuning, train_dpo, train_rloo, training_log_frame
-from lfp_engine.tasks import task_spec
+from lfp_engine.run.atomic import atomic_path
+from lfp_engine.models.hub import DTYPES, is_local, load_causal_lm
+from lfp_engine.tuning.reward import build_reward
+from lfp_engine.tuning.rlhf import evaluate_tuning, train_dpo, train_rloo, training_log_frame
+from lfp_engine.run.tasks import task_spec
 from lfp_engine.worlds import PREFERENCES, PROMPTS, WorldRecord, read_world_table
 
 from ..models import load_base, load_tokenizer_of
-from ..pipeline import Stage, StageContext, StageResult
+from ..outputs import RlhfOutputs
+from ..stage import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
 
@@ -64,12 +65,13 @@ def run(ctx: StageContext) -> StageResult:
     evaluation = evaluate_tuning(base, tuned, tokenizer, eval_prompts, reward, c.evaluation, c.reward.score_prefix,
                                  ctx.seed, c.world.max_length, preference_pairs=test_pairs)
     table = evaluation.table()
-    headline = {f"{row.metric}_{row.model}_mean": row.mean for row in table.itertuples()}
-    headline |= {f"{c.metric}_p_value": c.p_value for c in evaluation.comparisons}
+    outputs = RlhfOutputs(tuned_model=source, method="given" if c.tuned_model else spec.method,
+                          kl_to_base=evaluation.kl_to_base,
+                          mean_rewards={f"{row.metric}_{row.model}": row.mean for row in table.itertuples()},
+                          p_values={comparison.metric: comparison.p_value for comparison in evaluation.comparisons})
     return StageResult(
+        outputs=outputs,
         tables={"rlhf_rewards": table, "rlhf_samples": evaluation.samples, "rlhf_training_log": training_log},
-        outputs={"tuned_model": source, "method": "given" if c.tuned_model else spec.method,
-                 "kl_to_base": evaluation.kl_to_base, **headline},
         inputs={"base_model": world.base_model, "n_eval_prompts": len(eval_prompts)},
     )
 
@@ -79,6 +81,7 @@ STAGE = Stage(
     run=run,
     version=2,  # 2: evaluation samples through Gumbel-max with a private generator
     sections=("task", "tuned_model", "rlhf", "dpo", "reward", "evaluation"),
+    tables=("rlhf_rewards", "rlhf_samples", "rlhf_training_log"),
     needs=("world",),
     derived=lambda config: {"dtype": config.world.dtype, "max_length": config.world.max_length},
     artifacts=lambda paths, config: [] if config.tuned_model else [paths.tuned_model / "config.json"],

@@ -1,13 +1,13 @@
-"""Stage `validate`: the paper's two checks of the probe against the explanations (tables 6, 7).
+"""Stage `validate`: the paper's two checks of the probe against the explanations (tables 6, 7),
+each against a density-matched control.
 
 Relevant features are those of the dictionaries the probe reads (the smaller one of each chosen
-layer). Feature frequency: the probe is applied to every held-out token of the tuned model (its
-codes from the stored activations, no forward pass); on the tokens it scores above the
-threshold, the firing rate of each feature of those dictionaries is counted, and relevant
-features are compared with the others. Ablation: completions of held-out prefixes with the relevant
-features zero-ablated, with as many random features ablated (the control the paper lacks,
-averaged over several draws), and with nothing ablated, all under one seed, scored with the
-task's reward.
+layer) that the explain stage judged related to the task. Feature frequency
+(`lfp_engine.validation.frequency`): how much more often they fire on held-out tokens the probe
+scores above the threshold than on all held-out tokens, against shared features matched to them in
+density. Ablation (`lfp_engine.validation.ablation`): the reward of completions with them
+zero-ablated, against nothing ablated and against density-matched random features
+(`lfp_engine.validation.matching` holds the matching rule).
 """
 
 from __future__ import annotations
@@ -17,110 +17,88 @@ import logging
 import numpy as np
 import pandas as pd
 
-from lfp_engine.activations import ActivationSet
-from lfp_engine.interventions import NO_INTERVENTION, Intervention, intervention_hooks
-from lfp_engine.probe import load_probe
-from lfp_engine.reward import build_reward
-from lfp_engine.saelens_format import find_saes, load_sae
-from lfp_engine.seeding import derive_seed
-from lfp_engine.tasks import task_spec
-from lfp_engine.validation import (FiringCounter, Sampling, ablation_table, feature_frequency, intervened_completions,
-                                   random_intervention, relevant_features, relevant_intervention)
+from lfp_engine.models.generation import Sampling
+from lfp_engine.probe.reader import ProbeReader
+from lfp_engine.run.seeding import derive_seed
+from lfp_engine.run.tasks import task_spec
+from lfp_engine.sae.activations import ActivationSet
+from lfp_engine.sae.keys import FeatureKey
+from lfp_engine.tuning.reward import build_reward
+from lfp_engine.validation.ablation import ablation_conditions, ablation_design, relevant_features
+from lfp_engine.validation.frequency import count_firing, feature_frequency
+from lfp_engine.validation.matching import shared_masks, validation_controls
 from lfp_engine.worlds import PROMPTS, read_world_table
 
 from ..models import load_tokenizer_of, load_tuned
-from ..pipeline import Stage, StageContext, StageResult
+from ..outputs import ValidateOutputs
+from ..stage import Stage, StageContext, StageResult
 
 log = logging.getLogger("lfp")
 
-EVAL_BATCH_ROWS = 4096
 
-
-def count_firing(ctx: StageContext, saes: dict, probe, card, threshold: float) -> tuple[FiringCounter, np.ndarray]:
-    """Stream the held-out activations: probe values per token, firing counts on strong tokens."""
-    evaluation = ActivationSet(ctx.paths.activations / "eval")
-    layers = evaluation.layers
-    counter = FiringCounter()
-    values = []
-    for _, x in evaluation.iter_rows(layers, EVAL_BATCH_ROWS, ctx.device):
-        codes = {key: sae.encode(x[layers.index(key[0])]).detach().cpu().numpy() for key, sae in saes.items()}
-        inputs = np.concatenate([codes[(layer, width)] for layer, width in zip(card.layers, card.widths, strict=True)],
-                                axis=1)
-        predicted = probe.predict(inputs)
-        counter.add(codes, predicted > threshold)
-        values.append(predicted)
-    return counter, np.concatenate(values)
+def summary(frequency: pd.DataFrame, ablation: pd.DataFrame | None, n_relevant: int, n_inputs: int,
+            probe_value_p99: float) -> ValidateOutputs:
+    """The manifest's figures: each group's firing rate and enrichment, each test's p-value."""
+    groups = frequency[frequency["compared_with"].isna()]
+    test = frequency[frequency["compared_with"].notna()].iloc[0]
+    comparisons = [] if ablation is None else ablation[ablation["compared_with"].notna()].itertuples()
+    return ValidateOutputs(
+        n_relevant_features=n_relevant, n_strong_inputs=int(test["n_inputs"]), n_inputs=n_inputs,
+        probe_value_p99=probe_value_p99, firing_rates=dict(zip(groups["group"], groups["firing_rate"])),
+        enrichment=dict(zip(groups["group"], groups["enrichment"])) | {"relevant_vs_matched": test["enrichment"]},
+        frequency_p_value=float(test["p_value"]),
+        mean_rewards={} if ablation is None else dict(zip(ablation["condition"], ablation["mean_reward"])),
+        p_values={f"{r.condition}_vs_{r.compared_with}".replace(" ", "_"): r.p_value for r in comparisons},
+        notes=sorted(set(frequency["note"].dropna()) | (set() if ablation is None else set(ablation["note"].dropna()))))
 
 
 def run(ctx: StageContext) -> StageResult:
     c, v = ctx.config, ctx.config.validate
-    ctx.outputs_of("probe")
     explanations = ctx.store.read("feature_explanations", where="model = ?", params=["tuned"])
-    probe, card = load_probe(ctx.paths.probe)
-    probed = list(zip(card.layers, card.widths, strict=True))
-    relevant = relevant_features(explanations, probed)
-    found = find_saes(ctx.paths.saes)
-    saes = {key: load_sae(found[key], ctx.device) for key in probed}
+    model, tokenizer = load_tuned(ctx), load_tokenizer_of(ctx)
+    reader = ProbeReader.load(ctx.paths, "tuned", model, tokenizer, ctx.device)
+    relevant = relevant_features(explanations, reader.dictionaries)
 
-    counter, values = count_firing(ctx, saes, probe, card, v.threshold)
-    keys = {(layer, size, f) for (layer, size), fs in relevant.items() for f in fs}
-    frequency = feature_frequency(counter.rates(), keys, v.threshold, counter.n_strong)
+    counter, values = count_firing(ActivationSet(ctx.paths.activations / "eval"), reader, v.threshold, ctx.device)
+    densities = counter.densities()
+    shared = shared_masks(ctx.store.read("features", where="model = ?", params=["tuned"]),
+                          {key: len(d) for key, d in densities.items()})
+    controls = validation_controls(relevant, densities, shared, counter.n_inputs, v.match_pool)
+    keys = {FeatureKey("tuned", layer, size, f) for (layer, size), fs in relevant.items() for f in fs}
+    frequency = feature_frequency(counter.rates(), keys, controls.frequency, v.threshold, counter.n_strong,
+                                  v.n_bootstrap, derive_seed(ctx.seed, "enrichment"))
     if counter.n_strong < 10:
         log.warning("only %d of %d held-out tokens score above validate.threshold=%g (probe values: 99th percentile "
                     "%.2f); lower the threshold for a meaningful feature-frequency check", counter.n_strong,
                     counter.n_inputs, v.threshold, float(np.percentile(values, 99)))
-    outputs = {"n_relevant_features": len(keys), "n_strong_inputs": counter.n_strong, "n_inputs": counter.n_inputs,
-               "probe_value_p99": float(np.percentile(values, 99)),
-               **{f"firing_rate_{r.group}": r.firing_rate for r in frequency.itertuples()},
-               "frequency_p_value": float(frequency["p_value"].iloc[0])}
     tables = {"feature_frequency": frequency}
-
+    ablation = None
     reward = build_reward(task_spec(c.task), c.reward, ctx.device)
     if reward is None:
         log.warning("task %s has no reward function: the ablation check is skipped", c.task)
     else:
-        tables |= ablation(ctx, relevant, saes, reward)
-        table = tables["ablation_results"]
-        outputs |= {f"{r.condition}_mean_reward": r.mean_reward for r in table.itertuples()}
-        outputs |= {f"{r.condition}_p_value": r.p_value for r in table.itertuples() if r.condition != "none"}
-    return StageResult(tables=tables, outputs=outputs, inputs={"n_explained": len(explanations)})
-
-
-def ablation(ctx: StageContext, relevant: dict, saes: dict, reward) -> dict[str, pd.DataFrame]:
-    v = ctx.config.validate
-    prompts = read_world_table(ctx.paths.world, PROMPTS)
-    prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(v.n_prompts).tolist()
-    model, tokenizer = load_tuned(ctx), load_tokenizer_of(ctx)
-    sizes = {key: sae.d_sae for key, sae in saes.items()}
-    rng = np.random.default_rng(derive_seed(ctx.seed, "random features"))
-    conditions: dict[str, list[Intervention]] = {
-        "none": [NO_INTERVENTION], "relevant": [relevant_intervention(relevant)],
-        "random": [random_intervention(relevant, sizes, rng) for _ in range(v.n_random_draws)],
-    }
-    rewards, samples = {}, []
-    with intervention_hooks(model, saes):
-        for condition, draws in conditions.items():
-            per_draw = []
-            for i, intervention in enumerate(draws):
-                out = intervened_completions(model, tokenizer, prompts, intervention, saes, reward,
-                                             Sampling.of(ctx.config), ctx.seed, f"generate ({condition} ablated)")
-                per_draw.append(out.rewards)
-                if i == 0:
-                    samples.append(pd.DataFrame({"condition": condition, "prompt": prompts[:v.n_samples_stored],
-                                                 "completion": out.texts[:v.n_samples_stored],
-                                                 "reward": out.rewards[:v.n_samples_stored]}))
-            rewards[condition] = np.mean(per_draw, axis=0)
-    shown = {k: d[0] for k, d in conditions.items()}
-    return {"ablation_results": ablation_table(rewards, shown, ctx.seed),
-            "ablation_samples": pd.concat(samples, ignore_index=True)}
+        prompts = read_world_table(ctx.paths.world, PROMPTS)
+        prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(v.n_prompts).tolist()
+        design = ablation_design(relevant, controls.ablation, densities, v.n_random_draws,
+                                 np.random.default_rng(derive_seed(ctx.seed, "random features")))
+        ablation = ablation_conditions(model, tokenizer, prompts, design, reader.saes, reward, Sampling.of(c),
+                                       ctx.seed, v.n_samples_stored)
+        tables |= {"ablation_results": ablation.table, "ablation_draws": ablation.draws,
+                   "ablation_samples": ablation.samples}
+    outputs = summary(frequency, None if ablation is None else ablation.table, n_relevant=len(keys),
+                      n_inputs=counter.n_inputs, probe_value_p99=float(np.percentile(values, 99)))
+    return StageResult(outputs=outputs, tables=tables, inputs={"n_explained": len(explanations)})
 
 
 STAGE = Stage(
     name="validate",
     run=run,
     sections=("validate",),
+    tables=("feature_frequency", "ablation_results", "ablation_draws", "ablation_samples"),
     needs=("probe", "explain"),
-    version=3,  # 2: relevant features only from the dictionaries the probe reads; 3: so are the others
+    # 2: relevant features only from the dictionaries the probe reads; 3: so are the others;
+    # 4: density-matched controls, enrichment, relevant vs random, draws stored
+    version=4,
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length},
 )

@@ -1,0 +1,1 @@
+"""Explanations of features (paper 3.4, appendix G): prompts, explainers, the LLM client, the quiz."""

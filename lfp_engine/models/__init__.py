@@ -1,0 +1,1 @@
+"""Language models: loading by Hugging Face id or path, their anatomy, hooks, sampling."""

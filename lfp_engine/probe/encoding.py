@@ -1,0 +1,150 @@
+"""The probe's input A(x) and the activation deltas between contrastive elements (paper 3.3).
+
+A(x) is the concatenation, over the chosen layers, of the smaller dictionary's SAE code of the
+MLP output, taken from one model for both the activations and the SAEs (the authors' code took
+activations from the base model and encoded them with the tuned model's SAEs). For a word
+triple, A(x) is the mean code over the substituted word's sub-tokens: a positive and a neutral
+word may split into different numbers of tokens, so per-token deltas cannot be paired, but
+their mean codes can. For a text triple it is the mean over all of the text's tokens. Texts are
+fed as the SAEs saw their training activations (with the BOS/document separator first, whose
+position is never encoded) and padding never reaches an SAE.
+
+Then Delta+ = ||A(x+) - A(x0)|| and Delta- = -||A(x-) - A(x0)||.
+
+`Encoder` also yields per-token codes, which the dashboard's implicit-reward view applies the
+probe to; since the probe is linear, the mean of its per-token values over a word's tokens is
+exactly its value on the word's A(x).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lfp_engine.sae.activations import mlp_outputs, pad_batch
+from lfp_engine.run.errors import InputError
+from lfp_engine.sae.autoencoder import SparseAutoencoder
+
+
+@dataclass(frozen=True)
+class CodeLayout:
+    """Which column of A(x) is which feature: layers in ascending order, each layer's codes in turn."""
+
+    layers: tuple[int, ...]
+    widths: tuple[int, ...]
+    """Dictionary size of each layer's SAE (or d_model for raw activations)."""
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in np.concatenate([[0], np.cumsum(self.widths)[:-1]]))
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.widths))
+
+    def column(self, layer: int, feature: int) -> int:
+        return self.offsets[self.layers.index(layer)] + feature
+
+    def feature_of(self, column: int) -> tuple[int, int, int]:
+        """(layer, dict_size, feature) of a column."""
+        i = int(np.searchsorted(self.offsets, column, side="right") - 1)
+        return self.layers[i], self.widths[i], int(column - self.offsets[i])
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    ids: list[int]
+    positions: list[int]
+    """Positions (in `ids`) whose codes are averaged: the word's sub-tokens, or all tokens."""
+
+
+def tokenize(tokenizer, texts: Sequence[str], spans: Sequence[tuple[int, int]] | None,
+             max_tokens: int) -> list[TokenizedText]:
+    """Token ids of each text, with the positions to average over.
+
+    With `spans` (character ranges of the substituted words), the text is cut after the word's
+    last token (later tokens cannot influence it) and only the last `max_tokens` are kept; without,
+    the first `max_tokens`. A text with no tokens, or a span that covers none, is refused.
+    """
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for i, (ids, offsets) in enumerate(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)):
+        if not ids:
+            raise InputError(f"text {i} has no tokens: {texts[i]!r}")
+        if spans is None:
+            ids = ids[:max_tokens]
+            out.append(TokenizedText(ids, list(range(len(ids)))))
+            continue
+        start, end = spans[i]
+        inside = [j for j, (a, b) in enumerate(offsets) if a < end and b > start]
+        if not inside:
+            raise InputError(f"characters {start}-{end} of text {i} cover no token: {texts[i]!r}")
+        cut = inside[-1] + 1
+        first = max(0, cut - max_tokens)
+        out.append(TokenizedText(ids[first:cut], [j - first for j in inside if j >= first]))
+    return out
+
+
+class Encoder:
+    """A model and one SAE per chosen layer: token texts in, concatenated codes out.
+
+    Without SAEs (`saes=None`) the representation is the raw MLP outputs, the probe's
+    no-SAE baseline.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, layers: Sequence[int],
+                 saes: Mapping[int, SparseAutoencoder] | None, bos_token_id: int | None, max_tokens: int,
+                 batch_size: int = 32):
+        self.model, self.tokenizer = model, tokenizer
+        self.layers = sorted(layers)
+        self.saes = saes
+        if saes is not None and set(saes) != set(self.layers):
+            raise InputError(f"SAEs for layers {sorted(saes)} do not match the chosen layers {self.layers}")
+        self.bos_token_id = bos_token_id
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        d_model = model.get_input_embeddings().weight.shape[1]
+        widths = [saes[layer].d_sae for layer in self.layers] if saes is not None else [d_model] * len(self.layers)
+        self.layout = CodeLayout(tuple(self.layers), tuple(widths))
+
+    @torch.inference_mode()
+    def _codes(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, T, D] codes and [B, T, L*d] raw MLP outputs of the text tokens), BOS column dropped."""
+        ids, attention, _ = pad_batch(batch, self.tokenizer.pad_token_id, self.bos_token_id, self.device)
+        outputs = mlp_outputs(self.model, self.layers, ids, attention)
+        raw = torch.cat([outputs[layer].float() for layer in self.layers], dim=-1)
+        codes = raw if self.saes is None else torch.cat(
+            [self.saes[layer].encode(outputs[layer].float()) for layer in self.layers], dim=-1)
+        offset = 0 if self.bos_token_id is None else 1
+        return codes[:, offset:], raw[:, offset:]
+
+    def token_codes(self, text: TokenizedText) -> np.ndarray:
+        """Codes of every token of one text: [n_tokens, D]."""
+        codes, _ = self._codes([text.ids])
+        return codes[0, : len(text.ids)].cpu().numpy().astype(np.float64)
+
+    def representations(self, texts: Sequence[TokenizedText], desc: str = "encode",
+                        with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """A(x) for each text: the mean code over its positions, [n, D] float64. With `with_raw`,
+        also the mean raw MLP outputs [n, L*d] from the same forward passes (the no-SAE baseline)."""
+        out = np.zeros((len(texts), self.layout.total), dtype=np.float64)
+        raw_out = None
+        order = np.argsort([len(t.ids) for t in texts], kind="stable")
+        for start in tqdm(range(0, len(order), self.batch_size), desc=desc, unit="batch", mininterval=1, leave=False):
+            chunk = order[start:start + self.batch_size]
+            codes, raw = self._codes([texts[i].ids for i in chunk])
+            if with_raw and raw_out is None:
+                raw_out = np.zeros((len(texts), raw.shape[-1]), dtype=np.float64)
+            for row, i in enumerate(chunk):
+                out[i] = codes[row, texts[i].positions].double().mean(0).cpu().numpy()
+                if with_raw:
+                    raw_out[i] = raw[row, texts[i].positions].double().mean(0).cpu().numpy()
+        if not np.isfinite(out).all():
+            raise InputError("the codes contain NaN or infinite values; the model overflows in its dtype")
+        return (out, raw_out) if with_raw else out

@@ -1,0 +1,128 @@
+"""The linear probe on the implicit reward, and its untrained and shuffled baselines (paper 3.3, 4.1).
+
+VADER task: a ridge regression from A(x) to the activation delta (`dataset.py`); its strength is
+chosen by cross-validation in which the folds are groups of *words* (a fold never contains a word
+the model was fit on), so the chosen strength is the one that generalises to unseen words, which
+is what the test split then measures. Preference tasks: logistic regression separating A(x+) from
+A(x-), its strength chosen with a text's two rewrites kept in one fold.
+
+Baselines on the same data: an untrained probe with Xavier-uniform weights (the paper's) and the
+probe refit to shuffled targets (what fitting alone can find). How the predictions are measured
+against the lexicon is `measures.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GroupKFold
+
+from lfp_engine.probe.dataset import ProbeDataset
+from lfp_engine.run.errors import InputError
+
+DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-3, 4.5, 0.5))
+
+
+@dataclass
+class LinearProbe:
+    """y = X @ weights + intercept (regression) or its sigmoid (logistic)."""
+
+    weights: np.ndarray
+    intercept: float
+    kind: str = "regression"
+    alpha: float = 0.0
+    """Regularisation strength the cross-validation chose (0 for untrained probes)."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) @ self.weights + self.intercept
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-feature share of each prediction: weight * input (the intercept aside)."""
+        return np.asarray(X, dtype=np.float64) * self.weights
+
+
+def _check(X: np.ndarray, y: np.ndarray) -> None:
+    if X.ndim != 2 or len(X) != len(y) or len(y) == 0:
+        raise InputError(f"probe data must be X [n, d] and y [n] with n > 0, got {X.shape} and {y.shape}")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise InputError("probe data contains NaN or infinite values")
+
+
+def fit_regression(X: np.ndarray, y: np.ndarray, groups: Sequence[str], alphas: Sequence[float] = DEFAULT_ALPHAS,
+                   n_folds: int = 5) -> LinearProbe:
+    """Ridge regression, its alpha chosen by cross-validation over groups (words)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    _check(X, y)
+    groups = np.asarray(groups)
+    folds = min(n_folds, len(np.unique(groups)))
+    if folds < 2:
+        raise InputError("cross-validating the probe needs triples of at least two different words")
+    errors = []
+    for alpha in alphas:
+        sse = 0.0
+        for train, held in GroupKFold(n_splits=folds).split(X, y, groups):
+            model = Ridge(alpha=alpha).fit(X[train], y[train])
+            sse += float(np.sum((model.predict(X[held]) - y[held]) ** 2))
+        errors.append(sse)
+    best = float(alphas[int(np.argmin(errors))])
+    model = Ridge(alpha=best).fit(X, y)
+    return LinearProbe(weights=model.coef_.astype(np.float64), intercept=float(model.intercept_), alpha=best)
+
+
+def fit_logistic(X: np.ndarray, labels: np.ndarray, Cs: Sequence[float] = tuple(10.0 ** np.arange(-3, 3.5, 1.0)),
+                 groups: Sequence[int] | None = None, n_folds: int = 5) -> LinearProbe:
+    """Logistic regression positive-vs-negative; C chosen by grouped cross-validation (a text's
+    positive and negative rewrites stay in one fold)."""
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    _check(X, labels)
+    if len(np.unique(labels)) < 2:
+        raise InputError("the logistic probe needs both positive and negative examples")
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    folds = min(n_folds, len(np.unique(groups)))
+    scores = []
+    for C in Cs:
+        hits = 0
+        for train, held in GroupKFold(n_splits=folds).split(X, labels, groups):
+            model = LogisticRegression(C=C, max_iter=2000).fit(X[train], labels[train])
+            hits += int((model.predict(X[held]) == labels[held]).sum())
+        scores.append(hits)
+    best = float(Cs[int(np.argmax(scores))])
+    model = LogisticRegression(C=best, max_iter=2000).fit(X, labels)
+    return LinearProbe(weights=model.coef_[0].astype(np.float64), intercept=float(model.intercept_[0]),
+                       kind="logistic", alpha=1.0 / best)
+
+
+def xavier_probe(n_inputs: int, rng: np.random.Generator) -> LinearProbe:
+    """The paper's untrained baseline: Xavier-uniform weights of a 1-output linear layer, zero bias."""
+    bound = math.sqrt(6.0 / (n_inputs + 1))
+    return LinearProbe(weights=rng.uniform(-bound, bound, size=n_inputs), intercept=0.0)
+
+
+def shuffled_probe(X: np.ndarray, y: np.ndarray, groups: Sequence[str], rng: np.random.Generator) -> LinearProbe:
+    """The same probe fit to targets shuffled across examples: what fitting alone can find."""
+    return fit_regression(X, rng.permutation(np.asarray(y)), groups)
+
+
+def fit(data: ProbeDataset, folds: int) -> LinearProbe:
+    """The regression probe (grouped by word) or the logistic probe (grouped by triple)."""
+    train = data.train
+    if data.kind == "text":
+        return fit_logistic(data.X[train], data.target[train], groups=data.triple_id[train], n_folds=folds)
+    return fit_regression(data.X[train], data.target[train], data.word[train], n_folds=folds)
+
+
+def baselines(data: ProbeDataset, rng: np.random.Generator, folds: int) -> dict[str, LinearProbe]:
+    """The paper's untrained Xavier probe, and the probe refit to shuffled targets."""
+    train = data.train
+    if data.kind == "text":
+        shuffled = fit_logistic(data.X[train], rng.permutation(data.target[train]), groups=data.triple_id[train],
+                                n_folds=folds)
+    else:
+        shuffled = shuffled_probe(data.X[train], data.target[train], data.word[train], rng)
+    return {"xavier": xavier_probe(data.X.shape[1], rng), "shuffled": shuffled}

@@ -1,0 +1,149 @@
+"""The runner: the stages in order, each skipped when done with the same inputs, resumable.
+
+Stages follow the contract of `stage.py`. The runner
+- fingerprints the stage (its config sections, seed, version, and the fingerprints of the
+  stages it reads), and skips it when the manifest holds a 'done' record with that
+  fingerprint whose files still exist;
+- otherwise marks it 'running', runs it, and commits its tables together with its 'done'
+  record in one transaction; files the stage writes go through `lfp_engine.run.atomic`;
+- on failure records 'failed' with the error and stops, leaving earlier stages intact.
+A run killed at any moment therefore resumes at the first stage not recorded done, and
+because every stage is seeded from the run seed, ends with the same results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lfp_engine import __version__
+from lfp_engine.run.atomic import sweep_temporaries
+from lfp_engine.run.config import RunConfig
+from lfp_engine.run.errors import StageOrderError
+from lfp_engine.models.hub import resolve_device
+from lfp_engine.run.manifest import StageRecord, config_statement, ensure_tables, library_versions, now, read_manifest
+from lfp_engine.run.seeding import derive_seed, seed_everything
+from lfp_engine.run.store import RunPaths, RunStore
+
+from .stage import USABLE, Stage, StageContext
+from .stages import STAGES
+
+log = logging.getLogger("lfp")
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    status: str
+    """'done' (ran now), 'skipped' (up to date) or 'failed'."""
+    duration_s: float = 0.0
+
+
+def _check_selection(stages: list[Stage], selected: Sequence[str] | None) -> list[Stage]:
+    names = [s.name for s in stages]
+    if not selected:
+        return stages
+    unknown = [s for s in selected if s not in names]
+    if unknown:
+        raise StageOrderError(f"unknown stage(s) {unknown}; stages are: {', '.join(names)}")
+    return [s for s in stages if s.name in selected]
+
+
+def _check_prerequisites(chosen: list[Stage], manifest: dict[str, StageRecord], paths: RunPaths) -> None:
+    """Refuse, before writing anything, a stage whose inputs are neither done nor about to run."""
+    available = {name for name, record in manifest.items() if record.status in USABLE}
+    for stage in chosen:
+        missing = [n for n in stage.needs if n not in available]
+        if missing:
+            raise StageOrderError(
+                f"stage {stage.name!r} needs {missing} to be done first: run "
+                f"`lfp run --out {paths.root} --stages {','.join(missing + [stage.name])}`"
+            )
+        available.add(stage.name)
+
+
+def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequence[str] | None = None,
+               force: Sequence[str] = ()) -> list[StageOutcome]:
+    """Run (or skip) the selected stages in pipeline order; see the module docstring."""
+    store = RunStore(paths.root)
+    stages = STAGES
+    chosen = _check_selection(stages, selected)
+    _check_prerequisites(chosen, read_manifest(store), paths)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    log.info("run folder %s (preset %s, seed %d, task %s)", paths.root, preset, config.seed, config.task)
+    for leftover in sweep_temporaries(paths.root):
+        log.info("removed the leftover of an interrupted write: %s", leftover)
+    ensure_tables(store)
+    store.write({}, [config_statement(preset, config.to_dict(), __version__)])
+    manifest = read_manifest(store)
+    device = resolve_device(config.device)
+
+    current: dict[str, str] = {}  # fingerprints of stages that are up to date in this run
+    outcomes: list[StageOutcome] = []
+    for stage in stages:
+        if stage not in chosen:
+            record = manifest.get(stage.name)
+            if record is not None and record.status in USABLE:
+                current[stage.name] = record.fingerprint
+            continue
+        missing = [n for n in stage.needs if n not in current]
+        if missing:
+            raise StageOrderError(
+                f"stage {stage.name!r} needs {missing} to be done first: run "
+                f"`lfp run --out {paths.root} --stages {','.join(missing + [stage.name])}`"
+            )
+        fp = stage.fingerprint(config, current)
+        record = manifest.get(stage.name)
+        up_to_date = (
+            record is not None and record.status == "done" and record.fingerprint == fp
+            and stage.name not in force and all(p.exists() for p in stage.artifacts(paths, config))
+        )
+        if up_to_date:
+            log.info("stage %-12s up to date (fingerprint %s), skipped", stage.name, fp)
+            current[stage.name] = fp
+            outcomes.append(StageOutcome(stage.name, "skipped"))
+            continue
+        outcomes.append(_run_one(stage, fp, paths, store, config, device, manifest))
+        manifest = read_manifest(store)
+        current[stage.name] = fp
+    return outcomes
+
+
+def _run_one(stage: Stage, fp: str, paths: RunPaths, store: RunStore, config: RunConfig, device: torch.device,
+             manifest: dict[str, StageRecord]) -> StageOutcome:
+    seed = derive_seed(config.seed, stage.name)
+    settings = {s: config.section(s) for s in stage.sections}
+    record = StageRecord(stage=stage.name, status="running", fingerprint=fp, settings=settings, seed=seed,
+                         versions=library_versions(), started_at=now())
+    store.write({}, [record.upsert()])
+    log.info("stage %-12s running (seed %d, device %s)", stage.name, seed, device)
+    seed_everything(seed)
+    start = time.monotonic()
+    ctx = StageContext(paths=paths, store=store, config=config, seed=seed, device=device, manifest=manifest)
+    try:
+        result = stage.run(ctx)
+        undeclared = sorted(set(result.tables) - set(stage.tables))
+        if undeclared:
+            raise RuntimeError(f"stage {stage.name!r} wrote tables it does not declare: {undeclared}")
+    except BaseException as err:
+        record.status = "failed"
+        record.error = "".join(traceback.format_exception_only(type(err), err)).strip()
+        record.finished_at = now()
+        record.duration_s = time.monotonic() - start
+        store.write({}, [record.upsert()])
+        raise
+    record.status = "done" if result.complete else "incomplete"
+    record.inputs = result.inputs
+    record.outputs = result.outputs.to_record()
+    record.finished_at = now()
+    record.duration_s = time.monotonic() - start
+    store.write(result.tables, [*result.statements, record.upsert()])
+    for name, frame in result.tables.items():
+        log.info("stage %-12s wrote table %s (%d rows) to %s", stage.name, name, len(frame), store.path)
+    log.info("stage %-12s %s in %.1f s", stage.name, record.status, record.duration_s)
+    return StageOutcome(stage.name, record.status, record.duration_s)
