@@ -251,3 +251,30 @@ def kind_summary(usage: Usage, truth: pd.DataFrame, names: Collection[str] = (),
     frame = pd.DataFrame(rows, columns=KIND_COLUMNS)
     frame["n_competitors"] = frame["n_competitors"].fillna(0).astype("int64")
     return frame
+
+
+TRUTH_COLUMNS = ["word", "kind", "polarity", "role", "heldout", "lexicon_value", "corpus_value"]
+"""What the behaviour tables carry of the world's ground truth (`world_lexicon`)."""
+
+
+@dataclass(frozen=True)
+class BehaviourTables:
+    """The tables `behaviour_words` and `behaviour_kinds` (docs/store.md)."""
+
+    words: pd.DataFrame
+    """One row per lexicon word of the world: `WORD_COLUMNS` and the word's `TRUTH_COLUMNS`."""
+    kinds: pd.DataFrame
+    """One row per (kind, lexicon polarity): `KIND_COLUMNS`."""
+
+
+def behaviour_tables(usage: Usage, truth: pd.DataFrame, names: Collection[str], *, n_bootstrap: int = 2000,
+                     seed: int = 0) -> BehaviourTables:
+    """Per word and per kind, the paired change in use between base and tuned completions; `usage`
+    must count every word of `truth` (q-values are over those words, the names only compete)."""
+    words = word_changes(usage)
+    words = truth[TRUTH_COLUMNS].merge(words[words["word"].isin(set(truth["word"]))], on="word", how="inner")
+    if len(words) != len(truth):
+        raise InputError("the usage counts lack some words of the ground truth: count every word")
+    words["q_value"] = stats.false_discovery_control(words["p_value"].to_numpy()) if len(words) else []
+    ordered = words[["word", *WORD_COLUMNS[1:], *TRUTH_COLUMNS[1:]]].sort_values("word", ignore_index=True)
+    return BehaviourTables(ordered, kind_summary(usage, truth, names, n_bootstrap=n_bootstrap, seed=seed))

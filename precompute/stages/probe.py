@@ -123,7 +123,7 @@ STAGE = Stage(
     sections=("probe",),
     tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values"),
     needs=("features", "contrastive"),
-    version=2,  # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values; scale from train words
+    version=3,  # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values; scale from train words; 3: word_values tuned_minus_base rows
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
 )
