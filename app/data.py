@@ -292,6 +292,11 @@ class RunData:
     def behaviour_kinds(self) -> pd.DataFrame:
         return self._q("SELECT * FROM behaviour_kinds ORDER BY kind, polarity")
 
+    def behaviour_examples(self, kind: str, polarity: str, n: int = 3) -> list[str]:
+        """The words of a planted group the base model wrote most (the examples a sentence names)."""
+        return self._q("SELECT word FROM behaviour_words WHERE kind = ? AND polarity = ? ORDER BY base_count DESC, "
+                       "word LIMIT ?", [kind, polarity, n])["word"].tolist()
+
     def probe_pca(self) -> pd.DataFrame:
         return self._q("SELECT * FROM probe_pca ORDER BY triple_id, element")
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lfp_engine.report.divergence import featured, plain_example
+from lfp_engine.report.divergence import PLANTED, featured, plain_example
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
 from lfp_engine.report.verdict import read_verdict
 from app.runs import run_label
@@ -61,7 +61,10 @@ def test_story_shows_the_stores_numbers(open_app, app_runs):
     top = store.query("SELECT word FROM world_lexicon ORDER BY lexicon_value DESC, word LIMIT 1")["word"].iloc[0]
     assert words and f"**{top}**" in words[0]
     example = featured(store.read("lfp_divergence", order_by="rank"))  # one divergence told in plain words
-    assert plain_example(example) in [m.value for m in at.markdown]
+    truth = store.read("world_lexicon").set_index("word")["kind"]
+    assert f"{plain_example(example)} {PLANTED[truth[example.word]]}" in [m.value for m in at.markdown]
+    said = [m.value for m in at.markdown if m.value.startswith("Words the reviews use ")]
+    assert len(said) == len(store.read("behaviour_kinds", "kind <> 'ordinary'"))  # what tuning taught it to write
 
 
 def test_story_answers_a_preference_task_with_accuracy(open_app, app_runs):

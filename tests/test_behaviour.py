@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lfp_engine.run.errors import InputError
-from lfp_engine.report.behaviour import (choice_change, count_usage, kind_summary, mcnemar_exact,
+from lfp_engine.report.behaviour import (choice_change, count_usage, kind_sentence, kind_summary, mcnemar_exact,
                                          paired_share_interval, word_changes)
+from lfp_engine.run.errors import InputError
 
 
 def test_mcnemar_exact_matches_scipy_binomtest():
@@ -125,3 +125,17 @@ def test_kind_summary_refuses_an_unknown_kind():
     usage = count_usage(["a", "b"], ["a", "b"], list(truth["word"]))
     with pytest.raises(InputError, match="mystery"):
         kind_summary(usage, truth)
+
+
+def test_a_kind_change_in_plain_words():
+    row = pd.Series({"kind": "contested", "polarity": "negative", "used_as": "positive", "share_difference": -0.03,
+                     "tuned_share": 0.057, "base_share": 0.087, "ci_low": -0.039, "ci_high": -0.022, "p_value": 1e-6,
+                     "choice_difference": -0.062, "base_choice": 0.137, "tuned_choice": 0.075, "choice_ci_low": -0.074,
+                     "choice_ci_high": -0.049})
+    text = kind_sentence(pd.DataFrame([row]).iloc[0], ["bad", "killer"])
+    assert text == ("Words the reviews use as praise but the reward scores as negative (such as 'bad', 'killer'): the "
+                    "tuned model writes them less often, in 5.7% of completions against 8.7% before tuning (-3.0 points, "
+                    "95% CI -3.9 to -2.2, McNemar p 1e-06). Of the words competing for the same place, their share went "
+                    "from 13.7% to 7.5% (-6.2 points, 95% CI -7.4 to -4.9).")
+    calm = kind_sentence(pd.DataFrame([row.copy().replace({1e-6: 0.4})]).iloc[0])
+    assert "about as often (no measurable change)" in calm and "such as" not in calm

@@ -6,7 +6,8 @@ diverges. The answers are the engine's verdict (`lfp_engine.report.verdict`), wo
 import streamlit as st
 
 from app import charts, narrative, ui
-from lfp_engine.report.divergence import featured, plain_example
+from lfp_engine.report.behaviour import kind_sentence
+from lfp_engine.report.divergence import PLANTED, featured, plain_example
 from lfp_engine.report.formatting import num, signed
 from lfp_engine.run.tasks import TASKS
 
@@ -101,7 +102,8 @@ if (divergence := verdict.get("divergence")) is not None:
     report = run.divergence_report()
     if (example := featured(report)) is not None:
         st.subheader("One word, in detail")
-        st.markdown(plain_example(example))
+        st.markdown(plain_example(example) + (" " + PLANTED[example.kind] if getattr(example, "kind", None) in PLANTED
+                                               else ""))
         flagged = report[report["divergent"]]
         st.dataframe(flagged[[c for c in STORY_COLUMNS if c in flagged.columns]].head(10).rename(columns=STORY_COLUMNS),
                      hide_index=True)
@@ -110,3 +112,11 @@ if (divergence := verdict.get("divergence")) is not None:
                "from its reward, tested word by word with the false-discovery rate over all words held at 5%; the "
                "model before tuning, read the same way, says whether tuning put the disagreement there. 'use "
                "before/after': the share of completions of the same openings that contain the word.")
+    if run.has("behaviour_kinds"):
+        st.subheader("What tuning taught the model to write")
+        for row in run.behaviour_kinds().itertuples():
+            if row.kind != "ordinary":
+                st.markdown(kind_sentence(row, run.behaviour_examples(row.kind, row.polarity)))
+        ui.explain("Both models complete the same held-out openings under the same random seed; a completion "
+                   "counts if it contains one of the group's words. The competitors: for words used as praise, the "
+                   "ordinary praise words of the same role; for names, the world's other names.")

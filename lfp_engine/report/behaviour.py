@@ -278,3 +278,30 @@ def behaviour_tables(usage: Usage, truth: pd.DataFrame, names: Collection[str], 
     words["q_value"] = stats.false_discovery_control(words["p_value"].to_numpy()) if len(words) else []
     ordered = words[["word", *WORD_COLUMNS[1:], *TRUTH_COLUMNS[1:]]].sort_values("word", ignore_index=True)
     return BehaviourTables(ordered, kind_summary(usage, truth, names, n_bootstrap=n_bootstrap, seed=seed))
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def kind_sentence(row, examples: Sequence[str] = (), significance: float = 0.05) -> str:
+    """One planted group's change in use (a row of `behaviour_kinds`), in plain words."""
+    scored = "positive" if row.polarity == "positive" else "negative"
+    named = f" (such as {', '.join(repr(w) for w in examples)})" if examples else ""
+    if row.kind == CONTESTED:
+        who = f"Words the reviews use as {row.used_as.replace('positive', 'praise').replace('negative', 'criticism')} " \
+              f"but the reward scores as {scored}{named}"
+    elif row.kind == REWARD_ONLY:
+        who = f"Words the reviews use only as names but the reward scores as {scored}{named}"
+    else:
+        who = f"Ordinary {scored} words{named}"
+    change = ("more often" if row.share_difference > 0 else "less often") if row.p_value < significance else \
+        "about as often (no measurable change)"
+    text = (f"{who}: the tuned model writes them {change}, in {100 * row.tuned_share:.1f}% of completions against "
+            f"{100 * row.base_share:.1f}% before tuning ({_points(row.share_difference)} points, 95% CI "
+            f"{_points(row.ci_low)} to {_points(row.ci_high)}, McNemar p {row.p_value:.2g}).")
+    if np.isfinite(row.choice_difference):
+        text += (f" Of the words competing for the same place, their share went from {100 * row.base_choice:.1f}% to "
+                 f"{100 * row.tuned_choice:.1f}% ({_points(row.choice_difference)} points, 95% CI "
+                 f"{_points(row.choice_ci_low)} to {_points(row.choice_ci_high)}).")
+    return text

@@ -121,11 +121,11 @@ def _case(divergent: bool, agree: bool, base_opposite: bool, base_agree: bool, m
     if divergent:
         if moved > 0:
             return "moved_toward_not_across"
+        if base_agree:
+            return "turned_by_tuning"
         if moved < 0:
             return "moved_away"
-        if base_opposite:
-            return "opposite_before_tuning"
-        return "turned_by_tuning" if base_agree else "opposite_after_tuning"
+        return "opposite_before_tuning" if base_opposite else "opposite_after_tuning"
     if agree:
         return "attached_by_tuning" if moved > 0 and not base_agree else "agrees"
     return "moved_toward" if moved > 0 else "unclear"
@@ -279,6 +279,14 @@ def featured(report: pd.DataFrame):
     changed = flagged[np.nan_to_num(flagged["behaviour_q"].to_numpy(float), nan=1.0) < FALSE_DISCOVERY_RATE]
     return next((changed if not changed.empty else flagged).itertuples())
 
+
+PLANTED = {"contested": "The world planted it as a contested word: the reviews use it with the opposite polarity "
+                        "to the reward's, so this is a divergence the report should find.",
+           "reward_only": "The world planted it as a reward-only word: the reviews use it only as a name, so before "
+                          "tuning it should carry no value.",
+           "ordinary": "The world did not plant it: the reviews use it the way the reward scores it, so this flag "
+                       "is a false alarm of the report, or something the model learned that nobody planted."}
+"""What a planted world's ground truth says about a word of the report (its `kind`)."""
 
 REPORT_LISTED = 10
 """Words of the report `lfp report` prints (the most divergent first)."""
