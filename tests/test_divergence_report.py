@@ -153,3 +153,5 @@ def test_the_featured_word_is_divergent_and_preferably_changed_in_use():
     assert featured(divergence_table(WORDS)).word == "sick"  # the first divergent word
     assert featured(divergence_table(WORDS, behaviour)).word == "meh"  # the first whose use changed
     assert featured(divergence_table(WORDS[WORDS["word"] == "good"])) is None
+    assert featured(divergence_table(WORDS, behaviour), prefer={"earnest", "good"}).word == "earnest"
+    assert featured(divergence_table(WORDS, behaviour), prefer={"good"}).word == "meh"  # none preferred is divergent

@@ -100,7 +100,8 @@ if (divergence := verdict.get("divergence")) is not None:
     st.header("4. Where does what it learned diverge from the reward?")
     st.markdown(divergence.text)
     report = run.divergence_report()
-    if (example := featured(report)) is not None:
+    planted = report.loc[report["kind"] != "ordinary", "word"] if "kind" in report.columns else ()
+    if (example := featured(report, planted)) is not None:
         st.subheader("One word, in detail")
         st.markdown(plain_example(example) + (" " + PLANTED[example.kind] if getattr(example, "kind", None) in PLANTED
                                                else ""))

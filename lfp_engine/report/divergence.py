@@ -26,6 +26,7 @@ The intervals cover a word's contexts (its triples), not the uncertainty of the 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -270,10 +271,13 @@ def plain_example(row) -> str:
     return f"{text} {CASES[row.case]}{behaviour_sentence(row)}"
 
 
-def featured(report: pd.DataFrame):
-    """The divergent word a reader is shown first (a row of `report`, ranked): the highest-ranked one
-    whose use tuning measurably changed, else the highest-ranked one; None when none is divergent."""
+def featured(report: pd.DataFrame, prefer: Collection[str] = ()):
+    """The divergent word a reader is shown first (a row of `report`, ranked): among the words in
+    `prefer` if any is divergent (e.g. a planted world's planted words), the highest-ranked one whose
+    use tuning measurably changed, else the highest-ranked one; None when none is divergent."""
     flagged = report[report["divergent"].astype(bool)]
+    if flagged["word"].isin(set(prefer)).any():
+        flagged = flagged[flagged["word"].isin(set(prefer))]
     if flagged.empty:
         return None
     changed = flagged[np.nan_to_num(flagged["behaviour_q"].to_numpy(float), nan=1.0) < FALSE_DISCOVERY_RATE]
