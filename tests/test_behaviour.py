@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lfp_engine.report.behaviour import (choice_change, count_usage, kind_sentence, kind_summary, mcnemar_exact,
-                                         paired_share_interval, word_changes)
+from lfp_engine.report.behaviour import (behaviour_tables, choice_change, count_usage, kind_sentence, kind_summary,
+                                         mcnemar_exact, paired_share_interval, word_changes)
 from lfp_engine.run.errors import InputError
 
 
@@ -139,3 +139,21 @@ def test_a_kind_change_in_plain_words():
                     "from 13.7% to 7.5% (-6.2 points, 95% CI -7.4 to -4.9).")
     calm = kind_sentence(pd.DataFrame([row.copy().replace({1e-6: 0.4})]).iloc[0])
     assert "about as often (no measurable change)" in calm and "such as" not in calm
+
+
+def test_behaviour_tables_join_the_truth_and_control_the_false_discoveries_over_its_words():
+    truth = pd.DataFrame({"word": ["sick", "good", "hope"], "kind": ["contested", "ordinary", "reward_only"],
+                          "polarity": ["negative", "positive", "positive"], "role": ["adjective", "adjective", "name"],
+                          "heldout": [False, True, False], "lexicon_value": [-2.1, 1.9, 1.9],
+                          "corpus_value": [1.5, 1.8, 0.0]})
+    base = ["The plot was sick."] * 30 + ["The plot was good."] * 70
+    tuned = ["The plot was sick."] * 5 + ["The plot was good."] * 95
+    usage = count_usage(base, tuned, ["sick", "good", "hope", "Paula"])  # a name: a competitor, not tested
+    tables = behaviour_tables(usage, truth, ["Paula"], n_bootstrap=200)
+    words = tables.words.set_index("word")
+    assert sorted(words.index) == ["good", "hope", "sick"] and words.loc["sick", "kind"] == "contested"
+    np.testing.assert_allclose(words.loc[["good", "hope", "sick"], "q_value"],
+                               stats.false_discovery_control(words.loc[["good", "hope", "sick"], "p_value"]))
+    assert set(tables.kinds["kind"]) == {"contested", "ordinary", "reward_only"}
+    with pytest.raises(InputError, match="count every word"):
+        behaviour_tables(count_usage(base, tuned, ["sick"]), truth, [])
