@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from lfp_engine.sae.keys import FeatureKey
 from lfp_engine.validation.ablation import random_intervention, relevant_features
 from lfp_engine.validation.frequency import FiringCounter, feature_frequency
 
@@ -39,7 +40,8 @@ def test_firing_rates_and_their_test_match_a_direct_computation():
     expected = (codes[(3, 8)][strong] > 0).mean(axis=0)
     assert rates["firing_rate"].to_numpy() == pytest.approx(expected)
 
-    table = feature_frequency(rates, {(3, 8, 0), (3, 8, 5)}, 3.0, counter.n_strong).set_index("group")
+    table = feature_frequency(rates, {FeatureKey("tuned", 3, 8, 0), FeatureKey("tuned", 3, 8, 5)}, 3.0,
+                              counter.n_strong).set_index("group")
     assert table.loc["relevant", "firing_rate"] == pytest.approx(expected[[0, 5]].mean())
     assert table.loc["other", "firing_rate"] == pytest.approx(np.delete(expected, [0, 5]).mean())
     reference = stats.mannwhitneyu(expected[[0, 5]], np.delete(expected, [0, 5]), alternative="greater")
