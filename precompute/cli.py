@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import ipaddress
 import json
 import logging
 import os
@@ -214,21 +215,33 @@ def cmd_sae_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def streamlit_command(run: Path, port: int, address: str | None) -> list[str]:
-    """`streamlit run app/main.py -- --run RUN`, headless: the user opens the printed address."""
+LOOPBACK = "localhost"
+"""Where `lfp app` listens unless told otherwise: this machine only (Streamlit's own default is every
+interface, which would let anyone on the network load models, run generation and write quiz answers)."""
+
+
+def streamlit_command(run: Path, port: int, address: str) -> list[str]:
+    """`streamlit run app/main.py -- --run RUN`, headless, on `address`: the user opens the printed address."""
     import app
 
-    command = [sys.executable, "-m", "streamlit", "run", str(Path(app.__file__).parent / "main.py"),
-               "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    if address:
-        command += ["--server.address", address]
-    return command + ["--", "--run", str(run)]
+    return [sys.executable, "-m", "streamlit", "run", str(Path(app.__file__).parent / "main.py"),
+            "--server.headless", "true", "--server.port", str(port), "--server.address", address,
+            "--browser.gatherUsageStats", "false", "--", "--run", str(run)]
 
 
-def _port_free(port: int, address: str | None) -> bool:
+def is_loopback(address: str) -> bool:
+    """Whether `address` reaches this machine only (a name is resolved; one that does not resolve is not)."""
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(address, None)}
+    except OSError:
+        return False
+    return bool(resolved) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in resolved)
+
+
+def _port_free(port: int, address: str) -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind((address or "", port))
+            sock.bind((address, port))
         except OSError:
             return False
     return True
@@ -238,9 +251,16 @@ def cmd_app(args: argparse.Namespace) -> int:
     paths = _run_folder(args.run)
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    if not args.address.strip():
+        raise ConfigError("--address is empty: give a host name or IP address (default localhost)")
     if not _port_free(args.port, args.address):
         raise ConfigError(f"port {args.port} is in use (another dashboard?): choose another with --port")
-    host = args.address if args.address not in (None, "", "0.0.0.0") else "localhost"
+    host = args.address if args.address not in ("0.0.0.0", "::") else socket.gethostname()
+    if not is_loopback(args.address):
+        print(f"lfp: warning: listening on {args.address}: anyone who can reach this machine on port {args.port} can "
+              "use the dashboard, load models, run generation and write quiz answers; share it behind an "
+              "authenticating proxy or with Streamlit's authentication (README, Sharing the dashboard)",
+              file=sys.stderr, flush=True)
     print(f"LFP Explorer on {paths.root}: open http://{host}:{args.port} in a browser (Ctrl+C stops it)", flush=True)
     command = streamlit_command(paths.root, args.port, args.address)
     # Become the server: Ctrl+C and signals reach it directly, and no orphan outlives `lfp app`.
@@ -284,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = sub.add_parser("app", help="start the dashboard on a run (Streamlit)")
     dashboard.add_argument("run", help="run folder to open first (the sidebar lists the others under runs/)")
     dashboard.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
-    dashboard.add_argument("--address", help="address to listen on (default: every interface, as Streamlit does)")
+    dashboard.add_argument("--address", default=LOOPBACK,
+                           help="address to listen on (default localhost: this machine only; 0.0.0.0 opens the "
+                                "dashboard to every network the machine is on, see README, Sharing the dashboard)")
     dashboard.set_defaults(func=cmd_app)
     return parser
 
