@@ -37,6 +37,8 @@ from lfp_engine.run.overrides import known_settings, load_config_file, nest, par
 from lfp_engine.run.presets import PRESETS, preset
 from lfp_engine.run.store import RunPaths, RunStore
 
+from .launch import LAUNCHERS
+
 log = logging.getLogger("lfp")
 
 
@@ -68,14 +70,20 @@ def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path |
     return name, config
 
 
-def _setup_logging(log_file: Path | None, verbose: bool) -> None:
+def _setup_logging(log_file: Path | None, verbose: bool, process: int = 0) -> None:
+    """Log to the console and, when given, to the run's log file. Processes other than rank 0 of a
+    distributed run (`process` > 0) log warnings and errors only, to the console, each line marked
+    with the process, so the log tells one run's story once."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    marker = f"[process {process}] " if process else ""
+    console.setFormatter(logging.Formatter(f"%(asctime)s {marker}%(name)s: %(message)s", "%H:%M:%S"))
+    console.setLevel(logging.WARNING if process else logging.DEBUG if verbose else logging.INFO)
+    if process:
+        log_file = None
     root.addHandler(console)
     if log_file is not None:
         # delay: the file (and so the run folder) appears only once the run has been validated.
@@ -87,19 +95,44 @@ def _setup_logging(log_file: Path | None, verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_stages
-
     out = Path(args.out or f"runs/{args.preset or 'tiny'}")
     paths = RunPaths(out)
     name, config = resolve_config(paths, args.preset, Path(args.config) if args.config else None, args.set or [])
-    _setup_logging(paths.log, args.verbose)
+    if (args.nproc or args.accelerate_config) and not args.launcher:
+        raise ConfigError("--nproc and --accelerate-config go with --launcher torchrun or accelerate")
+    if args.launcher:
+        from .launch import launch
+
+        return launch(args.launcher, args.nproc, args.accelerate_config, run_arguments(args))
+    from lfp_engine.run.distributed import disconnect, from_environment
+
+    ranks = from_environment()
+    if ranks.rank:  # only rank 0 shows progress bars; set before tqdm is first imported
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    from .runner import run_stages
+
+    _setup_logging(paths.log, args.verbose, ranks.rank)
     selected = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     force = [s.strip() for s in args.force.split(",") if s.strip()] if args.force else []
-    outcomes = run_stages(paths, config, name, selected, force)
+    try:
+        outcomes = run_stages(paths, config, name, selected, force, ranks)
+    finally:
+        disconnect()
     for o in outcomes:
         log.info("%-12s %s%s", o.stage, o.status, f" in {o.duration_s:.1f} s" if o.status != "skipped" else "")
     log.info("results in %s; `lfp status %s` shows the manifest", paths.db, out)
     return 0
+
+
+def run_arguments(args: argparse.Namespace) -> list[str]:
+    """The `lfp run` arguments that each launched process gets: these, without the launcher's own."""
+    argv = ["run", "--out", args.out or f"runs/{args.preset or 'tiny'}"]
+    for option in ("preset", "stages", "force", "config"):
+        if getattr(args, option):
+            argv += [f"--{option}", getattr(args, option)]
+    for setting in args.set or []:
+        argv += ["--set", setting]
+    return argv + (["--verbose"] if args.verbose else [])
 
 
 def _short(value: Any) -> str:
@@ -277,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", help="comma-separated stages to redo even when up to date")
     run.add_argument("--config", help="TOML or JSON file of settings")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
+    run.add_argument("--launcher", choices=LAUNCHERS,
+                     help="run as --nproc processes on this machine, started by torchrun or accelerate launch "
+                          "(README, Scaling out; for several machines call them yourself)")
+    run.add_argument("--nproc", type=int, help="processes for --launcher (default: one per GPU, else 2)")
+    run.add_argument("--accelerate-config", help="accelerate's config file for --launcher accelerate (default: "
+                                                 "accelerate's own default config, else data parallel)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="print a run's manifest")

@@ -5,6 +5,12 @@ Specs of one shape (all layers, one hidden size) are stacked into one module (se
 products; stacked members are independent (the loss is a sum and Adam is elementwise), so each
 follows exactly the updates it would get alone. Which dictionaries a run trains, and on what, is
 `dictionaries.py`.
+
+Data-parallel training over several processes (`ranks`) is DistributedDataParallel's scheme:
+every process draws the same global batch, computes the losses on its equal slice of the rows,
+and the gradients are averaged over the processes before every optimizer step. The losses are
+means over rows, so the averaged gradient is the global batch's: the same updates as one process
+with the same batch size, up to the rounding of the sums.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import InputError
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.sae.autoencoder import SparseAutoencoder
@@ -59,14 +66,16 @@ def _stacks(specs: Sequence[SaeSpec]) -> dict[tuple[str, int, int | None], list[
 
 def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Sequence[SaeSpec], d_in: int,
                n_steps: int, learning_rate: float, seed: int, device: torch.device | str = "cpu",
-               log_every: int = 100, desc: str = "train SAEs") -> TrainedSaes:
+               log_every: int = 100, desc: str = "train SAEs", ranks: Ranks = SINGLE) -> TrainedSaes:
     """Train every SAE in `specs` in one pass over `batches` ([len(layers), B, d_in] each, layer
     i of the batch holding layer `layers[i]`'s activations of the same rows).
 
     Specs of one shape share a stacked module and one batched forward/backward per step; one
     Adam optimizer (per-parameter, so per member) updates everything. Losses stay on the device
     and are read every `log_every` steps only, so a GPU never waits on the host mid-window.
-    Deterministic: seeded init per spec, and the batch order is the caller's (seeded).
+    Deterministic: seeded init per spec, and the batch order is the caller's (seeded). With several
+    processes (`ranks`) the batches are global ones, of which each process trains on its slice,
+    and gradients and logged losses are averaged over the processes (module docstring).
     Long because the loop's state (stacks, optimizer, on-device loss windows) is shared by every
     step; split up, it would travel between functions on every one of them.
     """
@@ -97,6 +106,7 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
         batch = next(iterator, None)
         if batch is None:
             raise InputError(f"the activation stream ended after {step} of {n_steps} steps")
+        batch = ranks.part(batch, dim=1)
         optimizer.zero_grad(set_to_none=True)
         total = None
         for (module, select, l1, _), window in zip(stacks, windows):
@@ -104,9 +114,11 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
             total = loss.sum() if total is None else total + loss.sum()
             window += torch.stack([loss, mse, sparsity]).detach()
         total.backward()
+        ranks.average_([p.grad for p in params if p.grad is not None])
         optimizer.step()
         if (step + 1) % log_every == 0 or step + 1 == n_steps:
             n = (step % log_every) + 1
+            ranks.average_(windows)
             means = torch.zeros(len(specs), 3)
             for (*_, members), window in zip(stacks, windows):
                 means[members] = (window / n).T.cpu()
