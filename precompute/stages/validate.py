@@ -5,6 +5,8 @@ layer) that the explain stage judged related to the task. Feature frequency
 (`lfp_engine.validation.frequency`): how often they fire on held-out tokens the probe scores above
 the threshold, against the others. Ablation (`lfp_engine.validation.ablation`): the reward of
 completions with them zero-ablated, against as many random features ablated and against nothing.
+With several processes every one runs the stage and the generation batches are dealt out among them;
+the rest is small and repeated in each, and only rank 0's tables reach the store.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def run(ctx: StageContext) -> StageResult:
         prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(v.n_prompts).tolist()
         rng = np.random.default_rng(derive_seed(ctx.seed, "random features"))
         ablation = ablation_conditions(model, tokenizer, prompts, relevant, reader.saes, reward, Sampling.of(c),
-                                       ctx.seed, v.n_random_draws, rng, v.n_samples_stored)
+                                       ctx.seed, v.n_random_draws, rng, v.n_samples_stored, ctx.ranks)
         tables |= {"ablation_results": ablation.table, "ablation_samples": ablation.samples}
         mean_rewards = {r.condition: r.mean_reward for r in ablation.table.itertuples()}
         p_values = {r.condition: r.p_value for r in ablation.table.itertuples() if r.condition != "none"}
@@ -74,6 +76,7 @@ STAGE = Stage(
     tables=("feature_frequency", "ablation_results", "ablation_samples"),
     needs=("probe", "explain"),
     version=3,  # 2: relevant features only from the dictionaries the probe reads; 3: so are the others
+    distributed=True,
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length},
 )
