@@ -8,9 +8,7 @@ results. The end-to-end runs over `torchrun` are in test_scale_out.py.
 
 from __future__ import annotations
 
-import os
 import pickle
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -105,11 +103,12 @@ def computed(ranks: Ranks) -> dict:
     return out
 
 
-def _worker(rank: int, size: int, port: int, folder: str) -> None:
-    """One of the spawned processes: join the group, compute, write the result."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, size: int, folder: str) -> None:
+    """One of the spawned processes: join the group (rendezvous through a file, so no port can be
+    taken by someone else), compute, write the result."""
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=size)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
+                                         world_size=size)
     try:
         result = computed(Ranks(rank=rank, size=size))
     finally:
@@ -120,10 +119,7 @@ def _worker(rank: int, size: int, port: int, folder: str) -> None:
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory) -> list[dict]:
     folder = tmp_path_factory.mktemp("ranks")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    torch.multiprocessing.spawn(_worker, args=(2, port, str(folder)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_worker, args=(2, str(folder)), nprocs=2, join=True)
     return [pickle.loads((folder / f"rank{r}.pkl").read_bytes()) for r in range(2)]
 
 
