@@ -35,6 +35,8 @@ SHARED = ["activations", "sae", "features", "contrastive", "probe", "explain", "
 """The stages the 2-process run makes; world, rlhf and divergence are the single-process run's."""
 SKIPPED_TABLES = {"run_manifest", "run_config"}
 LAUNCH = ["--launcher", "torchrun", "--nproc", "2"]
+QUICK_EVALUATION = ["--set", "evaluation.n_prompts=16", "--set", "evaluation.batch_size=8"]
+"""The tuned model's evaluation cut to two batches (one per process), for the rlhf checks."""
 
 
 def tables(run: Path) -> dict[str, pd.DataFrame]:
@@ -167,7 +169,7 @@ def test_dpo_through_accelerate_on_two_processes_equals_one(micro_run, tmp_path)
     for name, launch in (("one", []), ("two", ["--launcher", "accelerate", "--nproc", "2"])):
         runs[name] = tmp_path / name
         shutil.copytree(micro_run, runs[name])
-        run_lfp("run", "--out", str(runs[name]), "--stages", "rlhf", "--set", "task=dpo", *launch)
+        run_lfp("run", "--out", str(runs[name]), "--stages", "rlhf", "--set", "task=dpo", *QUICK_EVALUATION, *launch)
     assert "DPOTrainer trains on 2 process(es)" in (runs["two"] / "lfp.log").read_text()
     assert "4 example(s) per process" in (runs["two"] / "lfp.log").read_text()  # dpo.batch_size 8 over 2
     one, two = (RunStore(r).read("rlhf_training_log") for r in (runs["one"], runs["two"]))
@@ -182,7 +184,7 @@ def test_dpo_through_accelerate_on_two_processes_equals_one(micro_run, tmp_path)
 def test_rloo_runs_data_parallel_on_two_processes(micro_run, tmp_path):
     run = tmp_path / "rloo"
     shutil.copytree(micro_run, run)
-    run_lfp("run", "--out", str(run), "--stages", "rlhf", "--force", "rlhf", *LAUNCH)
+    run_lfp("run", "--out", str(run), "--stages", "rlhf", "--force", "rlhf", *QUICK_EVALUATION, *LAUNCH)
     text = (run / "lfp.log").read_text()
     assert "RLOOTrainer trains on 2 process(es) (accelerate: DistributedType.MULTI_CPU), 4 example(s)" in text
     manifest = read_manifest(RunStore(run))
