@@ -182,6 +182,9 @@ def markdown(results: dict) -> str:
               "| variant | seconds | tokens/s | dictionary-tokens/s |", "|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['seconds']:.2f} | {r['tokens_per_s']:,.0f} | {r['dictionary_tokens_per_s']:,.0f} |"
               for r in results["sae"]]
+    if not any(r["variant"].startswith("sae-lens") for r in results["sae"]):
+        lines += ["", "`sae_lens` was not importable where this ran, so SAELens's trainer was not timed beside ours "
+                      "(the Sparse autoencoders section above compares them on the CPU, `benchmarks/bench_sae.py`)."]
     lines += ["", "**Live dashboard** (medians; models loaded once beforehand):", "",
               "| device | playground: 64-token implicit reward | lab: 8 x 20 tokens, unmodified + ablated |",
               "|---|---|---|"]
