@@ -178,3 +178,21 @@ def firing_rates(frequency: pd.DataFrame) -> alt.Chart:
             format="%")),
         color=alt.condition(alt.datum.group == "relevant", alt.value(TUNED), alt.value(MUTED)),
         tooltip=["group", "n_features", alt.Tooltip("firing_rate:Q", format=".3%")]).properties(height=alt.Step(30))
+
+
+TAG_COLORS = alt.Scale(domain=["tuned-only", "changed", "shared", "base-only", "dead"],
+                       range=[TUNED, ACCENT, MUTED, BASE, "#d9d9d9"])
+
+
+def relative_norms(latents: pd.DataFrame) -> alt.Chart:
+    """The classic crosscoder picture (Lindsey et al. 2024): latents by relative decoder norm
+    ||d_tuned|| / (||d_base|| + ||d_tuned||), coloured by tag, one row of bars per layer."""
+    frame = latents[latents["tag"] != "dead"]
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("relative_norm:Q", bin=alt.Bin(extent=[0, 1], step=0.025),
+                title="relative decoder norm (0: base only, 0.5: both, 1: tuned only)"),
+        y=alt.Y("count():Q", title="latents", scale=alt.Scale(type="symlog")),
+        color=alt.Color("tag:N", scale=TAG_COLORS, title=None),
+        row=alt.Row("layer:O", title="layer"),
+        tooltip=["layer", "tag", alt.Tooltip("count():Q", title="latents")],
+    ).properties(height=120, width=640)

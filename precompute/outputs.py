@@ -123,7 +123,8 @@ class ProbeOutputs(StageOutputs):
     n_features: int
     folder: str
     headline: dict[str, float] = field(default_factory=dict)
-    """'<variant>_<metric>' -> value on the test split (Kendall tau or accuracy), and '..._p' its p-value."""
+    """'<variant>_<metric>[_within]' -> value on the test split (Kendall tau pooled or within polarity,
+    or accuracy), and '..._p' its p-value."""
 
 
 @dataclass(frozen=True)
@@ -149,3 +150,25 @@ class ValidateOutputs(StageOutputs):
     mean_rewards: dict[str, float] = field(default_factory=dict)
     """Ablation condition -> mean reward ('none', 'relevant', 'random')."""
     p_values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CrosscoderOutputs(StageOutputs):
+    stage: ClassVar[str] = "crosscoder"
+    folder: str
+    layers: list[int]
+    dict_size: int
+    architecture: str
+    train_seconds: float
+    n_by_tag: dict[str, int]
+    """Tag -> latents over all layers ('tuned-only', 'base-only', 'shared', 'changed', 'dead')."""
+    n_specific: int
+    """Tuned-only latents that Latent Scaling confirms (the base model needs little of them)."""
+    variance_explained: dict[str, float]
+    """Model -> mean over layers of the variance of its activations the crosscoder explains."""
+    loss_recovered: dict[str, float]
+    """Model -> mean over layers of the loss recovered with the crosscoder spliced into it."""
+    top_latents: list[str] = field(default_factory=list)
+    """The tuned-only latents with the strongest link to the reward, 'layer/dict_size/feature', best first."""
+    probe_headline: dict[str, float] = field(default_factory=dict)
+    """The probe on crosscoder codes on the test split ('kendall_tau' or 'accuracy', and '_p')."""

@@ -63,7 +63,7 @@ def test_stored_config_round_trips():
     ({"world": {"kind": "hub", "base_model": ""}}, "world.base_model"),
     ({"divergence": {"top_k": 0}}, "divergence.top_k"),
     ({"rlhf": 5}, "is a section"),
-    ({"sae": {"architecture": "x"}}, "setting sae.architecture: expected one of tied, untied, topk, got 'x'"),
+    ({"sae": {"architecture": "x"}}, "setting sae.architecture: expected one of tied, untied, topk, batchtopk, got 'x'"),
     ({"world": {"kind": "cloud"}}, "setting world.kind: expected one of synthetic, hub, got 'cloud'"),
     ({"world": {"dtype": "int8"}}, "setting world.dtype: expected one of float32, bfloat16, float16, got 'int8'"),
     ({"device": "cuda:x"}, "setting device: expected auto, cpu or cuda[:N], got 'cuda:x'"),
@@ -85,7 +85,7 @@ def test_unknown_preset_lists_the_valid_ones():
 
 def test_choices_are_one_definition():
     assert set(typing.get_args(TaskName)) == set(TASKS)
-    assert ARCHITECTURES == ("tied", "untied", "topk")
+    assert ARCHITECTURES == ("tied", "untied", "topk", "batchtopk")
     for device in ("auto", "cpu", "cuda", "cuda:1"):
         assert build_config([{"device": device}]).device == device
 

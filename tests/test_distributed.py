@@ -20,7 +20,10 @@ from lfp_engine.run.errors import ConfigError, InputError
 from lfp_engine.sae.training import SaeSpec, train_saes
 
 SPECS = [SaeSpec(layer=4, d_sae=6), SaeSpec(layer=7, d_sae=12, architecture="untied"),
-         SaeSpec(layer=7, d_sae=8, architecture="topk", k=3)]
+         SaeSpec(layer=7, d_sae=8, architecture="topk", k=3),
+         SaeSpec(layer=4, d_sae=16, architecture="topk", k=2, auxk_coefficient=1 / 32, auxk_dead_tokens=24)]
+"""Data-parallel training must give one process's dictionaries for each: the paper's tied SAE, untied,
+top-k, and top-k with AuxK (whose dead-latent count sees the whole global batch)."""
 PROMPTS = ["the film", "the plot was", "", "a good", "bad", "the", "plot", "film film", "was"]
 
 

@@ -145,7 +145,7 @@ def test_sae_stages_without_their_inputs_say_what_to_run(tmp_path, capsys):
 @pytest.mark.parametrize("setting,message", [
     ({"sae": {"dict_multipliers": [0, 2]}}, "a dictionary size of zero has no features"),
     ({"sae": {"dict_multipliers": [2, 1]}}, "two increasing whole numbers"),
-    ({"sae": {"architecture": "gated"}}, "sae.architecture: expected one of tied, untied, topk"),
+    ({"sae": {"architecture": "gated"}}, "sae.architecture: expected one of tied, untied, topk, batchtopk"),
     ({"sae": {"n_train_examples": 8}}, "sae.n_train_examples"),
     ({"activations": {"n_train_tokens": 0}}, "activations.n_train_tokens"),
     ({"features": {"shared_threshold": 2}}, "features.shared_threshold"),

@@ -122,6 +122,14 @@ class Ranks:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
             offset += t.numel()
 
+    def either(self, mask: torch.Tensor) -> torch.Tensor:
+        """The elementwise OR of a boolean tensor over the processes (the tensor itself for one)."""
+        if not self.distributed:
+            return mask
+        values = mask.to(torch.uint8)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return values.bool()
+
     def sum_(self, array: np.ndarray) -> None:
         """Replace `array`, in place, by its sum over the processes: each process fills the rows of
         its units and leaves zeros in the others', and every process ends with every row (exactly:

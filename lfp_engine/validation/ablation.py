@@ -21,6 +21,7 @@ from torch import nn
 from lfp_engine.models.generation import Sampling, sample_completions
 from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervening, intervention_hooks
+from lfp_engine.validation.paired_forward import PairedModels
 from lfp_engine.tuning.reward import RewardFunction, scored_texts
 from lfp_engine.statistics import PairedComparison, paired_comparison
 from lfp_engine.sae.autoencoder import SparseAutoencoder
@@ -49,12 +50,14 @@ class ScoredCompletions:
 
 def intervened_completions(model: nn.Module, tokenizer, prompts: Sequence[str], intervention: Intervention,
                            saes: Mapping[DictionaryKey, SparseAutoencoder], reward: RewardFunction, sampling: Sampling,
-                           seed: int, desc: str = "generate", ranks: Ranks = SINGLE) -> ScoredCompletions:
+                           seed: int, desc: str = "generate", paired: PairedModels | None = None,
+                           ranks: Ranks = SINGLE) -> ScoredCompletions:
     """One completion per prompt under `intervention` (the model carries `intervention_hooks`),
     scored by the task's reward. Under one seed every intervention draws the same noise, so the
     rewards of two interventions pair prompt by prompt, and no intervention is the model itself.
-    With several processes (`ranks`) the generation batches are dealt out (`sample_completions`)."""
-    with intervening(intervention, saes):
+    `paired`: the base model and crosscoders, for interventions on crosscoder latents. With several
+    processes (`ranks`) the generation batches are dealt out (`sample_completions`)."""
+    with intervening(intervention, saes, paired):
         out = sample_completions(model, tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
                                  min_new_tokens=sampling.min_new_tokens, temperature=sampling.temperature,
                                  batch_size=sampling.batch_size, seed=seed, max_length=sampling.max_length,
@@ -129,7 +132,7 @@ def ablation_conditions(model: nn.Module, tokenizer, prompts: Sequence[str], rel
             per_draw = []
             for i, intervention in enumerate(draws):
                 out = intervened_completions(model, tokenizer, prompts, intervention, saes, reward, sampling, seed,
-                                             f"generate ({condition} ablated)", ranks)
+                                             f"generate ({condition} ablated)", ranks=ranks)
                 per_draw.append(out.rewards)
                 if i == 0:
                     samples.append(pd.DataFrame({"condition": condition, "prompt": prompts[:n_samples_stored],

@@ -69,6 +69,30 @@ def generation_table(ctx: StageContext, fits: ProbeFits) -> pd.DataFrame:
                               counts["tuned"], counts["base"])
 
 
+def reward_max(triples: pd.DataFrame, kind: str) -> float:
+    """The largest |lexicon value| among the training words: the deltas' scale may not peek at test words."""
+    if kind != "word":
+        return 1.0
+    train = triples.loc[triples["split"] == "train", ["value_positive", "value_negative"]]
+    return float(np.nanmax(np.abs(train.to_numpy(float))))
+
+
+def headline_numbers(metrics: pd.DataFrame) -> dict[str, float]:
+    """'<variant>_<metric>[_<subset>]' -> value (and '_p' its p-value) of the test rows, logged and
+    kept in the manifest."""
+    rows = metrics[metrics["subset"].isin(["test", "test_within"]) & metrics["metric"].isin(["kendall_tau", "accuracy"])]
+    values = {}
+    for r in rows.itertuples():
+        key = f"{r.variant}_{r.metric}" + ("_within" if r.subset == "test_within" else "")
+        values[key] = float(r.value)
+        if r.test is not None and not pd.isna(r.test):
+            values[f"{key}_p"] = float(r.p_value)
+    for key in ("sae_kendall_tau_within", "tuned_minus_base_kendall_tau_within", "sae_accuracy"):
+        if key in values:
+            log.info("probe on held-out words/texts: %s = %.3f", key, values[key])
+    return values
+
+
 def run(ctx: StageContext) -> StageResult | None:
     p = ctx.config.probe
     kind = ctx.outputs_of(ContrastiveOutputs).kind
@@ -77,31 +101,23 @@ def run(ctx: StageContext) -> StageResult | None:
     bos = ActivationSet(ctx.paths.activations / "train").info.bos_token_id
     max_tokens = ctx.outputs_of(ActivationsOutputs).max_tokens_per_text
     texts = tokenized_elements(triples, kind, load_tokenizer_of(ctx), max_tokens)
-    reward_max = (float(np.nanmax(np.abs(triples[["value_positive", "value_negative"]].to_numpy(float))))
-                  if kind == "word" else 1.0)
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
-    datasets = encode_variants(used, texts, triples, kind, reward_max)
+    datasets = encode_variants(used, texts, triples, kind, reward_max(triples, kind))
     if not ctx.ranks.is_main:
         return None
-    fits = fit_variants(datasets, p.cv_folds, p.n_bootstrap, ctx.seed, rng)
+    fits = fit_variants(datasets, p, ctx.seed, rng)
     save_probes(ctx, fits, used, bos, max_tokens)
     tables = {"probe_metrics": fits.metrics, "probe_predictions": fits.predictions_table(),
               "probe_weights": fits.weights_table(used["sae"].layout),
               "probe_pca": pca_frame(fits.main, p.max_pca_rows, rng)}
     if kind == "word":
         tables["lexicon_comparison"] = generation_table(ctx, fits)
-    metrics = fits.metrics
-    headline = metrics[(metrics["subset"] == "test") & metrics["metric"].isin(["kendall_tau", "accuracy"])]
-    values = {f"{r.variant}_{r.metric}": r.value for r in headline.itertuples()}
-    values |= {f"{r.variant}_{r.metric}_p": r.p_value for r in headline.itertuples() if r.metric == "kendall_tau"}
-    for key in ("sae_kendall_tau", "sae_accuracy"):
-        if key in values:
-            log.info("probe on held-out words/texts: %s = %.3f", key, values[key])
+        tables["word_values"] = fits.word_values
     probe = fits.probes["sae"]
     return StageResult(
         outputs=ProbeOutputs(kind=probe.kind, alpha=probe.alpha, n_features=used["sae"].layout.total,
-                             folder=str(ctx.paths.probe), headline=values),
+                             folder=str(ctx.paths.probe), headline=headline_numbers(fits.metrics)),
         tables=tables, inputs={"n_triples": len(triples), "layers": layers})
 
 
@@ -109,8 +125,9 @@ STAGE = Stage(
     name="probe",
     run=run,
     sections=("probe",),
-    tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison"),
+    tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values"),
     needs=("features", "contrastive"),
+    version=2,  # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values; scale from train words
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
     distributed=True,
