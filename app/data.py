@@ -288,10 +288,15 @@ class RunData:
                        "WHERE model = ? AND explanation IS NOT NULL ORDER BY layer, dict_size, feature", [model])
 
     def feature_frequency(self) -> pd.DataFrame:
-        return self._q("SELECT * FROM feature_frequency ORDER BY \"group\" = 'relevant' DESC, \"group\" = 'other' DESC")
+        """Groups in the stored order (relevant, matched_shared, all), then the test row."""
+        return self._q("SELECT * FROM feature_frequency ORDER BY rowid")
 
     def ablation_results(self) -> pd.DataFrame:
-        return self._q("SELECT * FROM ablation_results ORDER BY condition = 'none' DESC, condition = 'relevant' DESC")
+        """Conditions in the stored order: none, each against none, then relevant against random."""
+        return self._q("SELECT * FROM ablation_results ORDER BY rowid")
+
+    def ablation_draws(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM ablation_draws ORDER BY draw")
 
     def ablation_samples(self) -> pd.DataFrame:
         return self._q("SELECT * FROM ablation_samples")

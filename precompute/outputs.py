@@ -146,10 +146,17 @@ class ValidateOutputs(StageOutputs):
     n_inputs: int
     probe_value_p99: float
     firing_rates: dict[str, float]
+    """Group ('relevant', 'matched_shared', 'all') -> mean firing rate on the strong inputs."""
+    enrichment: dict[str, float]
+    """Group -> mean enrichment (rate on strong inputs / rate on all); 'relevant_vs_matched': their ratio."""
     frequency_p_value: float
+    """One-sided Mann-Whitney U, relevant enrichment > matched shared features'."""
     mean_rewards: dict[str, float] = field(default_factory=dict)
-    """Ablation condition -> mean reward ('none', 'relevant', 'random')."""
+    """Ablation condition -> mean reward ('none', 'relevant', 'random': over the draws)."""
     p_values: dict[str, float] = field(default_factory=dict)
+    """'relevant_vs_none', 'random_vs_none', 'relevant_vs_random', 'relevant_vs_random_draws' -> p-value."""
+    notes: list[str] = field(default_factory=list)
+    """Why a comparison is missing (e.g. no feature judged relevant)."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from precompute.cli import main
 from .conftest import run_lfp
 
 METRIC_COLUMNS = ["layer", "dict_size", "architecture", "l1_coefficient", "n_train_examples", "mse", "normalized_mse",
-                  "variance_explained", "l0", "l0_fraction", "dead_fraction", "dense_fraction", "ce_clean",
+                  "variance_explained", "l0", "l0_fraction", "l0_scaled", "dead_fraction", "dense_fraction", "ce_clean",
                   "ce_spliced", "ce_zero_ablated", "loss_recovered", "train_seconds"]
 FEATURE_TYPES = {"model": "VARCHAR", "layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "twin_feature": "BIGINT",
                  "twin_cosine": "DOUBLE", "is_shared": "BOOLEAN", "shared_rank": "BIGINT", "density": "DOUBLE",

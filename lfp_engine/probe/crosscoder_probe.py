@@ -21,8 +21,10 @@ from torch import nn
 from lfp_engine.probe.dataset import build_dataset
 from lfp_engine.probe.encoding import CodeLayout, Encoder, TokenizedText
 from lfp_engine.probe.linear import LinearProbe, fit
-from lfp_engine.probe.measures import measure
+from lfp_engine.probe.agreement import agreement_rows, measure_agreement
+from lfp_engine.probe.measures import measure, metrics_frame
 from lfp_engine.probe.triples import ELEMENTS
+from lfp_engine.probe.words import WordSet, stratified_resamples
 from lfp_engine.sae.activations import mlp_outputs, pad_batch
 from lfp_engine.sae.crosscoder import Crosscoder
 
@@ -91,7 +93,15 @@ def fit_crosscoder_probe(encoder: CrosscoderEncoder, texts: Mapping[str, list[To
     weights = np.zeros(data.X.shape[1])
     weights[live] = fitted.weights
     probe = dataclasses.replace(fitted, weights=weights)
-    metrics = pd.DataFrame(measure(VARIANT, data, probe.predict(data.X), n_bootstrap, seed))
+    prediction = probe.predict(data.X)
+    rows = measure(VARIANT, data, prediction)
+    if data.kind == "word":
+        # The test words' taus with the probe stage's bootstrap (resampled within polarity), no null:
+        # the page sets them beside the 'sae' probe's, which carries the permutation p-values.
+        words = WordSet.of(data, data.test)
+        resamples = stratified_resamples(words.positive, n_bootstrap, np.random.default_rng([seed, 1]))
+        rows += agreement_rows(measure_agreement(VARIANT, words, words.values(prediction), resamples, None))
+    metrics = metrics_frame(rows)
     layout = encoder.layout
     keys = [layout.feature_of(c) for c in range(layout.total)]
     weights = pd.DataFrame({"layer": [k[0] for k in keys], "feature": [k[2] for k in keys],

@@ -26,9 +26,14 @@ class Preset:
 def _hub(model_id: str, **extra: Any) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         "world": {"kind": "hub", "base_model": model_id, "corpus": IMDB},
-        # One pass over IMDb's 25k training reviews in rollouts of 64 (the paper's PPO batch),
-        # each rollout split into 4 optimizer mini-batches of 16.
-        "rlhf": {"steps": 1600},
+        # The paper's PPO budget (section 3.1: batch 64, mini-batch 16, the rest TRL's defaults, so
+        # ppo_epochs 4), over one pass of IMDb's 25,000 training reviews (TRL's PPO loop makes one
+        # pass over its dataloader): 25,000 / 64 = 390.6 rollouts, each used for 4 epochs x 64 / 16
+        # = 16 optimizer steps, 390.6 x 16 = 6,250 optimizer steps (6,240 with TRL's drop_last).
+        # In RLOO: rollouts of 64 (`generation_batch_size`), mini-batches of 16, `num_iterations` 4
+        # (PPO's epochs), so max_steps 6,250 samples the same 25,000 completions and takes the same
+        # 6,250 updates. (RLOO's 4 completions per prompt make those 6,250 distinct prompts.)
+        "rlhf": {"steps": 6250, "num_iterations": 4},
     }
     for section, values in extra.items():
         overrides.setdefault(section, {}).update(values)
@@ -125,7 +130,7 @@ PRESETS: dict[str, Preset] = {
         Preset("pythia-160m", "EleutherAI/pythia-160m with the paper's settings (hub)",
                _hub("EleutherAI/pythia-160m")),
         Preset("gpt-neo-125m", "EleutherAI/gpt-neo-125m with the paper's settings (hub)",
-               _hub("EleutherAI/gpt-neo-125m")),
+               _hub("EleutherAI/gpt-neo-125m", sae={"l1_coefficient": 0.0015})),  # section 3.2: GPT-Neo's alpha
         Preset("gemma-2b-it", "google/gemma-2b-it, bf16, DPO with effective batch 16 and lr 5e-5 (hub)",
                _hub("google/gemma-2b-it", world={"dtype": "bfloat16"},
                     dpo={"batch_size": 8, "gradient_accumulation_steps": 2, "learning_rate": 5e-5})),

@@ -7,7 +7,8 @@ Measured on held-out activations (the corpus's test split), never on the trainin
 - `variance_explained`: 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2; unlike the paper's
   normalisation it does not give credit for the mean, which a bias alone reconstructs.
 - `l0`: mean number of non-zero codes per token, the paper's "true sparsity"; `l0_fraction` is
-  l0 / dictionary size.
+  l0 / dictionary size; `l0_scaled` is l0 / 100, the true sparsity as the paper's tables 11 and 12
+  and figure 8 report it (appendix F: "scale down by a factor of 100").
 - `dead_fraction`: features that never fire on the held-out tokens; `dense_fraction`: features
   firing on more than `dense_threshold` of them.
 - Spliced-in loss: the model's next-token cross-entropy with a layer's MLP output replaced by the
@@ -37,6 +38,8 @@ from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.training import SaeSpec
 
 EVAL_BATCH_ROWS = 8192
+PAPER_SPARSITY_SCALE = 100.0
+"""The paper divides L0 by this in tables 11 and 12 and figure 8 (appendix F)."""
 
 
 @dataclass
@@ -47,6 +50,7 @@ class ReconstructionMetrics:
     variance_explained: float
     l0: float
     l0_fraction: float
+    l0_scaled: float
     dead_fraction: float
     dense_fraction: float
 
@@ -89,6 +93,7 @@ class ReconstructionTotals:
             variance_explained=1 - self.err / centered if centered > 0 else float("nan"),
             l0=l0,
             l0_fraction=l0 / self.d_sae,
+            l0_scaled=l0 / PAPER_SPARSITY_SCALE,
             dead_fraction=(density == 0).double().mean().item(),
             dense_fraction=(density > dense_threshold).double().mean().item(),
         )
