@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfp_engine.sae.activations import mlp_outputs, pad_batch
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 
@@ -94,13 +95,14 @@ class Encoder:
     """A model and one SAE per chosen layer: token texts in, concatenated codes out.
 
     Without SAEs (`saes=None`) the representation is the raw MLP outputs, the probe's
-    no-SAE baseline.
+    no-SAE baseline. With several processes (`ranks`), `representations` deals its batches out
+    among them and hands every process all the rows.
     """
 
     def __init__(self, model: nn.Module, tokenizer, layers: Sequence[int],
                  saes: Mapping[int, SparseAutoencoder] | None, bos_token_id: int | None, max_tokens: int,
-                 batch_size: int = 32):
-        self.model, self.tokenizer = model, tokenizer
+                 batch_size: int = 32, ranks: Ranks = SINGLE):
+        self.model, self.tokenizer, self.ranks = model, tokenizer, ranks
         self.layers = sorted(layers)
         self.saes = saes
         if saes is not None and set(saes) != set(self.layers):
@@ -109,7 +111,7 @@ class Encoder:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
-        d_model = model.get_input_embeddings().weight.shape[1]
+        self.d_model = d_model = model.get_input_embeddings().weight.shape[1]
         widths = [saes[layer].d_sae for layer in self.layers] if saes is not None else [d_model] * len(self.layers)
         self.layout = CodeLayout(tuple(self.layers), tuple(widths))
 
@@ -129,22 +131,38 @@ class Encoder:
         codes, _ = self._codes([text.ids])
         return codes[0, : len(text.ids)].cpu().numpy().astype(np.float64)
 
+    def _means(self, texts: Sequence[TokenizedText], chunk: np.ndarray,
+               with_raw: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(the texts' indices, their mean codes, their mean raw MLP outputs or None) of one batch."""
+        codes, raw = self._codes([texts[i].ids for i in chunk])
+        means = np.stack([codes[row, texts[i].positions].double().mean(0).cpu().numpy()
+                          for row, i in enumerate(chunk)])
+        raw_means = np.stack([raw[row, texts[i].positions].double().mean(0).cpu().numpy()
+                              for row, i in enumerate(chunk)]) if with_raw else None
+        return chunk, means, raw_means
+
     def representations(self, texts: Sequence[TokenizedText], desc: str = "encode",
                         with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """A(x) for each text: the mean code over its positions, [n, D] float64. With `with_raw`,
-        also the mean raw MLP outputs [n, L*d] from the same forward passes (the no-SAE baseline)."""
+        also the mean raw MLP outputs [n, L*d] from the same forward passes (the no-SAE baseline).
+        Texts are batched by length; batch k is the same texts wherever it is encoded, and each text's
+        row is filled by the one process that encodes its batch (zeros elsewhere, summed over them)."""
+        order = np.argsort([len(t.ids) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.layout.total), dtype=np.float64)
         raw_out = None
-        order = np.argsort([len(t.ids) for t in texts], kind="stable")
-        for start in tqdm(range(0, len(order), self.batch_size), desc=desc, unit="batch", mininterval=1, leave=False):
-            chunk = order[start:start + self.batch_size]
-            codes, raw = self._codes([texts[i].ids for i in chunk])
-            if with_raw and raw_out is None:
-                raw_out = np.zeros((len(texts), raw.shape[-1]), dtype=np.float64)
-            for row, i in enumerate(chunk):
-                out[i] = codes[row, texts[i].positions].double().mean(0).cpu().numpy()
-                if with_raw:
-                    raw_out[i] = raw[row, texts[i].positions].double().mean(0).cpu().numpy()
+        starts = range(0, len(order), self.batch_size)
+        for k, start in enumerate(tqdm(starts, desc=desc, unit="batch", mininterval=1, leave=False)):
+            if not self.ranks.owns(k):
+                continue
+            chunk, means, raw_means = self._means(texts, order[start:start + self.batch_size], with_raw)
+            out[chunk] = means
+            if with_raw:
+                raw_out = np.zeros((len(texts), raw_means.shape[1])) if raw_out is None else raw_out
+                raw_out[chunk] = raw_means
+        self.ranks.sum_(out)
+        if with_raw:
+            raw_out = np.zeros((len(texts), len(self.layers) * self.d_model)) if raw_out is None else raw_out
+            self.ranks.sum_(raw_out)
         if not np.isfinite(out).all():
             raise InputError("the codes contain NaN or infinite values; the model overflows in its dtype")
         return (out, raw_out) if with_raw else out

@@ -4,7 +4,8 @@ Encodes every triple element with the tuned model and its smaller SAE of each ch
 the base model with its own, for the baseline), fits the probe and its baselines
 (`lfp_engine.probe.variants`), and measures them on the test split against the lexicon. Writes
 the probe and the base model's probe to `probe/` for the dashboard, and the tables of
-docs/store.md.
+docs/store.md. With several processes the encoding's batches are dealt out among them; the fits,
+the files and the tables are rank 0's alone.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def encoders(ctx: StageContext, layers: list[int], bos: int | None, max_tokens: 
         folders = probe_dictionaries(ctx.paths.saes_of(model), layers, model)
         saes = {layer: load_sae(folder, ctx.device) for layer, folder in folders.items()}
         out[variant] = probe_encoder(load_model(ctx, model), load_tokenizer_of(ctx), saes, bos, max_tokens,
-                                     ctx.config.probe.batch_size)
+                                     ctx.config.probe.batch_size, ctx.ranks)
     return out
 
 
@@ -92,7 +93,7 @@ def headline_numbers(metrics: pd.DataFrame) -> dict[str, float]:
     return values
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext) -> StageResult | None:
     p = ctx.config.probe
     kind = ctx.outputs_of(ContrastiveOutputs).kind
     triples = ctx.store.read("triples", order_by="triple_id")
@@ -102,7 +103,10 @@ def run(ctx: StageContext) -> StageResult:
     texts = tokenized_elements(triples, kind, load_tokenizer_of(ctx), max_tokens)
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
-    fits = fit_variants(encode_variants(used, texts, triples, kind, reward_max(triples, kind)), p, ctx.seed, rng)
+    datasets = encode_variants(used, texts, triples, kind, reward_max(triples, kind))
+    if not ctx.ranks.is_main:
+        return None
+    fits = fit_variants(datasets, p, ctx.seed, rng)
     save_probes(ctx, fits, used, bos, max_tokens)
     tables = {"probe_metrics": fits.metrics, "probe_predictions": fits.predictions_table(),
               "probe_weights": fits.weights_table(used["sae"].layout),
@@ -126,4 +130,5 @@ STAGE = Stage(
     version=2,  # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values; scale from train words
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
+    distributed=True,
 )
