@@ -1,17 +1,21 @@
-"""Probe fitting and the agreement measures, against scipy and known answers."""
+"""Probe fitting, its zero point and units, the agreement measures, and a text's implicit reward,
+against scipy and hand computations."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from lfp_engine.run.errors import InputError
-from lfp_engine.probe.dataset import target_scale
-from lfp_engine.probe.linear import fit_logistic, fit_regression, shuffled_probe, xavier_probe
+from lfp_engine.probe.dataset import build_dataset, target_scale
+from lfp_engine.probe.linear import fit, fit_logistic, fit_regression, shuffled_probe, xavier_probe
+from lfp_engine.probe.implicit_reward import word_rewards
 from lfp_engine.probe.measures import kendall_agreement, sign_agreement, word_values
+from lfp_engine.tuning.reward import VaderReward
 
 
 def test_kendall_tau_and_p_match_scipy_on_values():
@@ -61,9 +65,19 @@ def test_word_values_sign_agreement_and_scale():
     values = word_values(np.array([1.0, 3.0, -2.0, 0.5]), ["good", "good", "bad", "fine"])
     assert values.to_dict() == {"bad": -2.0, "fine": 0.5, "good": 2.0}
     assert sign_agreement(np.array([1.0, -1.0, 2.0, -3.0]), np.array([0.5, 0.2, 1.0, -1.0])) == 0.75
-    assert target_scale(np.array([0.5, -2.0, 1.0]), 4.0) == 2.0
+
+
+
+def test_target_scale_is_the_least_squares_gain_onto_lexicon_values():
+    deltas, values = np.array([0.5, -2.0, 1.0]), np.array([1.5, -3.0, 1.0])
+    gain = target_scale(deltas, values)
+    assert gain == pytest.approx(np.linalg.lstsq(deltas[:, None], values, rcond=None)[0][0])
+    assert gain == pytest.approx(7.75 / 5.25)
+    assert target_scale(3 * deltas, values) == pytest.approx(gain / 3)  # a model's delta units cancel out
     with pytest.raises(InputError, match="zero"):
-        target_scale(np.zeros(3), 4.0)
+        target_scale(np.zeros(3), values)
+    with pytest.raises(InputError, match="mixed up"):
+        target_scale(-deltas, values)
 
 
 def test_logistic_probe_separates_and_refuses_one_class():
@@ -81,3 +95,79 @@ def test_bad_probe_data_is_refused():
         fit_regression(np.array([[np.nan, 1.0], [0.0, 1.0]]), np.array([1.0, 2.0]), ["a", "b"])
     with pytest.raises(InputError, match="two different words"):
         fit_regression(np.ones((3, 2)), np.ones(3), ["a", "a", "a"])
+
+
+def planted_triples(n: int = 240, seed: int = 0) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Word triples whose codes share a slot feature (column 0, on every substituted word), carry the
+    word's value in column 1, and a 'sentiment word' feature in column 2, stronger on positive words
+    (3) than on negative ones (1) and absent from neutral ones; test triples last."""
+    rng = np.random.default_rng(seed)
+    positive = [f"p{i}" for i in range(12)]
+    negative = [f"n{i}" for i in range(12)]
+    neutral = [f"z{i}" for i in range(6)]
+    value = {w: 1.0 + i % 4 for i, w in enumerate(positive)} | {w: -(1.0 + i % 4) for i, w in enumerate(negative)}
+    rows = pd.DataFrame({"triple_id": np.arange(n), "split": np.where(np.arange(n) < 0.8 * n, "train", "test"),
+                         "word_positive": rng.choice(positive, n), "word_negative": rng.choice(negative, n),
+                         "word_neutral": rng.choice(neutral, n)})
+    rows["value_positive"] = rows["word_positive"].map(value)
+    rows["value_negative"] = rows["word_negative"].map(value)
+
+    def codes(values: np.ndarray, strength: float) -> np.ndarray:
+        return np.column_stack([np.ones(n), values, np.full(n, strength)]) + rng.normal(0, 0.05, (n, 3))
+
+    reps = {"positive": codes(rows["value_positive"].to_numpy(), 3.0),
+            "negative": codes(rows["value_negative"].to_numpy(), 1.0),
+            "neutral": codes(np.zeros(n), 0.0)}
+    return reps, rows
+
+
+def test_the_neutral_element_is_the_probes_zero_point():
+    reps, triples = planted_triples()
+    data = build_dataset(reps, triples, "word")
+    n = len(triples)
+    assert data.element.tolist() == ["positive"] * n + ["negative"] * n + ["neutral"] * n
+    neutral = data.element == "neutral"
+    assert (data.target[neutral] == 0).all() and (data.lexicon_value[neutral] == 0).all()
+    assert data.word[neutral].tolist() == triples["word_neutral"].tolist()  # a neutral word is its own CV group
+    assert not data.train[neutral].any() and not data.test[neutral].any() and data.fitted[neutral].any()
+    probe = fit(data, folds=5)
+    anchored = probe.predict(data.X[neutral])
+    assert abs(anchored.mean()) < 0.1 * np.abs(data.target[data.scored]).mean()
+    # without the anchor the probe extrapolates the sentiment-word feature to where it is absent
+    free = fit_regression(data.X[data.train], data.target[data.train], data.word[data.train])
+    assert abs(free.predict(data.X[neutral]).mean()) > 0.4 * np.abs(data.target[data.scored]).mean()
+
+
+def test_deltas_are_put_in_lexicon_units_on_training_words_only():
+    reps, triples = planted_triples()
+    data = build_dataset(reps, triples, "word")
+    test = triples["split"] == "test"
+    changed = triples.assign(value_positive=np.where(test, 100.0, triples["value_positive"]))
+    moved = {e: np.where(test.to_numpy()[:, None], 50 * r, r) for e, r in reps.items()}
+    assert build_dataset(moved, changed, "word").scale == data.scale
+    # the gain maps the training deltas onto their words' values by least squares
+    train = data.train
+    assert np.sum((data.target[train] - data.lexicon_value[train]) * data.target[train]) == pytest.approx(0, abs=1e-6)
+
+
+def test_a_texts_implicit_reward_is_the_rewards_formula_on_its_words_token_means():
+    """Hand computation: "Great film, truly awful." in seven tokens, one straddling two words."""
+    text = "Great film, truly awful."
+    tokens = pd.DataFrame({"start": [0, 2, 5, 10, 11, 19, 23], "end": [2, 5, 10, 11, 19, 23, 24],
+                           "reward": [1.0, 3.0, 0.5, -0.2, -1.0, -3.0, 0.1]})
+    words = word_rewards(tokens, text)
+    assert words["word"].tolist() == ["great", "film", ",", "truly", "awful", "."]
+    np.testing.assert_allclose(words["value"], [2.0, 0.5, -0.2, -1.0, -2.0, 0.1])
+    assert words["n_tokens"].tolist() == [2, 1, 1, 1, 2, 1]
+    reward = VaderReward(lexicon={"great": 3.1, "awful": -3.4}, scale=0.2, clip=1.0)
+    assert reward.aggregate(words["value"]) == pytest.approx(0.2 * -0.6)
+    assert reward.aggregate([4.0, 3.0]) == 1.0 and reward.aggregate([-9.0]) == -1.0  # clipped like the reward
+    assert reward([text])[0] == reward.aggregate([3.1, -3.4])  # the true reward: the same formula on the lexicon
+
+
+def test_whitespace_is_no_word_and_unread_words_are_not_scored():
+    text = "good  \n\n film here"
+    tokens = pd.DataFrame({"start": [0, 4, 8], "end": [4, 8, 13], "reward": [1.0, 0.0, 2.0]})  # "here" not read
+    words = word_rewards(tokens, text)
+    assert words["word"].tolist() == ["good", "film"]
+    np.testing.assert_allclose(words["value"], [1.0, 2.0])

@@ -45,8 +45,9 @@ def test_probe_tables_follow_the_contract(micro_run):
     assert (merged["split"] == merged["split_w"]).all() and (merged["lexicon_value"] == merged["value"]).all()
     assert (comparison["generation_count"] >= 0).all()
     predictions = store.read("probe_predictions")
-    assert set(predictions["element"]) == {"positive", "negative"}
+    assert set(predictions["element"]) == {"positive", "negative", "neutral"}
     assert ((predictions["target"] > 0) == (predictions["element"] == "positive")).all()
+    assert (predictions.loc[predictions["element"] == "neutral", "target"] == 0).all()  # the zero point
     weights = store.read("probe_weights")
     probe, card = load_probe(RunPaths(micro_run).probe)
     assert len(weights) == sum(card.widths) == len(probe.weights)

@@ -1,9 +1,13 @@
 """The linear probe on the implicit reward, and its untrained and shuffled baselines (paper 3.3, 4.1).
 
-VADER task: a ridge regression from A(x) to the activation delta (`dataset.py`); its strength is
-chosen by cross-validation in which the folds are groups of *words* (a fold never contains a word
-the model was fit on), so the chosen strength is the one that generalises to unseen words, which
-is what the test split then measures. Preference tasks: logistic regression separating A(x+) from
+VADER task: a ridge regression from A(x) to the activation delta (`dataset.py`), the neutral
+elements at 0 among its rows; its strength is chosen by cross-validation in which the folds are
+groups of *words* (a fold never contains a word the model was fit on), so the chosen strength is
+the one that generalises to unseen words, which is what the test split then measures. A neutral
+word is a group of its own, not its triple's: one neutral word fills many triples, and grouping
+it with each triple's words would put it in the folds that fit and in the fold that scores at
+once, rewarding a probe that memorises the neutral words instead of one whose zero point holds
+on words it never saw (every token of a typed text is such a word). Preference tasks: logistic regression separating A(x+) from
 A(x-), its strength chosen with a text's two rewrites kept in one fold.
 
 Baselines on the same data: an untrained probe with Xavier-uniform weights (the paper's) and the
@@ -110,16 +114,17 @@ def shuffled_probe(X: np.ndarray, y: np.ndarray, groups: Sequence[str], rng: np.
 
 
 def fit(data: ProbeDataset, folds: int) -> LinearProbe:
-    """The regression probe (grouped by word) or the logistic probe (grouped by triple)."""
-    train = data.train
+    """The regression probe (grouped by word, neutral anchors included) or the logistic probe
+    (grouped by triple)."""
+    train = data.fitted
     if data.kind == "text":
         return fit_logistic(data.X[train], data.target[train], groups=data.triple_id[train], n_folds=folds)
     return fit_regression(data.X[train], data.target[train], data.word[train], n_folds=folds)
 
 
 def baselines(data: ProbeDataset, rng: np.random.Generator, folds: int) -> dict[str, LinearProbe]:
-    """The paper's untrained Xavier probe, and the probe refit to shuffled targets."""
-    train = data.train
+    """The paper's untrained Xavier probe, and the probe refit, on the same rows, to shuffled targets."""
+    train = data.fitted
     if data.kind == "text":
         shuffled = fit_logistic(data.X[train], rng.permutation(data.target[train]), groups=data.triple_id[train],
                                 n_folds=folds)

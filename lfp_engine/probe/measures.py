@@ -5,9 +5,11 @@ the paper's section 4.1: per-word implicit values against the lexicon (tables 2,
 Kendall's tau overall and per polarity (tables 4, 10), sign agreement (table 5), and for the
 preference tasks the held-out accuracy of a logistic probe (table 3) and a PCA of its inputs
 (figure 5). Every measure is computed on the test split: words (or texts) whose triples the
-probe never saw. A word's implicit value is the mean of the probe's predictions over the triples
-that contain it; against the lexicon we report Kendall's tau (on the values: the authors' notebook
-once ranked token strings alphabetically), its p-value and a bootstrap interval over words.
+probe never saw, and on positive and negative elements only (the neutral ones are the probe's
+zero point, not words of the lexicon). A word's implicit value is the mean of the probe's
+predictions over the triples that contain it; against the lexicon we report Kendall's tau (on the
+values: the authors' notebook once ranked token strings alphabetically), its p-value and a
+bootstrap interval over words.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ def word_counts(texts: Iterable[str]) -> Counter[str]:
 def lexicon_comparison(data: ProbeDataset, prediction: np.ndarray, words: pd.DataFrame, tuned_counts: Counter[str],
                        base_counts: Counter[str]) -> pd.DataFrame:
     """One row per word of the triples: the reconstructed lexicon (tables 2 and 9, figure 4)."""
-    table = lexicon_values(data, prediction, np.ones(len(prediction), bool))
+    table = lexicon_values(data, prediction, data.scored)
     table = table.merge(words[["word", "split", "polarity", "role"]], on="word", how="left")
     table["abs_error"] = (table["probe_value"] - table["lexicon_value"]).abs()
     table["generation_count"] = [tuned_counts.get(w, 0) for w in table["word"]]
@@ -149,10 +151,12 @@ def lexicon_comparison(data: ProbeDataset, prediction: np.ndarray, words: pd.Dat
 
 
 def pca_frame(data: ProbeDataset, max_rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Two principal components of the probe's inputs (figure 5), on a seeded sample of rows."""
-    if len(data.X) < 3:
+    """Two principal components of the probe's positive and negative inputs (figure 5), on a seeded
+    sample of rows."""
+    rows = np.flatnonzero(data.scored)
+    if len(rows) < 3:
         raise InputError("too few probe inputs for a PCA")
-    keep = np.sort(rng.permutation(len(data.X))[:max_rows])
+    keep = np.sort(rng.permutation(rows)[:max_rows])
     pcs = PCA(n_components=2, random_state=0).fit_transform(data.X[keep])
     return pd.DataFrame({"triple_id": data.triple_id[keep], "element": data.element[keep],
                          "split": data.split[keep], "label": data.target[keep] if data.kind == "text" else

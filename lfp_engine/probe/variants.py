@@ -38,7 +38,7 @@ def tokenized_elements(triples: pd.DataFrame, kind: str, tokenizer,
 
 
 def encode_variants(encoders: Mapping[str, Encoder], texts: Mapping[str, list[TokenizedText]],
-                    triples: pd.DataFrame, kind: str, reward_max: float) -> dict[str, ProbeDataset]:
+                    triples: pd.DataFrame, kind: str) -> dict[str, ProbeDataset]:
     """The dataset of every variant that needs a forward pass: 'sae' and 'raw_mlp' from the tuned
     model's encoder (one pass gives both), 'base_model' from the base model's."""
     datasets: dict[str, ProbeDataset] = {}
@@ -47,9 +47,9 @@ def encode_variants(encoders: Mapping[str, Encoder], texts: Mapping[str, list[To
         tuned = variant == "sae"
         encoded = {e: encoder.representations(texts[e], desc=f"encode {model} {e}", with_raw=tuned) for e in ELEMENTS}
         if tuned:
-            datasets["raw_mlp"] = build_dataset({e: raw for e, (_, raw) in encoded.items()}, triples, kind, reward_max)
+            datasets["raw_mlp"] = build_dataset({e: raw for e, (_, raw) in encoded.items()}, triples, kind)
             encoded = {e: codes for e, (codes, _) in encoded.items()}
-        datasets[variant] = build_dataset(encoded, triples, kind, reward_max)
+        datasets[variant] = build_dataset(encoded, triples, kind)
     return datasets
 
 
@@ -72,7 +72,7 @@ class ProbeFits:
         return pd.DataFrame(keys, columns=["layer", "dict_size", "feature"]).assign(weight=self.probes["sae"].weights)
 
     def predictions_table(self) -> pd.DataFrame:
-        """`probe_predictions`: the probe's prediction for every row of its data."""
+        """`probe_predictions`: the probe's prediction for every row of its data, neutral anchors included."""
         main = self.main
         return pd.DataFrame({"triple_id": main.triple_id, "element": main.element, "split": main.split,
                              "word": main.word, "lexicon_value": main.lexicon_value, "target": main.target,

@@ -76,11 +76,9 @@ def run(ctx: StageContext) -> StageResult:
     bos = ActivationSet(ctx.paths.activations / "train").info.bos_token_id
     max_tokens = ctx.outputs_of(ActivationsOutputs).max_tokens_per_text
     texts = tokenized_elements(triples, kind, load_tokenizer_of(ctx), max_tokens)
-    reward_max = (float(np.nanmax(np.abs(triples[["value_positive", "value_negative"]].to_numpy(float))))
-                  if kind == "word" else 1.0)
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
-    fits = fit_variants(encode_variants(used, texts, triples, kind, reward_max), p.cv_folds, p.n_bootstrap,
+    fits = fit_variants(encode_variants(used, texts, triples, kind), p.cv_folds, p.n_bootstrap,
                         ctx.seed, rng)
     save_probes(ctx, fits, used, bos, max_tokens)
     tables = {"probe_metrics": fits.metrics, "probe_predictions": fits.predictions_table(),
@@ -108,6 +106,7 @@ STAGE = Stage(
     sections=("probe",),
     tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison"),
     needs=("features", "contrastive"),
+    version=2,  # 2: neutral elements at target 0 (the zero point); deltas scaled by least squares on training words
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
 )
