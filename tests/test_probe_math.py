@@ -12,10 +12,12 @@ from scipy import stats
 
 from lfp_engine.run.errors import InputError
 from lfp_engine.probe.dataset import build_dataset, target_scale
+from lfp_engine.probe.zero_point import ContextTokens, context_tokens
 from lfp_engine.probe.linear import fit, fit_logistic, fit_regression, shuffled_probe, xavier_probe
 from lfp_engine.probe.implicit_reward import word_rewards
 from lfp_engine.probe.measures import kendall_agreement, sign_agreement, word_values
 from lfp_engine.tuning.reward import VaderReward
+from lfp_engine.worlds.tokenizer import train_bpe_tokenizer
 
 
 def test_kendall_tau_and_p_match_scipy_on_values():
@@ -97,14 +99,15 @@ def test_bad_probe_data_is_refused():
         fit_regression(np.ones((3, 2)), np.ones(3), ["a", "a", "a"])
 
 
-def planted_triples(n: int = 240, seed: int = 0) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Word triples whose codes share a slot feature (column 0, on every substituted word), carry the
-    word's value in column 1, and a 'sentiment word' feature in column 2, stronger on positive words
-    (3) than on negative ones (1) and absent from neutral ones; test triples last."""
+def planted_triples(n: int = 240, per_triple: int = 2, seed: int = 0) -> tuple[dict[str, np.ndarray], pd.DataFrame,
+                                                                             ContextTokens]:
+    """Word triples whose codes share a slot feature (column 0), carry the word's value (column 1), a
+    'sentiment word' feature stronger on positive (3) than on negative words (1) and absent from
+    neutral ones (column 2), and a feature of ordinary tokens (column 3), weak at substituted words
+    and a little stronger on positive ones, ten times stronger on the tokens the triples share
+    before the word; test triples last."""
     rng = np.random.default_rng(seed)
-    positive = [f"p{i}" for i in range(12)]
-    negative = [f"n{i}" for i in range(12)]
-    neutral = [f"z{i}" for i in range(6)]
+    positive, negative, neutral = ([f"{c}{i}" for i in range(k)] for c, k in (("p", 12), ("n", 12), ("z", 6)))
     value = {w: 1.0 + i % 4 for i, w in enumerate(positive)} | {w: -(1.0 + i % 4) for i, w in enumerate(negative)}
     rows = pd.DataFrame({"triple_id": np.arange(n), "split": np.where(np.arange(n) < 0.8 * n, "train", "test"),
                          "word_positive": rng.choice(positive, n), "word_negative": rng.choice(negative, n),
@@ -112,42 +115,77 @@ def planted_triples(n: int = 240, seed: int = 0) -> tuple[dict[str, np.ndarray],
     rows["value_positive"] = rows["word_positive"].map(value)
     rows["value_negative"] = rows["word_negative"].map(value)
 
-    def codes(values: np.ndarray, strength: float) -> np.ndarray:
-        return np.column_stack([np.ones(n), values, np.full(n, strength)]) + rng.normal(0, 0.05, (n, 3))
+    def codes(slot: float, values: np.ndarray, strength: float, ordinary: float) -> np.ndarray:
+        m = len(values)
+        return np.column_stack([np.full(m, slot), values, np.full(m, strength), np.full(m, ordinary)]) + rng.normal(
+            0, 0.05, (m, 4))
 
-    reps = {"positive": codes(rows["value_positive"].to_numpy(), 3.0),
-            "negative": codes(rows["value_negative"].to_numpy(), 1.0),
-            "neutral": codes(np.zeros(n), 0.0)}
-    return reps, rows
+    shared = np.repeat(np.arange(n), per_triple)
+    context = ContextTokens(texts=[], triple=shared, word=rng.choice(["the", "was", "film", "."], len(shared)))
+    reps = {"positive": codes(1, rows["value_positive"].to_numpy(), 3.0, 0.6),
+            "negative": codes(1, rows["value_negative"].to_numpy(), 1.0, 0.4),
+            "neutral": codes(1, np.zeros(n), 0.0, 0.4), "context": codes(0, np.zeros(len(shared)), 0.0, 5.0)}
+    return reps, rows, context
 
 
 def test_the_neutral_element_is_the_probes_zero_point():
-    reps, triples = planted_triples()
-    data = build_dataset(reps, triples, "word")
-    n = len(triples)
-    assert data.element.tolist() == ["positive"] * n + ["negative"] * n + ["neutral"] * n
+    reps, triples, context = planted_triples()
+    data = build_dataset(reps, triples, "word", context)
+    n, m = len(triples), len(context.triple)
+    assert data.element.tolist() == ["positive"] * n + ["negative"] * n + ["neutral"] * (n + m)
+    assert data.at_word.tolist() == [True] * 3 * n + [False] * m
     neutral = data.element == "neutral"
     assert (data.target[neutral] == 0).all() and (data.lexicon_value[neutral] == 0).all()
-    assert data.word[neutral].tolist() == triples["word_neutral"].tolist()  # a neutral word is its own CV group
+    assert data.word[2 * n: 3 * n].tolist() == triples["word_neutral"].tolist()  # a neutral word is its own CV group
+    assert data.split[3 * n:].tolist() == triples["split"].to_numpy()[context.triple].tolist()
     assert not data.train[neutral].any() and not data.test[neutral].any() and data.fitted[neutral].any()
     probe = fit(data, folds=5)
-    anchored = probe.predict(data.X[neutral])
-    assert abs(anchored.mean()) < 0.1 * np.abs(data.target[data.scored]).mean()
-    # without the anchor the probe extrapolates the sentiment-word feature to where it is absent
+    size = np.abs(data.target[data.scored]).mean()
+    for rows in (slice(2 * n, 3 * n), slice(3 * n, None)):  # the neutral words, the shared tokens
+        assert abs(probe.predict(data.X[rows]).mean()) < 0.1 * size
+    # without the anchors the probe extrapolates the features it saw only at rewarded and penalised words
     free = fit_regression(data.X[data.train], data.target[data.train], data.word[data.train])
-    assert abs(free.predict(data.X[neutral]).mean()) > 0.4 * np.abs(data.target[data.scored]).mean()
+    assert abs(free.predict(data.X[2 * n: 3 * n]).mean()) > 0.4 * size
+    word_only = build_dataset(reps | {"context": reps["context"][:0]}, triples, "word",
+                              ContextTokens([], context.triple[:0], context.word[:0]))
+    assert abs(fit(word_only, folds=5).predict(reps["context"]).mean()) > 0.4 * size
 
 
 def test_deltas_are_put_in_lexicon_units_on_training_words_only():
-    reps, triples = planted_triples()
-    data = build_dataset(reps, triples, "word")
+    reps, triples, context = planted_triples()
+    data = build_dataset(reps, triples, "word", context)
     test = triples["split"] == "test"
     changed = triples.assign(value_positive=np.where(test, 100.0, triples["value_positive"]))
-    moved = {e: np.where(test.to_numpy()[:, None], 50 * r, r) for e, r in reps.items()}
-    assert build_dataset(moved, changed, "word").scale == data.scale
+    moved = {e: np.where(test.to_numpy()[:, None], 50 * r, r) for e, r in reps.items() if e != "context"}
+    assert build_dataset(moved | {"context": reps["context"]}, changed, "word", context).scale == data.scale
     # the gain maps the training deltas onto their words' values by least squares
     train = data.train
     assert np.sum((data.target[train] - data.lexicon_value[train]) * data.target[train]) == pytest.approx(0, abs=1e-6)
+    with pytest.raises(InputError, match="shared tokens"):
+        build_dataset(reps, triples, "word")
+
+
+def test_shared_tokens_are_drawn_before_the_neutral_word_outside_substituted_words():
+    texts = ["The plot was great. The acting was fine and the end was okay.", "I saw it. The music was long."]
+    tokenizer = train_bpe_tokenizer(texts * 20, 300)
+    triples = pd.DataFrame({"text_neutral": texts, "start_neutral": [texts[0].rindex("okay"), texts[1].index("long")]})
+    triples["end_neutral"] = triples["start_neutral"] + [4, 4]
+    drawn = context_tokens(triples, tokenizer, 64, {"great", "fine"}, 50, np.random.default_rng(0))
+    offsets = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    for i, text in enumerate(drawn.texts):
+        assert len(set(text.positions)) == len(text.positions) == (drawn.triple == i).sum()
+        for p, word in zip(text.positions, drawn.word[drawn.triple == i], strict=True):
+            start, end = offsets[i][p]  # the window holds the whole text: positions are the text's own
+            assert end <= triples["start_neutral"][i] and texts[i][start:end].strip().lower() in word
+    groups = set(drawn.word)  # each token's word: its cross-validation group
+    assert not groups & {"great", "fine", "okay", "long"}
+    assert {"the", "plot", "was", "acting", "and", "end", "saw", "music", "."} <= groups
+    again = context_tokens(triples, tokenizer, 64, {"great", "fine"}, 3, np.random.default_rng(0))
+    assert [len(t.positions) for t in again.texts] == [3, 3]
+    same = context_tokens(triples, tokenizer, 64, {"great", "fine"}, 3, np.random.default_rng(0))
+    assert same.texts == again.texts and same.word.tolist() == again.word.tolist()
+    window = context_tokens(triples, tokenizer, 4, set(), 50, np.random.default_rng(0))
+    assert all(len(t.ids) <= 4 for t in window.texts)
 
 
 def test_a_texts_implicit_reward_is_the_rewards_formula_on_its_words_token_means():

@@ -3,13 +3,11 @@
 Delta+ = ||A(x+) - A(x0)|| and Delta- = -||A(x-) - A(x0)||: the distance of the positive element
 from the neutral one, and minus that of the negative element, so the sign says reward or penalty.
 The neutral element is the reference point of both: its own delta, ||A(x0) - A(x0)||, is 0 by
-that definition. Word triples therefore also give the probe the neutral element at target 0,
-its zero point: without it the probe only ever sees rewarded and penalised words, and its
-intercept says nothing about a token the model treats as neutral, which is what every token
-but a few reads as when the probe is applied to whole texts (`implicit_reward.py`). Only the
-neutral *word* is anchored, not the other tokens of its text: those include the corpus
-sentence's own sentiment words, and calling them 0 would impose the answer that reading a
-neutral text is meant to measure.
+that definition. Word triples therefore also give the probe its zero point: the neutral word at
+target 0, and a sample of the tokens the three elements share before it, whose delta is 0 too
+(`zero_point.py`). Without them the probe only ever sees rewarded and penalised words, and says
+nothing meaningful about a token the model treats as neutral, which is what most tokens are when
+the probe is read over whole texts (`implicit_reward.py`).
 
 For word triples the deltas are put in the reward's units by one gain, fit by least squares of
 gain x delta on the lexicon values of the *training* rows (the paper normalises the deltas "to
@@ -28,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lfp_engine.probe.zero_point import ContextTokens
 from lfp_engine.run.errors import InputError
 
 
@@ -57,7 +56,8 @@ def activation_deltas(positive: np.ndarray, neutral: np.ndarray, negative: np.nd
 @dataclass
 class ProbeDataset:
     """Rows = the positive, then the negative element of every triple, then (word triples only)
-    the neutral element, marked `element == 'neutral'`, at target 0."""
+    the neutral element's word and the shared tokens drawn before it, all marked
+    `element == 'neutral'`, at target 0."""
 
     kind: str
     """'word' (regression on deltas, per-word values) or 'text' (classification of the two rewrites)."""
@@ -71,8 +71,10 @@ class ProbeDataset:
     """The substituted word (word triples; the neutral word on neutral rows), None for text triples.
     Also the probe's cross-validation group: a neutral word is a group of its own."""
     lexicon_value: np.ndarray
-    """The word's lexicon value (0 for neutral words: the lexicon does not list them)."""
+    """The word's lexicon value (0 on neutral rows)."""
     scale: float
+    at_word: np.ndarray
+    """True on rows at a triple's substituted word (its three elements), False on the shared tokens."""
 
     @property
     def scored(self) -> np.ndarray:
@@ -95,33 +97,40 @@ class ProbeDataset:
         return (self.split == "test") & self.scored
 
 
-def _word_rows(reps: Mapping[str, np.ndarray], triples: pd.DataFrame) -> ProbeDataset:
-    """Positive, negative and neutral rows of word triples, targets in lexicon units."""
+def _word_rows(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, context: ContextTokens) -> ProbeDataset:
+    """Positive, negative and neutral rows of word triples (targets in lexicon units), then the
+    shared tokens at 0; `reps['context']` holds the codes of `context`'s tokens."""
     d_pos, d_neg = activation_deltas(reps["positive"], reps["neutral"], reps["negative"])
-    n = len(triples)
-    split = np.concatenate([triples["split"].to_numpy()] * 3)
+    n, m = len(triples), len(context.triple)
     delta = np.concatenate([d_pos, d_neg])
     values = np.concatenate([triples["value_positive"].to_numpy(dtype=float),
                              triples["value_negative"].to_numpy(dtype=float)])
-    train = split[: 2 * n] == "train"
+    splits, ids = triples["split"].to_numpy(), triples["triple_id"].to_numpy()
+    train = np.concatenate([splits] * 2) == "train"
     scale = target_scale(delta[train], values[train])
     return ProbeDataset(
-        kind="word", X=np.vstack([reps["positive"], reps["negative"], reps["neutral"]]),
-        target=np.concatenate([delta * scale, np.zeros(n)]), split=split,
-        element=np.array(["positive"] * n + ["negative"] * n + ["neutral"] * n),
-        triple_id=np.concatenate([triples["triple_id"].to_numpy()] * 3),
-        word=np.concatenate([triples[f"word_{e}"].to_numpy() for e in ("positive", "negative", "neutral")]),
-        lexicon_value=np.concatenate([values, np.zeros(n)]), scale=scale)
+        kind="word", X=np.vstack([reps["positive"], reps["negative"], reps["neutral"], reps["context"]]),
+        target=np.concatenate([delta * scale, np.zeros(n + m)]),
+        split=np.concatenate([splits] * 3 + [splits[context.triple]]),
+        element=np.array(["positive"] * n + ["negative"] * n + ["neutral"] * (n + m)),
+        triple_id=np.concatenate([ids] * 3 + [ids[context.triple]]),
+        word=np.concatenate([triples[f"word_{e}"].to_numpy() for e in ("positive", "negative", "neutral")]
+                            + [context.word]),
+        lexicon_value=np.concatenate([values, np.zeros(n + m)]), scale=scale,
+        at_word=np.arange(3 * n + m) < 3 * n)
 
 
-def build_dataset(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, kind: str) -> ProbeDataset:
+def build_dataset(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, kind: str,
+                  context: ContextTokens | None = None) -> ProbeDataset:
     """The probe's data from A(x) of each element of `kind` triples (word triples: deltas in lexicon
-    units, neutral rows at 0; text triples: the two rewrites' classes)."""
+    units, the neutral word and the `context` tokens at 0; text triples: the two rewrites' classes)."""
     if kind == "word":
-        return _word_rows(reps, triples)
+        if context is None:
+            raise InputError("word triples need the neutral elements' shared tokens (zero_point.context_tokens)")
+        return _word_rows(reps, triples, context)
     n = len(triples)
     return ProbeDataset(
         kind=kind, X=np.vstack([reps["positive"], reps["negative"]]), target=np.concatenate([np.ones(n), np.zeros(n)]),
         split=np.concatenate([triples["split"].to_numpy()] * 2), element=np.array(["positive"] * n + ["negative"] * n),
         triple_id=np.concatenate([triples["triple_id"].to_numpy()] * 2), word=np.full(2 * n, None, dtype=object),
-        lexicon_value=np.full(2 * n, np.nan), scale=1.0)
+        lexicon_value=np.full(2 * n, np.nan), scale=1.0, at_word=np.ones(2 * n, dtype=bool))

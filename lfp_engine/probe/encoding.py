@@ -18,7 +18,7 @@ exactly its value on the word's A(x).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,22 +129,40 @@ class Encoder:
         codes, _ = self._codes([text.ids])
         return codes[0, : len(text.ids)].cpu().numpy().astype(np.float64)
 
-    def representations(self, texts: Sequence[TokenizedText], desc: str = "encode",
-                        with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """A(x) for each text: the mean code over its positions, [n, D] float64. With `with_raw`,
-        also the mean raw MLP outputs [n, L*d] from the same forward passes (the no-SAE baseline)."""
-        out = np.zeros((len(texts), self.layout.total), dtype=np.float64)
-        raw_out = None
+    def _per_text(self, texts: Sequence[TokenizedText], desc: str) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(index, codes [positions, D], raw MLP outputs [positions, L*d]) of each text at its positions,
+        from forward passes over batches of texts of similar length."""
         order = np.argsort([len(t.ids) for t in texts], kind="stable")
         for start in tqdm(range(0, len(order), self.batch_size), desc=desc, unit="batch", mininterval=1, leave=False):
             chunk = order[start:start + self.batch_size]
             codes, raw = self._codes([texts[i].ids for i in chunk])
-            if with_raw and raw_out is None:
-                raw_out = np.zeros((len(texts), raw.shape[-1]), dtype=np.float64)
             for row, i in enumerate(chunk):
-                out[i] = codes[row, texts[i].positions].double().mean(0).cpu().numpy()
-                if with_raw:
-                    raw_out[i] = raw[row, texts[i].positions].double().mean(0).cpu().numpy()
+                yield int(i), codes[row, texts[i].positions].double(), raw[row, texts[i].positions].double()
+
+    def representations(self, texts: Sequence[TokenizedText], desc: str = "encode",
+                        with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """A(x) for each text: the mean code over its positions, [n, D] float64. With `with_raw`,
+        also the mean raw MLP outputs [n, L*d] from the same forward passes (the no-SAE baseline)."""
+        means = [None] * len(texts)
+        for i, codes, raw in self._per_text(texts, desc):
+            means[i] = (codes.mean(0).cpu().numpy(), raw.mean(0).cpu().numpy() if with_raw else None)
+        return self._stacked(means, with_raw)
+
+    def position_codes(self, texts: Sequence[TokenizedText], desc: str = "encode tokens",
+                       with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The code at each position of each text, one row per position, texts in order:
+        [sum of positions, D] float64 (with `with_raw`, also the raw MLP outputs)."""
+        rows = [None] * len(texts)
+        for i, codes, raw in self._per_text(texts, desc):
+            rows[i] = (codes.cpu().numpy(), raw.cpu().numpy() if with_raw else None)
+        return self._stacked(rows, with_raw)
+
+    def _stacked(self, parts: list, with_raw: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Rows of codes (and raw outputs) stacked; refused when the model overflowed."""
+        d_raw = self.model.get_input_embeddings().weight.shape[1] * len(self.layers)
+        out = np.vstack([np.atleast_2d(c) for c, _ in parts]) if parts else np.zeros((0, self.layout.total))
         if not np.isfinite(out).all():
             raise InputError("the codes contain NaN or infinite values; the model overflows in its dtype")
-        return (out, raw_out) if with_raw else out
+        if not with_raw:
+            return out
+        return out, (np.vstack([np.atleast_2d(r) for _, r in parts]) if parts else np.zeros((0, d_raw)))

@@ -1,7 +1,8 @@
 """Stage `probe`: fit the probe on the implicit reward and measure how far it diverges (paper 3.3, 4.1).
 
 Encodes every triple element with the tuned model and its smaller SAE of each chosen layer (and
-the base model with its own, for the baseline), fits the probe and its baselines
+the base model with its own, for the baseline), and the tokens of the probe's zero point
+(`lfp_engine.probe.zero_point`), fits the probe and its baselines
 (`lfp_engine.probe.variants`), and measures them on the test split against the lexicon. Writes
 the probe and the base model's probe to `probe/` for the dashboard, and the tables of
 docs/store.md.
@@ -20,6 +21,7 @@ from lfp_engine.probe.encoding import Encoder
 from lfp_engine.probe.measures import generation_counts, lexicon_comparison, pca_frame
 from lfp_engine.probe.reader import PROBE_FILES, probe_dictionaries, probe_encoder
 from lfp_engine.probe.variants import MODEL_OF_VARIANT, ProbeFits, encode_variants, fit_variants, tokenized_elements
+from lfp_engine.probe.zero_point import ContextTokens, context_tokens
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.saelens_format import load_sae
 from lfp_engine.worlds import PROMPTS, read_world_table
@@ -68,6 +70,16 @@ def generation_table(ctx: StageContext, fits: ProbeFits) -> pd.DataFrame:
                               counts["tuned"], counts["base"])
 
 
+def shared_tokens(ctx: StageContext, triples: pd.DataFrame, kind: str, max_tokens: int) -> ContextTokens | None:
+    """Word triples: the tokens before each neutral word that join the probe's zero point, drawn on a
+    stream of their own (so the baselines' and the PCA's draws do not depend on them)."""
+    if kind != "word":
+        return None
+    substituted = set(ctx.store.read("contrastive_words")["word"])
+    return context_tokens(triples, load_tokenizer_of(ctx), max_tokens, substituted,
+                          ctx.config.probe.neutral_tokens_per_triple, np.random.default_rng([ctx.seed, 1]))
+
+
 def run(ctx: StageContext) -> StageResult:
     p = ctx.config.probe
     kind = ctx.outputs_of(ContrastiveOutputs).kind
@@ -78,7 +90,8 @@ def run(ctx: StageContext) -> StageResult:
     texts = tokenized_elements(triples, kind, load_tokenizer_of(ctx), max_tokens)
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
-    fits = fit_variants(encode_variants(used, texts, triples, kind), p.cv_folds, p.n_bootstrap,
+    context = shared_tokens(ctx, triples, kind, max_tokens)
+    fits = fit_variants(encode_variants(used, texts, triples, kind, context), p.cv_folds, p.n_bootstrap,
                         ctx.seed, rng)
     save_probes(ctx, fits, used, bos, max_tokens)
     tables = {"probe_metrics": fits.metrics, "probe_predictions": fits.predictions_table(),
@@ -106,7 +119,7 @@ STAGE = Stage(
     sections=("probe",),
     tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison"),
     needs=("features", "contrastive"),
-    version=2,  # 2: neutral elements at target 0 (the zero point); deltas scaled by least squares on training words
+    version=2,  # 2: the zero point (neutral words and shared tokens at 0); deltas scaled by least squares on train words
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
 )
