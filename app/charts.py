@@ -77,7 +77,8 @@ def l1_sweep(sweep: pd.DataFrame) -> alt.Chart:
         y=alt.Y("normalized_mse:Q", title="normalised reconstruction loss"),
         color=alt.Color("dictionary:N", title="layer / size"), order="l1_coefficient:Q",
         tooltip=["l1_coefficient", "layer", "dict_size", alt.Tooltip("normalized_mse:Q", format=".4f"),
-                 alt.Tooltip("l0_fraction:Q", format=".3f")]).properties(height=300)
+                 alt.Tooltip("l0_fraction:Q", format=".3f"),
+                 alt.Tooltip("l0_scaled:Q", format=".3f", title="L0 / 100 (the paper's scale)")]).properties(height=300)
 
 
 def histogram(bins: pd.DataFrame) -> alt.Chart:
@@ -170,11 +171,35 @@ def reward_pairs(samples: pd.DataFrame) -> alt.Chart:
     return (diagonal + points).properties(height=300)
 
 
-def firing_rates(frequency: pd.DataFrame) -> alt.Chart:
-    """Table 7: how often features fire on inputs the probe scores high, relevant against the rest."""
-    return alt.Chart(frequency).mark_bar().encode(
-        y=alt.Y("group:N", sort=["relevant", "other", "all"], title=None),
-        x=alt.X("firing_rate:Q", title="share of strong-reward inputs on which a feature fires", axis=alt.Axis(
-            format="%")),
+def enrichment(groups: pd.DataFrame) -> alt.Chart:
+    """Table 7's control: each group's mean enrichment (rate on strong-reward inputs / rate on all)
+    with its bootstrap interval, against 1 (no preference for the strong inputs)."""
+    order = ["relevant", "matched_shared", "all"]
+    frame = groups[["group", "n_features", "firing_rate", "enrichment", "ci_low", "ci_high"]]
+    y = alt.Y("group:N", sort=order, title=None)
+    bars = alt.Chart(frame).mark_bar().encode(
+        y=y, x=alt.X("enrichment:Q", title="enrichment: firing rate on strong-reward inputs / on all inputs"),
         color=alt.condition(alt.datum.group == "relevant", alt.value(TUNED), alt.value(MUTED)),
-        tooltip=["group", "n_features", alt.Tooltip("firing_rate:Q", format=".3%")]).properties(height=alt.Step(30))
+        tooltip=["group", "n_features", alt.Tooltip("enrichment:Q", format=".2f"),
+                 alt.Tooltip("firing_rate:Q", format=".1%", title="firing rate on strong inputs")])
+    ci = alt.Chart(frame).mark_rule(color="#333").encode(y=y, x="ci_low:Q", x2="ci_high:Q")
+    one = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(color="#555", strokeDash=[5, 4]).encode(x="x:Q")
+    return (bars + ci + one).properties(height=alt.Step(30))
+
+
+TAG_COLORS = alt.Scale(domain=["tuned-only", "changed", "shared", "base-only", "dead"],
+                       range=[TUNED, ACCENT, MUTED, BASE, "#d9d9d9"])
+
+
+def relative_norms(latents: pd.DataFrame) -> alt.Chart:
+    """The classic crosscoder picture (Lindsey et al. 2024): latents by relative decoder norm
+    ||d_tuned|| / (||d_base|| + ||d_tuned||), coloured by tag, one row of bars per layer."""
+    frame = latents[latents["tag"] != "dead"]
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("relative_norm:Q", bin=alt.Bin(extent=[0, 1], step=0.025),
+                title="relative decoder norm (0: base only, 0.5: both, 1: tuned only)"),
+        y=alt.Y("count():Q", title="latents", scale=alt.Scale(type="symlog")),
+        color=alt.Color("tag:N", scale=TAG_COLORS, title=None),
+        row=alt.Row("layer:O", title="layer"),
+        tooltip=["layer", "tag", alt.Tooltip("count():Q", title="latents")],
+    ).properties(height=120, width=640)

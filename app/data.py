@@ -23,6 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from lfp_engine.report.headline import Headline, read_headline, reward_metric
+from lfp_engine.report.verdict import Verdict, diverging, read_verdict
 from lfp_engine.run.store import RunStore
 from lfp_engine.sae.keys import FeatureKey
 
@@ -94,6 +95,12 @@ def _cached_query(db: str, version: tuple[int, int], sql: str, params: tuple[Any
 def _cached_headline(db: str, version: tuple[int, int]) -> Headline:
     """`version` is only part of the cache key: a rewritten store is read afresh."""
     return read_headline(RunStore(Path(db).parent))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_verdict(db: str, version: tuple[int, int]) -> Verdict:
+    """`version` is only part of the cache key: a rewritten store is read afresh."""
+    return read_verdict(RunStore(Path(db).parent))
 
 
 class RunData:
@@ -258,6 +265,18 @@ class RunData:
         return self._q(f"SELECT c.*, {heldout} AS heldout FROM lexicon_comparison c {join} "
                        f"WHERE {' AND '.join(clauses)} ORDER BY c.lexicon_value DESC, c.word", params)
 
+    def word_values(self) -> pd.DataFrame:
+        """Every word's cross-fitted value per model, with its interval."""
+        return self._q("SELECT * FROM word_values ORDER BY model DESC, lexicon_value DESC, word")
+
+    def diverging_words(self) -> pd.DataFrame:
+        """The tuned model's words read with the opposite sign (the verdict's rule and order), beside the
+        base model's reading of each."""
+        values = self.word_values()
+        base = values.loc[values["model"] == "base", ["word", "value", "ci_low", "ci_high"]]
+        flipped = diverging(values, "tuned")[["word", "split", "lexicon_value", "value", "ci_low", "ci_high"]]
+        return flipped.merge(base, on="word", how="left", suffixes=("", "_base"))
+
     def probe_pca(self) -> pd.DataFrame:
         return self._q("SELECT * FROM probe_pca ORDER BY triple_id, element")
 
@@ -269,10 +288,15 @@ class RunData:
                        "WHERE model = ? AND explanation IS NOT NULL ORDER BY layer, dict_size, feature", [model])
 
     def feature_frequency(self) -> pd.DataFrame:
-        return self._q("SELECT * FROM feature_frequency ORDER BY \"group\" = 'relevant' DESC, \"group\" = 'other' DESC")
+        """Groups in the stored order (relevant, matched_shared, all), then the test row."""
+        return self._q("SELECT * FROM feature_frequency ORDER BY rowid")
 
     def ablation_results(self) -> pd.DataFrame:
-        return self._q("SELECT * FROM ablation_results ORDER BY condition = 'none' DESC, condition = 'relevant' DESC")
+        """Conditions in the stored order: none, each against none, then relevant against random."""
+        return self._q("SELECT * FROM ablation_results ORDER BY rowid")
+
+    def ablation_draws(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM ablation_draws ORDER BY draw")
 
     def ablation_samples(self) -> pd.DataFrame:
         return self._q("SELECT * FROM ablation_samples")
@@ -290,6 +314,44 @@ class RunData:
                                          "created_at"])
         return self._q("SELECT * FROM annotations ORDER BY created_at")
 
+    # -- what tuning changed: the crosscoder ------------------------------------------------
+
+    def crosscoder_metrics(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM crosscoder_metrics ORDER BY layer, model")
+
+    def crosscoder_latents(self) -> pd.DataFrame:
+        """Every latent of every layer's crosscoder (a few thousand rows at most)."""
+        return self._q("SELECT * FROM crosscoder_latents ORDER BY layer, feature")
+
+    def crosscoder_top(self) -> pd.DataFrame:
+        """The top latents (the tuned-only ones; when tuning created none, the latents most tied to the
+        reward), strongest link first, with their ablation (if any) and their control's."""
+        ablation = "crosscoder_ablation" in self.tables()
+        joined = ("LEFT JOIN crosscoder_ablation a ON a.\"group\" = 'top' AND a.layer = l.layer AND "
+                  "a.feature = l.feature LEFT JOIN crosscoder_ablation c ON c.\"group\" = 'control' AND "
+                  "c.layer = l.layer AND c.control_for = l.feature" if ablation else "")
+        effects = ("a.mean_difference AS ablation_effect, a.ci_low AS ablation_ci_low, a.ci_high AS ablation_ci_high, "
+                   "a.p_value AS ablation_p, c.feature AS control_feature, c.mean_difference AS control_effect, "
+                   "c.ci_low AS control_ci_low, c.ci_high AS control_ci_high" if ablation else
+                   "CAST(NULL AS DOUBLE) AS ablation_effect, CAST(NULL AS DOUBLE) AS ablation_ci_low, "
+                   "CAST(NULL AS DOUBLE) AS ablation_ci_high, CAST(NULL AS DOUBLE) AS ablation_p, "
+                   "CAST(NULL AS BIGINT) AS control_feature, CAST(NULL AS DOUBLE) AS control_effect, "
+                   "CAST(NULL AS DOUBLE) AS control_ci_low, CAST(NULL AS DOUBLE) AS control_ci_high")
+        return self._q(f"SELECT l.*, {effects} FROM crosscoder_latents l {joined} "
+                       "WHERE l.top_rank IS NOT NULL ORDER BY l.top_rank")
+
+    def crosscoder_examples(self, layer: int, dict_size: int, feature: int) -> pd.DataFrame:
+        return self._q("SELECT kind, rank, quantile, text_id, tokens, activations, peak_index, max_activation "
+                       "FROM crosscoder_examples WHERE layer = ? AND dict_size = ? AND feature = ? "
+                       "ORDER BY kind = 'quantile', quantile DESC, rank", [layer, dict_size, feature])
+
+    def crosscoder_probe_metrics(self) -> pd.DataFrame:
+        """The probe on crosscoder codes beside the paper's probe, on the test split."""
+        paper = ("UNION ALL SELECT * FROM probe_metrics WHERE variant = 'sae' AND subset LIKE 'test%'"
+                 if "probe_metrics" in self.tables() else "")
+        return self._q(f"SELECT * FROM (SELECT * FROM crosscoder_probe_metrics WHERE subset LIKE 'test%' {paper}) "
+                       "ORDER BY metric, subset, variant")
+
     # -- a run at a glance ------------------------------------------------------------------
 
     def reward_metric(self) -> str | None:
@@ -301,3 +363,7 @@ class RunData:
     def headline(self) -> Headline:
         """The numbers two runs are compared on; a value is None when its stage has not run."""
         return _cached_headline(str(self.store.path), _db_version(self.store.path))
+
+    def verdict(self) -> Verdict:
+        """The run's answers (`lfp_engine.report.verdict`), exactly as `lfp report` prints them."""
+        return _cached_verdict(str(self.store.path), _db_version(self.store.path))

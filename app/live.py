@@ -21,8 +21,9 @@ EXAMPLE_TEXT = "The acting was wonderful, but the plot was boring and the ending
 
 
 def _files_version(paths: RunPaths) -> tuple[int, ...]:
-    """Changes when a stage rewrites the tuned model, the SAEs or the probes (not on a quiz answer)."""
-    folders = (paths.tuned_model, paths.saes, paths.saes_of("base"), paths.probe)
+    """Changes when a stage rewrites the tuned model, the SAEs, the probes or the crosscoders (not on a
+    quiz answer)."""
+    folders = (paths.tuned_model, paths.saes, paths.saes_of("base"), paths.probe, paths.crosscoders)
     return tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in folders)
 
 

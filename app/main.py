@@ -29,6 +29,7 @@ PAGES = [
     ("views/feature.py", "Feature", ":material/neurology:"),
     ("views/lexicon.py", "Lexicon", ":material/dictionary:"),
     ("views/playground.py", "Implicit reward", ":material/edit_note:"),
+    ("views/diffing.py", "What tuning changed", ":material/difference:"),
     ("views/lab.py", "Ablation lab", ":material/science:"),
     ("views/validation.py", "Validation", ":material/fact_check:"),
     ("views/quiz.py", "Explanation quiz", ":material/quiz:"),

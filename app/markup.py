@@ -92,3 +92,8 @@ def drivers_table(pieces: Sequence[str], values: Sequence[float], drivers: Seque
     return ('<table class="lfp-drivers" style="font-size: 0.85rem; border-collapse: collapse">'
             '<tr><th>#</th><th>token</th><th>implicit reward</th><th>features that drove it (weight × code)</th></tr>'
             f'{"".join(rows)}</table>')
+
+
+def bullets(items: Sequence[str]) -> str:
+    """Sentences as a bulleted list, each shown exactly as written."""
+    return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"

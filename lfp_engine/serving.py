@@ -37,11 +37,13 @@ from lfp_engine.probe.reader import PROBE_FILES, ProbeReader
 from lfp_engine.tuning.reward import VaderReward, build_reward
 from lfp_engine.statistics import PairedComparison, paired_comparison
 from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.crosscoder import load_crosscoders
 from lfp_engine.sae.keys import DictionaryKey
 from lfp_engine.sae.saelens_format import find_saes, load_sae
 from lfp_engine.run.store import RunStore
 from lfp_engine.run.tasks import task_spec
 from lfp_engine.validation.ablation import intervened_completions, relevant_features
+from lfp_engine.validation.paired_forward import PairedModels
 from lfp_engine.worlds import PROMPTS, WorldRecord, read_world_table
 
 MAX_SAMPLES = 256
@@ -112,8 +114,11 @@ class LiveRun:
             relevant_features(self.store.read("feature_explanations", "model = ?", ["tuned"]),
                               self.readers["tuned"].dictionaries)
             if "feature_explanations" in self.store.tables() and "tuned" in self.readers else {})
+        crosscoders = load_crosscoders(self.paths.crosscoders, self.device)
+        self.paired: PairedModels | None = PairedModels(self.models["base"], crosscoders) if crosscoders else None
+        """The base model and the crosscoders, when the run has them: the lab ablates crosscoder latents too."""
         self._hooks = ExitStack()
-        self._hooks.enter_context(intervention_hooks(self.models["tuned"], self.saes))
+        self._hooks.enter_context(intervention_hooks(self.models["tuned"], self.saes, self.paired))
         for model in self.models.values():
             self._hooks.enter_context(shared_capture_hooks(model))
 
@@ -155,7 +160,7 @@ class LiveRun:
         """`n_samples` completions of the prompts (taken in turn) by the tuned model as it is and
         under `intervention`, all under `seed`: sample i of both sees the same noise, so the two
         differ only by what the intervention changed (nothing, when it is empty)."""
-        validate(intervention, self.saes)
+        validate(intervention, self.saes, self.paired)
         if self.reward is None:
             raise InputError(f"task {self.config.task!r} has no reward function to score completions with")
         if not prompts:
@@ -176,7 +181,8 @@ class LiveRun:
         plain = intervened_completions(model, self.tokenizer, chosen, NO_INTERVENTION, self.saes, self.reward,
                                        sampling, seed, "generate (unmodified)")
         changed = plain if intervention.empty else intervened_completions(
-            model, self.tokenizer, chosen, intervention, self.saes, self.reward, sampling, seed, "generate (modified)")
+            model, self.tokenizer, chosen, intervention, self.saes, self.reward, sampling, seed, "generate (modified)",
+            self.paired)
         samples = pd.DataFrame({"prompt": chosen, "unmodified": plain.texts, "unmodified_reward": plain.rewards,
                                 "modified": changed.texts, "modified_reward": changed.rewards,
                                 "difference": changed.rewards - plain.rewards})

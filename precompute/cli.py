@@ -4,6 +4,7 @@
     lfp run --out runs/tiny --stages rlhf        just some stages (their inputs must be done)
     lfp run --out runs/x --set seed=3 --set rlhf.beta=0.2 --config my.toml
     lfp status runs/tiny                         the run's manifest
+    lfp report runs/tiny [--json]                the run's answers: did tuning teach the feedback, where it diverges
     lfp presets                                  the named starting points
     lfp settings [SECTION] [--preset tiny]       every setting: type or choices, default, meaning
     lfp sae-sweep runs/tiny --l1 0.001,0.002     SAEs retrained per L1 coefficient (paper fig. 8)
@@ -108,7 +109,7 @@ def _short(value: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from lfp_engine.report.verdict import verdict_sentences
+    from lfp_engine.report.verdict import read_verdict
 
     from .stages import STAGES
 
@@ -137,8 +138,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key, value in record.outputs.items():
             if not isinstance(value, (dict, list)) or len(str(value)) < 60:
                 print(f"      {key}: {_short(value)}")
-    for sentence in verdict_sentences(store):
-        print(f"\n{sentence}")
+    answers = read_verdict(store).text()
+    if answers:
+        print(f"\n{answers}")
+    return 0
+
+
+NO_ANSWERS = "No answers yet: the `rlhf` and `probe` stages give them (`lfp run --out {run}`)."
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The verdict (`lfp_engine.report.verdict`): the same record the Story and Lexicon pages show."""
+    from lfp_engine.report.verdict import read_verdict
+
+    paths = _run_folder(args.run)
+    store = RunStore(paths.root)
+    preset, config = read_config(store) or ("?", {})
+    verdict = read_verdict(store)
+    if args.json:
+        print(json.dumps({"run": str(paths.root), "preset": preset, "task": config.get("task"),
+                          "seed": config.get("seed"), **verdict.to_dict()}, indent=2))
+        return 0
+    print(f"run {paths.root}: preset {preset}, task {config.get('task')}, seed {config.get('seed')}\n")
+    print(verdict.text() or NO_ANSWERS.format(run=args.run))
     return 0
 
 
@@ -263,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("run", help="run folder")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    report = sub.add_parser("report", help="the run's answers: did tuning teach the model the feedback, and where "
+                                           "does it diverge (the Story page's verdict)")
+    report.add_argument("run", help="run folder")
+    report.add_argument("--json", action="store_true", help="the same answers as JSON")
+    report.set_defaults(func=cmd_report)
     presets = sub.add_parser("presets", help="list the presets")
     presets.set_defaults(func=cmd_presets)
     settings = sub.add_parser("settings", help="every setting: its type or choices, default and meaning")

@@ -1,7 +1,8 @@
 """SAE experiments of the paper's appendix F, run on demand over a finished run's activations.
 
 - `l1_sweep` (figure 8): the run's dictionaries retrained for each L1 coefficient; per
-  coefficient the normalised reconstruction loss and the true sparsity (L0 / dictionary size).
+  coefficient the normalised reconstruction loss and the true sparsity, as L0 / 100 (the paper's
+  scale, `l0_scaled`) and as L0 / dictionary size (`l0_fraction`).
 - `compare` (tables 11 and 12): tied vs untied weights, on the most divergent layers vs the
   lowest layers (0..k-1, captured afresh from the same texts as the run's activations).
 Every variant trains in one joint loop (one pass over the activations for all of them) and is
@@ -35,7 +36,8 @@ from .stage import StageContext
 
 log = logging.getLogger("lfp")
 
-SUMMARY_COLUMNS = ["normalized_mse", "l0_fraction", "variance_explained", "l0", "dead_fraction"]
+SUMMARY_COLUMNS = ["normalized_mse", "l0_scaled", "l0_fraction", "variance_explained", "l0", "dead_fraction"]
+"""The paper's two figures first: reconstruction loss and true sparsity as tables 11 and 12 scale it."""
 
 
 def stage_context(paths: RunPaths, config: RunConfig, stage: str) -> StageContext:

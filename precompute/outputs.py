@@ -123,7 +123,8 @@ class ProbeOutputs(StageOutputs):
     n_features: int
     folder: str
     headline: dict[str, float] = field(default_factory=dict)
-    """'<variant>_<metric>' -> value on the test split (Kendall tau or accuracy), and '..._p' its p-value."""
+    """'<variant>_<metric>[_within]' -> value on the test split (Kendall tau pooled or within polarity,
+    or accuracy), and '..._p' its p-value."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,36 @@ class ValidateOutputs(StageOutputs):
     n_inputs: int
     probe_value_p99: float
     firing_rates: dict[str, float]
+    """Group ('relevant', 'matched_shared', 'all') -> mean firing rate on the strong inputs."""
+    enrichment: dict[str, float]
+    """Group -> mean enrichment (rate on strong inputs / rate on all); 'relevant_vs_matched': their ratio."""
     frequency_p_value: float
+    """One-sided Mann-Whitney U, relevant enrichment > matched shared features'."""
     mean_rewards: dict[str, float] = field(default_factory=dict)
-    """Ablation condition -> mean reward ('none', 'relevant', 'random')."""
+    """Ablation condition -> mean reward ('none', 'relevant', 'random': over the draws)."""
     p_values: dict[str, float] = field(default_factory=dict)
+    """'relevant_vs_none', 'random_vs_none', 'relevant_vs_random', 'relevant_vs_random_draws' -> p-value."""
+    notes: list[str] = field(default_factory=list)
+    """Why a comparison is missing (e.g. no feature judged relevant)."""
+
+
+@dataclass(frozen=True)
+class CrosscoderOutputs(StageOutputs):
+    stage: ClassVar[str] = "crosscoder"
+    folder: str
+    layers: list[int]
+    dict_size: int
+    architecture: str
+    train_seconds: float
+    n_by_tag: dict[str, int]
+    """Tag -> latents over all layers ('tuned-only', 'base-only', 'shared', 'changed', 'dead')."""
+    n_specific: int
+    """Tuned-only latents that Latent Scaling confirms (the base model needs little of them)."""
+    variance_explained: dict[str, float]
+    """Model -> mean over layers of the variance of its activations the crosscoder explains."""
+    loss_recovered: dict[str, float]
+    """Model -> mean over layers of the loss recovered with the crosscoder spliced into it."""
+    top_latents: list[str] = field(default_factory=list)
+    """The tuned-only latents with the strongest link to the reward, 'layer/dict_size/feature', best first."""
+    probe_headline: dict[str, float] = field(default_factory=dict)
+    """The probe on crosscoder codes on the test split ('kendall_tau' or 'accuracy', and '_p')."""

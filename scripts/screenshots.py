@@ -1,6 +1,6 @@
 """Screenshots of every dashboard page on a run, for the README (docs/screenshots/*.png).
 
-    PYTHONPATH=. python scripts/screenshots.py --run runs/tiny [--out docs/screenshots]
+    PYTHONPATH=. python scripts/screenshots.py --run runs/tiny [--out docs/screenshots] [--pages diffing,lab]
 
 Serves `streamlit run app/main.py -- --run RUN` and photographs each page in headless Chromium
 (tests/browser.py), at the full height of its content. The feature page shows the feature the
@@ -77,10 +77,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/tiny")
     parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--pages", default=",".join(PAGE_PATHS),
+                        help=f"comma-separated pages to photograph (default all: {', '.join(PAGE_PATHS)})")
     args = parser.parse_args()
     run, out = Path(args.run).resolve(), Path(args.out).resolve()
+    pages = [p.strip() for p in args.pages.split(",") if p.strip()]
+    unknown = sorted(set(pages) - set(PAGE_PATHS))
+    if unknown:
+        parser.error(f"unknown pages {unknown}; pages are: {', '.join(PAGE_PATHS)}")
     out.mkdir(parents=True, exist_ok=True)
-    photograph(run, run.parent, out, list(PAGE_PATHS))
+    photograph(run, run.parent, out, pages)
 
 
 if __name__ == "__main__":

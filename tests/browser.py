@@ -21,7 +21,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGE_PATHS = {"story": "", "layers": "layers", "features": "features", "feature": "feature",
               "lexicon": "lexicon", "compare": "compare", "playground": "playground", "lab": "lab",
-              "validation": "validation", "quiz": "quiz"}
+              "validation": "validation", "quiz": "quiz", "diffing": "diffing"}
 """Each page's URL path under the app (st.navigation names a page after its file)."""
 
 

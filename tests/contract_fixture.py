@@ -5,9 +5,10 @@ built, tested and photographed before the stages exist.
 The values are made up from the run's own words and features under a fixed seed: a "probe" whose
 per-element predictions are the lexicon value times a factor plus noise, baselines with more
 noise, random probe weights, explanations assembled from each feature's top token. Every summary
-number (Kendall tau, p, interval, sign agreement, MAE, R^2, accuracy) is then computed from those
-made-up values with the engine's own functions, so the tables agree with one another the way the
-real stages' tables will. Two explanations carry hostile text (markup, quotes, SQL) and one
+number (Kendall tau, interval, tuned minus base, sign agreement, MAE, R^2, accuracy) is then
+computed from those made-up values with the engine's own functions, so the tables agree with one
+another the way the real stages' tables will; the permutation null is made up too (the taus of
+random readouts). Two explanations carry hostile text (markup, quotes, SQL) and one
 example window a `<script>` token, for the escaping and search tests.
 """
 
@@ -21,7 +22,11 @@ import pandas as pd
 from scipy import stats
 
 from lfp_engine.run.manifest import StageRecord, now
-from lfp_engine.probe.measures import kendall_agreement, sign_agreement, word_values
+from lfp_engine.probe.agreement import accuracy_difference_row, agreement_rows, difference_rows, measure_agreement
+from lfp_engine.probe.kendall import word_taus
+from lfp_engine.probe.measures import MetricRow, metrics_frame, sign_agreement, word_values
+from lfp_engine.probe.nulls import NullDistribution
+from lfp_engine.probe.words import WordSet, stratified_resamples
 from lfp_engine.run.store import RunStore
 
 HOSTILE_EXPLANATION = "it's \"great\" -- '; DROP TABLE features; -- 100%_sure"
@@ -46,25 +51,41 @@ def _record(stage: str, outputs: dict) -> tuple[str, list]:
                        duration_s=0.0).upsert()
 
 
-def _metric_rows(variant: str, subset: str, truth: np.ndarray, estimate: np.ndarray) -> list[dict]:
-    agreement = kendall_agreement(truth, estimate, n_bootstrap=200, seed=0)
-    sign = sign_agreement(truth, estimate)
-    sign_p = stats.binomtest(int(round(sign * len(truth))), len(truth), 0.5).pvalue if len(truth) else np.nan
+def _simple_rows(variant: str, subset: str, truth: np.ndarray, estimate: np.ndarray) -> list[MetricRow]:
+    """Sign agreement, MAE and R^2 of per-word values."""
     residual = estimate - truth
     r2 = 1 - np.sum(residual ** 2) / np.sum((truth - truth.mean()) ** 2) if len(truth) > 1 else np.nan
-    base = {"variant": variant, "subset": subset, "n": len(truth)}
-    return [
-        {**base, "metric": "kendall_tau", "value": agreement.tau, "p_value": agreement.p_value,
-         "ci_low": agreement.ci_low, "ci_high": agreement.ci_high},
-        {**base, "metric": "sign_agreement", "value": sign, "p_value": sign_p, "ci_low": np.nan, "ci_high": np.nan},
-        {**base, "metric": "mae", "value": float(np.mean(np.abs(residual))), "p_value": np.nan,
-         "ci_low": np.nan, "ci_high": np.nan},
-        {**base, "metric": "r2", "value": float(r2), "p_value": np.nan, "ci_low": np.nan, "ci_high": np.nan},
-    ]
+    return [MetricRow(variant, subset, "sign_agreement", sign_agreement(truth, estimate), len(truth)),
+            MetricRow(variant, subset, "mae", float(np.mean(np.abs(residual))), len(truth)),
+            MetricRow(variant, subset, "r2", float(r2), len(truth))]
+
+
+def _agreements(test: pd.DataFrame, estimates: dict[str, np.ndarray], rng: np.random.Generator) -> list[MetricRow]:
+    """Kendall-tau rows on the test words through the engine's own functions: one set of resamples for
+    every variant, a made-up null (the taus of random readouts), tuned minus base, polarity alone."""
+    words = WordSet(words=test["word"].to_numpy(), truth=test["value"].to_numpy(float),
+                    positive=test["value"].to_numpy() > 0, rows=np.arange(len(test)), members=np.eye(len(test)))
+    resamples = stratified_resamples(words.positive, 200, rng)
+    null = NullDistribution(word_taus(words.truth, rng.normal(size=(200, len(test))), words.positive))
+    found = {variant: measure_agreement(variant, words, values, resamples, null) for variant, values in estimates.items()}
+    polarity = np.where(words.positive, words.truth[words.positive].mean(), words.truth[~words.positive].mean())
+    found["polarity_only"] = measure_agreement("polarity_only", words, polarity, resamples[:0], None, random_ties=True)
+    rows = [row for agreement in found.values() for row in agreement_rows(agreement)]
+    return rows + difference_rows(found["sae"], found["base_model"])
+
+
+def _word_values(values: pd.DataFrame, model: str, noise: float, rng: np.random.Generator) -> pd.DataFrame:
+    """A made-up `word_values` of one model: the per-word values with an interval of their noise."""
+    half = np.abs(rng.normal(0.3 * noise, 0.1, len(values)))
+    return pd.DataFrame({"word": values.index, "model": model, "split": values["split"].to_numpy(),
+                         "polarity": values["polarity"].to_numpy(), "lexicon_value": values["value"].to_numpy(),
+                         "value": values["probe_value"].to_numpy(), "ci_low": values["probe_value"].to_numpy() - half,
+                         "ci_high": values["probe_value"].to_numpy() + half, "n_examples": 12})
 
 
 def regression_probe_tables(store: RunStore, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
-    """probe_predictions, lexicon_comparison and probe_metrics of a VADER-task (regression) probe."""
+    """probe_predictions, lexicon_comparison, probe_metrics and word_values of a VADER-task
+    (regression) probe."""
     triples = store.query("SELECT triple_id, split, word_positive, word_negative, value_positive, value_negative "
                           "FROM triples WHERE kind = 'word' ORDER BY triple_id")
     words = store.query("SELECT word, value, role, polarity, split FROM contrastive_words")
@@ -73,7 +94,7 @@ def regression_probe_tables(store: RunStore, rng: np.random.Generator) -> dict[s
                       "word": triples[f"word_{element}"], "lexicon_value": triples[f"value_{element}"]})
         for element in ("positive", "negative")], ignore_index=True)
     elements["target"] = elements["lexicon_value"] + rng.normal(0, 0.5, len(elements))
-    metric_rows, comparison = [], None
+    metric_rows, comparison, estimates, word_tables = [], None, {}, []
     for variant, noise in VARIANT_NOISE.items():
         lexicon = elements["lexicon_value"].to_numpy()
         if noise is None:
@@ -83,15 +104,18 @@ def regression_probe_tables(store: RunStore, rng: np.random.Generator) -> dict[s
             prediction = (0.6 * lexicon + elements["word"].map(word_bias).to_numpy()
                           + rng.normal(0, noise, len(elements)))
         per_word = word_values(prediction, elements["word"].tolist()).rename("probe_value")
-        values = words.set_index("word").join(per_word, how="inner")
-        for subset, mask in (("test", values["split"] == "test"), ("train", values["split"] == "train"),
-                             ("test_positive", (values["split"] == "test") & (values["value"] > 0)),
-                             ("test_negative", (values["split"] == "test") & (values["value"] < 0))):
-            part = values[mask]
-            metric_rows += _metric_rows(variant, subset, part["value"].to_numpy(), part["probe_value"].to_numpy())
+        values = words.set_index("word").join(per_word, how="inner").sort_index()
+        test = values[values["split"] == "test"]
+        estimates[variant] = test["probe_value"].to_numpy()
+        for subset, part in (("test", test), ("train", values[values["split"] == "train"]),
+                             ("test_positive", test[test["value"] > 0]), ("test_negative", test[test["value"] < 0])):
+            metric_rows += _simple_rows(variant, subset, part["value"].to_numpy(), part["probe_value"].to_numpy())
+        if variant in ("sae", "base_model"):
+            word_tables.append(_word_values(values, "tuned" if variant == "sae" else "base", noise, rng))
         if variant == "sae":
             elements["prediction"] = prediction
             comparison = values.reset_index()
+    metric_rows += _agreements(test.reset_index(), estimates, rng)
     counts = elements.groupby("word").size().rename("n_examples")
     comparison = comparison.join(counts, on="word").rename(columns={"value": "lexicon_value"})
     comparison["abs_error"] = (comparison["probe_value"] - comparison["lexicon_value"]).abs()
@@ -102,25 +126,28 @@ def regression_probe_tables(store: RunStore, rng: np.random.Generator) -> dict[s
                                        "prediction"]],
         "lexicon_comparison": comparison[["word", "split", "polarity", "role", "lexicon_value", "probe_value",
                                           "abs_error", "n_examples", "generation_count", "base_generation_count"]],
-        "probe_metrics": pd.DataFrame(metric_rows),
+        "probe_metrics": metrics_frame(metric_rows),
+        "word_values": pd.concat(word_tables, ignore_index=True),
     }
 
 
 def logistic_probe_tables(rng: np.random.Generator, n_test: int = 60) -> dict[str, pd.DataFrame]:
-    """probe_metrics (accuracy) and probe_pca of a preference-task (logistic) probe."""
-    rows = []
+    """probe_metrics (accuracy, and tuned minus base) and probe_pca of a preference-task (logistic) probe."""
+    rows, hits = [], {}
     for variant, noise in VARIANT_NOISE.items():
         correct = int(n_test * (0.5 if noise is None else min(0.98, 1.1 - noise / 4)))
+        hits[variant] = rng.permutation(np.arange(n_test) < correct)
         accuracy = correct / n_test
         half = 1.96 * np.sqrt(accuracy * (1 - accuracy) / n_test)
-        rows.append({"variant": variant, "subset": "test", "metric": "accuracy", "value": accuracy,
-                     "p_value": stats.binomtest(correct, n_test, 0.5, alternative="greater").pvalue,
-                     "ci_low": max(0.0, accuracy - half), "ci_high": min(1.0, accuracy + half), "n": n_test})
+        rows.append(MetricRow(variant, "test", "accuracy", accuracy, n_test,
+                              p_value=stats.binomtest(correct, n_test, 0.5, alternative="greater").pvalue,
+                              ci_low=max(0.0, accuracy - half), ci_high=min(1.0, accuracy + half), test="binomial"))
+    rows.append(accuracy_difference_row(hits["sae"], hits["base_model"], np.arange(n_test) // 2, 200, rng))
     labels = np.repeat([1, 0], n_test)
     pca = pd.DataFrame({"triple_id": np.tile(np.arange(n_test), 2), "element": np.where(labels, "positive", "negative"),
                         "split": "test", "label": np.where(labels, "preferred", "rejected"),
                         "pc1": rng.normal(0, 1, 2 * n_test) + 2.0 * labels, "pc2": rng.normal(0, 1, 2 * n_test)})
-    return {"probe_metrics": pd.DataFrame(rows), "probe_pca": pca}
+    return {"probe_metrics": metrics_frame(rows), "probe_pca": pca}
 
 
 def probe_weights(store: RunStore, rng: np.random.Generator) -> pd.DataFrame:
@@ -181,6 +208,8 @@ def add_contract_tables(run: Path, *, probe: str = "regression", explain: bool =
         tables |= explanation_tables(store, rng)
         statements += [_record("explain", {"n_explained": len(tables["feature_explanations"])}),
                        plant_markup_example(store)]
+    if probe == "logistic":  # a preference task has no per-word tables
+        store.drop(sorted(store.tables() & {"lexicon_comparison", "word_values"}))
     store.write(tables, statements)
     return run
 

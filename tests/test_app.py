@@ -15,9 +15,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
-from lfp_engine.report.verdict import feedback_learned_accuracy, feedback_learned_tau
+from lfp_engine.report.verdict import read_verdict
 from app.runs import run_label
 from lfp_engine.run.store import RunStore
+from precompute.cli import main
 
 from .apptest import MAIN, metrics, texts
 from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TOKEN
@@ -25,7 +26,7 @@ from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TO
 pytestmark = pytest.mark.slow
 
 PAGES = ["views/story.py", "views/layers.py", "views/features.py", "views/feature.py", "views/lexicon.py",
-         "views/compare.py"]
+         "views/compare.py", "views/diffing.py"]
 LIVE_PAGES = ["views/playground.py", "views/lab.py", "views/validation.py", "views/quiz.py"]
 """Pages that load the run's models (tests/test_app_live.py runs them on a whole copy of a run)."""
 
@@ -46,11 +47,11 @@ def test_story_shows_the_stores_numbers(open_app, app_runs):
     assert shown["Tuned model, mean reward"] == num(rewards.loc["tuned", "mean"])
     assert at.metric[1].delta == signed(rewards.loc["tuned", "mean_difference"])
     assert shown["Drift from the base model (KL)"] == num(rewards.loc["tuned", "kl_to_base"])
-    tau = store.read("probe_metrics", "variant = 'sae' AND subset = 'test' AND metric = 'kendall_tau'").iloc[0]
-    answer = feedback_learned_tau(tau, held_out_of_tuning=True)
-    assert f"**{answer}**" in [m.value for m in at.markdown]
-    assert f"Kendall tau {num(tau['value'], 2)}" in answer
-    assert span(tau["ci_low"], tau["ci_high"], lambda v: num(v, 2)) in answer
+    within = store.read("probe_metrics", "variant = 'sae' AND subset = 'test_within' AND metric = 'kendall_tau'").iloc[0]
+    answer = read_verdict(store).get("learned")
+    assert answer.text in [m.value for m in at.markdown]
+    assert f"Kendall tau {num(within['value'], 2)}" in answer.text
+    assert span(within["ci_low"], within["ci_high"], lambda v: num(v, 2)) in answer.text
     samples = store.read("rlhf_samples")
     assert at.table[0].value.iloc[:, 0].tolist() == samples["prompt"].head(5).tolist()
     assert at.table[0].value.iloc[:, 4].tolist() == samples["tuned_reward"].head(5).tolist()
@@ -62,9 +63,23 @@ def test_story_shows_the_stores_numbers(open_app, app_runs):
 
 def test_story_answers_a_preference_task_with_accuracy(open_app, app_runs):
     at = open_app(app_runs["dpo_fixture"])
-    row = RunStore(app_runs["dpo_fixture"]).read("probe_metrics", "variant = 'sae' AND metric = 'accuracy'").iloc[0]
-    assert f"**{feedback_learned_accuracy(row)}**" in [m.value for m in at.markdown]
-    assert percent(row["value"]) in feedback_learned_accuracy(row)
+    store = RunStore(app_runs["dpo_fixture"])
+    row = store.read("probe_metrics", "variant = 'sae' AND metric = 'accuracy'").iloc[0]
+    answer = read_verdict(store).get("learned")
+    assert answer.text in [m.value for m in at.markdown] and percent(row["value"]) in answer.text
+    assert read_verdict(store).get("divergence") is None
+
+
+def test_story_lexicon_and_lfp_report_say_the_same_thing(open_app, app_runs, capsys):
+    verdict = read_verdict(RunStore(app_runs["fixture"]))
+    assert [f.key for f in verdict.findings] == ["reward", "learned", "divergence"]
+    story = [m.value for m in open_app(app_runs["fixture"]).markdown]
+    lexicon = [m.value for m in open_app(app_runs["fixture"], "views/lexicon.py").markdown]
+    assert all(f.text in story for f in verdict.findings)
+    assert verdict.get("learned").text in lexicon and verdict.get("divergence").text in lexicon
+    assert main(["report", str(app_runs["fixture"])]) == 0
+    printed = capsys.readouterr().out.split("\n")
+    assert all(f.text in printed for f in verdict.findings)
 
 
 def test_layers_page_shows_divergence_and_sae_quality(open_app, app_runs):
@@ -186,24 +201,32 @@ def test_feature_page_of_the_base_model_and_of_an_unexplained_run(open_app, app_
 def test_lexicon_page_shows_the_stores_numbers(open_app, app_runs):
     store = RunStore(app_runs["fixture"])
     at = open_app(app_runs["fixture"], "views/lexicon.py")
-    tau = store.read("probe_metrics", "variant = 'sae' AND subset = 'test' AND metric = 'kendall_tau'").iloc[0]
-    sign = store.read("probe_metrics", "variant = 'sae' AND subset = 'test' AND metric = 'sign_agreement'").iloc[0]
+    probe = store.read("probe_metrics", "metric = 'kendall_tau' OR metric = 'sign_agreement'").set_index(
+        ["variant", "subset", "metric"])
+    tau, within = probe.loc[("sae", "test", "kendall_tau")], probe.loc[("sae", "test_within", "kendall_tau")]
+    sign = probe.loc[("sae", "test", "sign_agreement")]
     shown = metrics(at)
+    assert shown["Kendall tau within polarity"] == num(within["value"])
+    assert shown["95% confidence interval, within"] == span(within["ci_low"], within["ci_high"])
+    assert shown["p against the permutation null"] == p_number(within["p_value"])
+    assert shown["Tuned minus base"] == signed(probe.loc[("tuned_minus_base", "test_within", "kendall_tau"), "value"])
     assert shown["Kendall tau, test words"] == num(tau["value"])
-    assert shown["95% confidence interval"] == span(tau["ci_low"], tau["ci_high"])
-    assert shown["p-value"] == p_number(tau["p_value"])
+    assert shown["95% confidence interval, pooled"] == span(tau["ci_low"], tau["ci_high"])
+    assert shown["Knowing polarity alone"] == num(probe.loc[("polarity_only", "test", "kendall_tau"), "value"])
     assert shown["Sign agreement"] == percent(sign["value"])
     baselines = at.dataframe[0].value
-    assert baselines.loc["sae", "p-value"] == p_number(tau["p_value"])
+    assert baselines.loc["sae", "p (permutation)"] == p_number(tau["p_value"])
     assert baselines.loc["sae", "95% CI"] == span(tau["ci_low"], tau["ci_high"])
-    test = store.read("probe_metrics", "subset = 'test'")
+    assert "tuned_minus_base" not in baselines.index  # a difference, not a readout: shown in the verdict
+    test = store.read("probe_metrics", "subset = 'test' AND variant <> 'tuned_minus_base'")
     for variant in test["variant"].unique():
         assert baselines.loc[variant, "kendall_tau"] == pytest.approx(
             test.query("variant == @variant and metric == 'kendall_tau'")["value"].iloc[0])
-    lexicon = at.dataframe[-2].value
+    assert len(at.dataframe[-2].value) == len(store.read("word_values"))
+    lexicon = at.dataframe[-3].value
     assert len(lexicon) == len(store.read("lexicon_comparison"))
     at.text_input(key="lexicon_search").set_value("GREAT").run()
-    found = at.dataframe[-2].value
+    found = at.dataframe[-3].value
     expected = store.read("lexicon_comparison")
     assert sorted(found["word"]) == sorted(expected[expected["word"].str.contains("great")]["word"])
     merged = found.merge(expected, on="word", suffixes=("", "_store"))

@@ -25,7 +25,7 @@ if chromium_path() is None:
 
 TITLES = {"story": "Did the model learn the feedback we gave it?", "layers": "Layers",
           "features": "Feature browser", "feature": "Feature", "lexicon": "Lexicon: the reward as the model learned it",
-          "compare": "Compare runs"}
+          "compare": "Compare runs", "diffing": "What tuning changed"}
 LIVE_PAGES = ("playground", "lab", "validation", "quiz")
 """Pages that load the run's models: tested on a whole copy of a run (the fixture runs hold only a store)."""
 

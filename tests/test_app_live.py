@@ -174,14 +174,20 @@ def test_validation_page_shows_the_stored_tables(open_app, live_app_run):
     store = RunStore(live_app_run)
     at = open_app(live_app_run, "views/validation.py")
     assert not at.error
-    frequency = store.read("feature_frequency").set_index("group")
+    frequency = store.read("feature_frequency")
+    test = frequency[frequency["compared_with"] == "matched_shared"].iloc[0]
     shown = metrics(at)
-    assert shown["Relevant features fire on"] == percent(frequency.loc["relevant", "firing_rate"])
-    assert shown["One-sided test, relevant > other"] == p_value(frequency["p_value"].iloc[0])
-    ablation = store.read("ablation_results").set_index("condition")
-    assert shown["Mean reward, nothing ablated"] == num(ablation.loc["none", "mean_reward"])
+    assert shown["Relevant > matched (one-sided)"] == p_value(test["p_value"])
+    ablation = store.read("ablation_results")
+    rows = ablation.set_index(["condition", ablation["compared_with"].fillna("")])
+    assert shown["Mean reward, nothing ablated"] == num(rows.loc[("none", ""), "mean_reward"])
+    assert shown["Relevant < random (paired)"] == p_value(rows.loc[("relevant", "random"), "p_value"])
+    captions = " ".join(c.value for c in at.caption)
+    assert "chosen by the probe itself" in captions and "matched to them in density" in captions
+    shown_notes = {i.value for i in at.info}
+    assert set(ablation["note"].dropna()) | set(frequency["note"].dropna()) <= shown_notes  # reasons, not bare NaN
     tables = [d.value for d in at.dataframe]
-    assert sorted(tables[1]["condition"]) == sorted(ablation.index)
-    assert tables[1].set_index("condition")["p-value"]["relevant"] == p_value(ablation.loc["relevant", "p_value"])
+    assert sorted(tables[1]["condition"]) == sorted(ablation["condition"])
+    assert list(tables[1]["p-value"])[3] == p_value(rows.loc[("relevant", "random"), "p_value"])
     summary = store.read("explanation_summary")
     assert sorted(tables[-1]["n_relevant"]) == sorted(summary["n_relevant"])

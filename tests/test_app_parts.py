@@ -1,5 +1,6 @@
-"""The dashboard's pure parts: number formatting, the plain-language sentences, escaping of stored
-text, run discovery and the feature browser's SQL filters (no Streamlit session needed)."""
+"""The dashboard's pure parts: number formatting, escaping of stored text, run discovery and the
+feature browser's SQL filters (no Streamlit session needed). The verdict's sentences:
+tests/test_verdict.py."""
 
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from app.data import FeatureQuery
 from lfp_engine.report.formatting import interval, num, p_value, percent, signed
 from app.markup import highlighted, quoted
-from lfp_engine.report.verdict import feedback_learned_accuracy, feedback_learned_tau, reward_change
 from app.runs import discover_runs, parse_args
 
 
@@ -22,35 +21,6 @@ def test_numbers_read_the_same_everywhere():
     assert signed(0.5) == "+0.5" and signed(-0.5) == "-0.5" and percent(0.4567) == "45.7%"
     assert p_value(0.0004) == "p < 0.001" and p_value(0.0123) == "p = 0.012"
     assert interval(0.1, 0.2) == "95% CI 0.1 to 0.2" and interval(math.nan, 0.2) == "CI n/a"
-
-
-def tau_row(value, p, low, high, n=33):
-    return {"value": value, "p_value": p, "ci_low": low, "ci_high": high, "n": n}
-
-
-@pytest.mark.parametrize("row, verdict", [
-    (tau_row(0.41, 0.0004, 0.22, 0.58), "Partly"),
-    (tau_row(0.62, 0.0001, 0.5, 0.7), "Largely"),
-    (tau_row(0.04, 0.26, -0.1, 0.2), "Not detectably"),
-    (tau_row(0.3, 0.01, -0.02, 0.5), "Not detectably"),  # an interval reaching 0 is no evidence
-])
-def test_the_answer_reads_the_stored_significance(row, verdict):
-    sentence = feedback_learned_tau(row, held_out_of_tuning=True)
-    assert sentence.startswith(verdict + ":")
-    assert f"Kendall tau {num(row['value'], 2)}" in sentence and "on 33 words" in sentence
-    if verdict == "Partly":
-        assert sentence == ("Partly: on 33 words that tuning never showed the model and the probe was never fitted "
-                            "on, the ranking the probe reads out of the tuned model agrees with the true reward "
-                            "(Kendall tau 0.41, 95% CI 0.22 to 0.58, p < 0.001).")
-
-
-def test_accuracy_answer_and_reward_change():
-    sentence = feedback_learned_accuracy({"value": 0.95, "p_value": 1e-9, "ci_low": 0.9, "ci_high": 0.99, "n": 60})
-    assert sentence.startswith("Largely:") and "95.0% of the time, where chance is 50%" in sentence
-    tuned = {"n": 400, "mean": 2.1, "mean_difference": 1.8, "ci_low": 1.5, "ci_high": 2.1, "test": "paired t-test",
-             "p_value": 1e-6}
-    assert reward_change(tuned, {"mean": 0.3}, "vader_reward").startswith("Yes. On 400 held-out openings")
-    assert reward_change({**tuned, "p_value": 0.4}, {"mean": 0.3}, "vader_reward").startswith("Not reliably.")
 
 
 def test_stored_text_is_escaped():

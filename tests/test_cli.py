@@ -79,6 +79,17 @@ def test_a_run_keeps_its_preset(micro_run, capsys):
 
 def test_status_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "not a run folder" in error_of(capsys, ["status", str(tmp_path)])
+    assert "not a run folder" in error_of(capsys, ["report", str(tmp_path)])
+
+
+def test_report_before_the_answering_stages_says_what_gives_them(micro_run, tmp_path, capsys):
+    out = tmp_path / "bare"
+    out.mkdir()
+    shutil.copy2(micro_run / "lfp.duckdb", out / "lfp.duckdb")
+    store = RunStore(out)
+    store.drop(sorted(store.tables() - {"run_config", "run_manifest", "world_lexicon"}))
+    assert main(["report", str(out)]) == 0
+    assert "No answers yet: the `rlhf` and `probe` stages give them" in capsys.readouterr().out
 
 
 def test_config_file_layers_over_the_preset(tmp_path, capsys):

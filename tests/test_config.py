@@ -33,6 +33,19 @@ def test_defaults_are_the_papers_settings():
     assert (c.reward.scale, c.reward.clip, c.divergence.top_k) == (0.2, 10.0, 5)
 
 
+def test_hub_presets_take_the_papers_ppo_updates_and_sae_penalty():
+    """Section 3.1: PPO batch 64, mini-batch 16, TRL's default 4 epochs, one pass over IMDb's 25,000
+    training reviews; section 3.2: alpha 0.001, GPT-Neo 0.0015."""
+    for name in ("pythia-70m", "pythia-160m", "gpt-neo-125m"):
+        c = build_config([{"preset": name}, preset(name).overrides])
+        r = c.rlhf
+        updates_per_rollout = r.num_iterations * r.generation_batch_size // r.mini_batch_size
+        assert (r.generation_batch_size, r.mini_batch_size, r.num_iterations) == (64, 16, 4)
+        assert r.steps == 25_000 / 64 * updates_per_rollout == 6250
+        assert r.steps / updates_per_rollout * r.generation_batch_size == 25_000  # completions sampled
+        assert c.sae.l1_coefficient == (0.0015 if name == "gpt-neo-125m" else 0.001)
+
+
 def test_overrides_are_parsed_and_typed():
     assert parse_override("seed=3") == ("seed", 3)
     assert parse_override("rlhf.beta=0.2") == ("rlhf.beta", 0.2)
@@ -63,7 +76,7 @@ def test_stored_config_round_trips():
     ({"world": {"kind": "hub", "base_model": ""}}, "world.base_model"),
     ({"divergence": {"top_k": 0}}, "divergence.top_k"),
     ({"rlhf": 5}, "is a section"),
-    ({"sae": {"architecture": "x"}}, "setting sae.architecture: expected one of tied, untied, topk, got 'x'"),
+    ({"sae": {"architecture": "x"}}, "setting sae.architecture: expected one of tied, untied, topk, batchtopk, got 'x'"),
     ({"world": {"kind": "cloud"}}, "setting world.kind: expected one of synthetic, hub, got 'cloud'"),
     ({"world": {"dtype": "int8"}}, "setting world.dtype: expected one of float32, bfloat16, float16, got 'int8'"),
     ({"device": "cuda:x"}, "setting device: expected auto, cpu or cuda[:N], got 'cuda:x'"),
@@ -85,7 +98,7 @@ def test_unknown_preset_lists_the_valid_ones():
 
 def test_choices_are_one_definition():
     assert set(typing.get_args(TaskName)) == set(TASKS)
-    assert ARCHITECTURES == ("tied", "untied", "topk")
+    assert ARCHITECTURES == ("tied", "untied", "topk", "batchtopk")
     for device in ("auto", "cpu", "cuda", "cuda:1"):
         assert build_config([{"device": device}]).device == device
 

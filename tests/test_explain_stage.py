@@ -12,7 +12,8 @@ from lfp_engine.explain.annotation import NONE_OF_THE_ABOVE
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer
 from lfp_engine.models.generation import sample_completions
 from lfp_engine.explain.llm import CACHE_TABLE
-from lfp_engine.run.manifest import read_manifest
+from lfp_engine.run.config import config_from_dict
+from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.tuning.reward import VaderReward, scored_texts
 from lfp_engine.probe.card import load_probe
 from lfp_engine.run.store import RunPaths, RunStore
@@ -131,26 +132,41 @@ def test_failed_explanations_are_recorded_and_retried(micro_run, tmp_path, monke
 def test_validation_tables_and_ablating_nothing_is_the_unmodified_model(micro_run):
     store = RunStore(micro_run)
     frequency = store.read("feature_frequency")
-    assert list(frequency["group"]) == ["relevant", "other", "all"]
+    assert list(zip(frequency["group"], frequency["compared_with"].fillna(""))) == [
+        ("relevant", ""), ("matched_shared", ""), ("all", ""), ("relevant", "matched_shared")]
     results = store.read("ablation_results")
-    assert list(results["condition"]) == ["none", "relevant", "random"]
-    relevant = results.set_index("condition").loc["relevant"]
-    random = results.set_index("condition").loc["random"]
-    assert relevant["n_features"] == random["n_features"]
-    assert not set(relevant["features"]) & set(random["features"])
+    assert list(zip(results["condition"], results["compared_with"].fillna(""))) == [
+        ("none", ""), ("relevant", "none"), ("random", "none"), ("relevant", "random"), ("relevant", "random draws")]
+    rows = results.set_index(["condition", results["compared_with"].fillna("")])
+    relevant, random = rows.loc[("relevant", "none")], rows.loc[("random", "none")]
     _, card = load_probe(RunPaths(micro_run).probe)
     probed = {f"{layer}/{width}" for layer, width in zip(card.layers, card.widths)}
-    ablated = [*relevant["features"], *random["features"]]
-    assert {f.rsplit("/", 1)[0] for f in ablated} <= probed  # twins in the other dictionary are not ablated twice
     # firing rates are compared within the probe's dictionaries: every feature of them, no other
-    assert frequency.set_index("group").loc["all", "n_features"] == sum(card.widths)
+    groups = frequency[frequency["compared_with"].isna()].set_index("group")
+    assert groups.loc["all", "n_features"] == sum(card.widths)
+    draws = store.read("ablation_draws")
+    config = config_from_dict(read_config(store)[1])
+    n_relevant = read_manifest(store)["validate"].outputs["n_relevant_features"]
+    if n_relevant == 0:  # the micro world often finds none: every comparison must say so, not show NaN
+        assert relevant["n_features"] == 0 and draws.empty
+        assert results.iloc[1:]["note"].str.contains("judged relevant").all()
+        assert frequency.loc[frequency["group"] != "all", "note"].notna().all()
+    else:
+        assert relevant["n_features"] == n_relevant and len(draws) == config.validate.n_random_draws
+        assert (draws["n_features"] == random["n_features"]).all()
+        ablated = [*relevant["features"], *random["features"]]
+        assert not set(relevant["features"]) & set(random["features"])
+        assert {f.rsplit("/", 1)[0] for f in ablated} <= probed  # twins in the other dictionary are not ablated twice
+        # density-matched: the draws fire about as often as the relevant features, far closer than the
+        # average live feature of the probe's dictionaries does (a broken matching fails this)
+        live = groups.loc["all", "density"] * groups.loc["all", "n_features"] / groups.loc["all", "n_live"]
+        gap = np.abs(np.log(draws["mean_density"]) - np.log(relevant["mean_density"])).mean()
+        assert gap < max(0.5, abs(np.log(live) - np.log(relevant["mean_density"])))
+        assert results.loc[results["compared_with"].notna() & results["note"].isna(), "p_value"].between(0, 1).all()
     # the 'none' condition went through the intervention hooks; it must equal plain sampling
     paths = RunPaths(micro_run)
-    from lfp_engine.run.config import config_from_dict
-    from lfp_engine.run.manifest import read_config
     from lfp_engine.worlds import PROMPTS, read_world_table
 
-    config = config_from_dict(read_config(store)[1])
     prompts = read_world_table(paths.world, PROMPTS)
     prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(config.validate.n_prompts).tolist()
     e = config.evaluation

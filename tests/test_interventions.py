@@ -138,3 +138,26 @@ def test_ablating_in_two_dictionaries_of_one_layer_removes_both_contributions():
         with capture_mlp_outputs(model, [1]) as after:
             model(ids)
     torch.testing.assert_close(after[1], expected, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_ablating_batch_topk_features_uses_their_inference_threshold():
+    """A BatchTopK SAE's inference codes are ReLU(pre) above each latent's threshold, so its chosen
+    columns alone give exactly the codes a full encoding gives: the removed contribution matches."""
+    model, saes, ids = _setup()
+    sae = SparseAutoencoder(16, 40, "batchtopk", k=4)
+    sae.initialize([torch.Generator().manual_seed(9)])
+    with capture_mlp_outputs(model, [1]) as captured:
+        model(ids)
+    h = captured[1].clone()
+    pre = sae.pre_activations(h)
+    sae.set_threshold(float((torch.relu(pre) * sae.latent_weights()).quantile(0.8)))  # some codes survive
+    saes[(1, 40)] = sae.eval()
+    z = sae.encode(h)
+    chosen = tuple(int(f) for f in z.sum((0, 1)).topk(3).indices)
+    assert bool((z > 0).any()) and bool((z[..., list(chosen)] == 0).any())  # the threshold cuts some codes
+    expected = h - z[..., list(chosen)] @ sae.W_dec[list(chosen)]
+    with intervention_hooks(model, saes), intervening(Intervention(ablate={(1, 40): chosen}), saes):
+        with capture_mlp_outputs(model, [1]) as after:
+            model(ids)
+    torch.testing.assert_close(after[1], expected, rtol=0, atol=1e-5)

@@ -9,29 +9,29 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from lfp_engine.run.errors import InputError
 from lfp_engine.probe.dataset import build_dataset, target_scale
-from lfp_engine.probe.zero_point import ContextTokens, context_tokens
-from lfp_engine.probe.linear import fit, fit_logistic, fit_regression, shuffled_probe, xavier_probe
 from lfp_engine.probe.implicit_reward import word_rewards
-from lfp_engine.probe.measures import kendall_agreement, sign_agreement, word_values
+from lfp_engine.probe.kendall import tau_b
+from lfp_engine.probe.linear import fit, fit_logistic, fit_regression, shuffled_probe, xavier_probe
+from lfp_engine.probe.measures import sign_agreement, word_values
+from lfp_engine.probe.zero_point import ContextTokens, context_tokens
 from lfp_engine.tuning.reward import VaderReward
 from lfp_engine.worlds.tokenizer import train_bpe_tokenizer
 
 
-def test_kendall_tau_and_p_match_scipy_on_values():
+def test_kendall_tau_is_scipys_on_values():
     truth = np.array([3.1, 2.8, -2.5, 1.9, -0.8, -3.1, 0.9])
     estimate = np.array([2.0, 2.5, -1.0, 0.5, 0.1, -2.2, 1.1])
-    result = kendall_agreement(truth, estimate, n_bootstrap=200)
-    ref = stats.kendalltau(truth, estimate)
-    assert result.tau == pytest.approx(ref.statistic) and result.p_value == pytest.approx(ref.pvalue)
-    assert result.n == 7 and result.ci_low <= result.tau <= result.ci_high
+    assert tau_b(truth, estimate)[0] == pytest.approx(stats.kendalltau(truth, estimate).statistic)
     # a perfect ranking, whatever the scale: tau 1
-    assert kendall_agreement(truth, 10 * truth + 3, n_bootstrap=50).tau == pytest.approx(1.0)
+    assert tau_b(truth, 10 * truth + 3)[0] == pytest.approx(1.0)
     # words as strings would be ranked alphabetically; values are what is correlated
-    assert kendall_agreement(truth, -truth, n_bootstrap=50).tau == pytest.approx(-1.0)
-    assert math.isnan(kendall_agreement(truth[:2], estimate[:2]).tau)
+    assert tau_b(truth, -truth)[0] == pytest.approx(-1.0)
+    assert math.isnan(tau_b(truth[:1], estimate[:1])[0])
 
 
 def test_ridge_probe_recovers_a_linear_signal_and_picks_alpha_by_word_folds():
@@ -68,6 +68,26 @@ def test_word_values_sign_agreement_and_scale():
     assert values.to_dict() == {"bad": -2.0, "fine": 0.5, "good": 2.0}
     assert sign_agreement(np.array([1.0, -1.0, 2.0, -3.0]), np.array([0.5, 0.2, 1.0, -1.0])) == 0.75
 
+
+
+def test_the_zero_points_rows_count_once_in_choosing_the_strength():
+    """With anchor rows the held-out error is the lexicon rows' mean squared error plus the anchors',
+    checked against sklearn's grouped cross-validated predictions (ten times more anchors than words)."""
+    rng = np.random.default_rng(1)
+    n_words, n_anchor = 120, 1200
+    X = np.vstack([rng.normal(size=(n_words, 6)), rng.normal(0, 0.1, size=(n_anchor, 6))])
+    y = np.concatenate([X[:n_words] @ rng.normal(size=6) + rng.normal(0, 1.0, n_words), np.zeros(n_anchor)])
+    groups = np.array([f"w{i % 30}" for i in range(n_words)] + [f"a{i % 50}" for i in range(n_anchor)])
+    anchor = np.arange(len(y)) >= n_words
+    alphas = (0.1, 10.0, 1e3, 1e5)
+    probe = fit_regression(X, y, groups, alphas, anchor=anchor)
+    expected = []
+    for alpha in alphas:
+        held = cross_val_predict(Ridge(alpha=alpha), X, y, groups=groups, cv=GroupKFold(n_splits=5))
+        errors = (held - y) ** 2
+        expected.append(errors[~anchor].mean() + errors[anchor].mean())
+    assert probe.alpha == alphas[int(np.argmin(expected))] < 1e5
+    assert np.corrcoef(probe.predict(X[:n_words]), y[:n_words])[0, 1] > 0.5
 
 
 def test_target_scale_is_the_least_squares_gain_onto_lexicon_values():
@@ -132,9 +152,9 @@ def test_the_neutral_element_is_the_probes_zero_point():
     reps, triples, context = planted_triples()
     data = build_dataset(reps, triples, "word", context)
     n, m = len(triples), len(context.triple)
-    assert data.element.tolist() == ["positive"] * n + ["negative"] * n + ["neutral"] * (n + m)
+    assert data.element.tolist() == ["positive"] * n + ["negative"] * n + ["neutral"] * n + ["context"] * m
     assert data.at_word.tolist() == [True] * 3 * n + [False] * m
-    neutral = data.element == "neutral"
+    neutral = ~data.scored
     assert (data.target[neutral] == 0).all() and (data.lexicon_value[neutral] == 0).all()
     assert data.word[2 * n: 3 * n].tolist() == triples["word_neutral"].tolist()  # a neutral word is its own CV group
     assert data.split[3 * n:].tolist() == triples["split"].to_numpy()[context.triple].tolist()
@@ -146,8 +166,7 @@ def test_the_neutral_element_is_the_probes_zero_point():
     # without the anchors the probe extrapolates the features it saw only at rewarded and penalised words
     free = fit_regression(data.X[data.train], data.target[data.train], data.word[data.train])
     assert abs(free.predict(data.X[2 * n: 3 * n]).mean()) > 0.4 * size
-    word_only = build_dataset(reps | {"context": reps["context"][:0]}, triples, "word",
-                              ContextTokens([], context.triple[:0], context.word[:0]))
+    word_only = build_dataset(reps, triples, "word", ContextTokens.none())
     assert abs(fit(word_only, folds=5).predict(reps["context"]).mean()) > 0.4 * size
 
 

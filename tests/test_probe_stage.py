@@ -3,6 +3,7 @@ model's SAEs, that the live per-token view agrees with it, and bad input."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -14,6 +15,7 @@ from lfp_engine.run.errors import InputError
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer
 from lfp_engine.probe.implicit_reward import token_rewards
 from lfp_engine.probe.card import load_probe
+from lfp_engine.report.verdict import read_verdict
 from lfp_engine.sae.saelens_format import find_saes, load_sae
 from lfp_engine.run.store import RunPaths, RunStore
 from precompute.cli import main
@@ -33,11 +35,25 @@ def encoder_of(run, model: str, card, probe_saes: str | None = None) -> Encoder:
 def test_probe_tables_follow_the_contract(micro_run):
     store = RunStore(micro_run)
     metrics = store.read("probe_metrics")
-    assert set(metrics["variant"]) == {"sae", "xavier", "shuffled", "raw_mlp", "base_model"}
-    test = metrics[(metrics["subset"] == "test") & (metrics["metric"] == "kendall_tau")]
-    assert len(test) == 5 and test["p_value"].between(0, 1).all() and (test["ci_low"] <= test["ci_high"]).all()
+    assert set(metrics["variant"]) == {"sae", "xavier", "shuffled", "raw_mlp", "base_model", "polarity_only",
+                                       "tuned_minus_base"}
+    taus = metrics[metrics["subset"].str.startswith("test") & (metrics["metric"] == "kendall_tau")]
+    assert set(taus["subset"]) == {"test", "test_positive", "test_negative", "test_within"}
+    readouts = taus[taus["test"] == "permutation"]
+    assert set(readouts["variant"]) == {"sae", "xavier", "shuffled", "raw_mlp", "base_model"} and len(readouts) == 20
+    # micro: 100 permutations, so p in [1/101, 1]; the null's 95th percentile above its mean
+    assert readouts["p_value"].between(1 / 101, 1).all() and (readouts["null_q95"] >= readouts["null_mean"]).all()
+    assert (readouts["ci_low"] <= readouts["ci_high"]).all()
+    differences = taus[taus["variant"] == "tuned_minus_base"]
+    assert len(differences) == 4 and (differences["test"] == "paired_bootstrap").all()
+    paired = taus.set_index(["variant", "subset"])["value"]
+    for subset in ("test", "test_within"):
+        assert paired[("tuned_minus_base", subset)] == pytest.approx(paired[("sae", subset)] - paired[("base_model", subset)])
     signs = metrics[metrics["metric"] == "sign_agreement"]
-    assert set(signs["subset"]) == {"test_positive", "test_negative"}
+    assert {"test", "test_positive", "test_negative"} <= set(signs[signs["variant"] == "sae"]["subset"])
+    values = store.read("word_values")
+    assert set(values["model"]) == {"tuned", "base"} and (values["ci_low"] <= values["ci_high"]).all()
+    assert set(values["word"]) == set(store.read("contrastive_words")["word"]) and (values["n_examples"] > 0).all()
     comparison = store.read("lexicon_comparison")
     words = store.read("contrastive_words")
     assert set(comparison["word"]) == set(words["word"])
@@ -68,7 +84,7 @@ def test_deltas_come_from_the_tuned_model_and_its_own_saes(micro_run):
     np.testing.assert_allclose(probe.predict(tuned.representations(texts)), stored["prediction"], rtol=0, atol=1e-6)
     # the authors' mistake, base-model activations through tuned SAEs, gives other inputs
     mixed = encoder_of(micro_run, "base", card, probe_saes="tuned")
-    assert np.abs(probe.predict(mixed.representations(texts)) - stored["prediction"]).max() > 1e-3
+    assert np.abs(mixed.representations(texts) - tuned.representations(texts)).max() > 1e-3
 
 
 def test_live_token_rewards_agree_with_the_stage(micro_run):
@@ -122,3 +138,15 @@ def test_a_run_without_saes_says_so_and_keeps_its_tables(micro_run, tmp_path, ca
     assert "run the `sae` stage" in capsys.readouterr().err
     assert RunStore(out).read("probe_metrics").equals(before)
     assert ActivationSet(out / "activations" / "train").n_rows > 0
+
+
+def test_lfp_report_prints_the_verdict_record(micro_run, capsys):
+    verdict = read_verdict(RunStore(micro_run))
+    assert [f.key for f in verdict.findings] == ["reward", "learned", "divergence"]
+    assert main(["report", str(micro_run)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"run {micro_run}: preset micro") and verdict.text() in printed
+    assert main(["report", str(micro_run), "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert [f["text"] for f in answers["findings"]] == [f.text for f in verdict.findings]
+    assert main(["status", str(micro_run)]) == 0 and verdict.text() in capsys.readouterr().out

@@ -35,6 +35,7 @@ def test_reconstruction_metrics_match_numpy():
     assert metrics.variance_explained == pytest.approx(1 - err / ((X - X.mean(0)) ** 2).sum(), rel=1e-5)
     assert metrics.l0 == pytest.approx((Z > 0).sum(1).mean())
     assert metrics.l0_fraction == pytest.approx((Z > 0).sum(1).mean() / 10)
+    assert metrics.l0_scaled == pytest.approx((Z > 0).sum(1).mean() / 100)  # the paper's tables 11 and 12
     assert metrics.dead_fraction == pytest.approx((density == 0).mean()) and metrics.dead_fraction >= 0.1
     assert metrics.dense_fraction == pytest.approx((density > 0.5).mean()) and metrics.dense_fraction >= 0.1
 

@@ -19,7 +19,7 @@ from precompute.cli import main
 from .conftest import run_lfp
 
 METRIC_COLUMNS = ["layer", "dict_size", "architecture", "l1_coefficient", "n_train_examples", "mse", "normalized_mse",
-                  "variance_explained", "l0", "l0_fraction", "dead_fraction", "dense_fraction", "ce_clean",
+                  "variance_explained", "l0", "l0_fraction", "l0_scaled", "dead_fraction", "dense_fraction", "ce_clean",
                   "ce_spliced", "ce_zero_ablated", "loss_recovered", "train_seconds"]
 FEATURE_TYPES = {"model": "VARCHAR", "layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "twin_feature": "BIGINT",
                  "twin_cosine": "DOUBLE", "is_shared": "BOOLEAN", "shared_rank": "BIGINT", "density": "DOUBLE",
@@ -145,7 +145,7 @@ def test_sae_stages_without_their_inputs_say_what_to_run(tmp_path, capsys):
 @pytest.mark.parametrize("setting,message", [
     ({"sae": {"dict_multipliers": [0, 2]}}, "a dictionary size of zero has no features"),
     ({"sae": {"dict_multipliers": [2, 1]}}, "two increasing whole numbers"),
-    ({"sae": {"architecture": "gated"}}, "sae.architecture: expected one of tied, untied, topk"),
+    ({"sae": {"architecture": "gated"}}, "sae.architecture: expected one of tied, untied, topk, batchtopk"),
     ({"sae": {"n_train_examples": 8}}, "sae.n_train_examples"),
     ({"activations": {"n_train_tokens": 0}}, "activations.n_train_tokens"),
     ({"features": {"shared_threshold": 2}}, "features.shared_threshold"),

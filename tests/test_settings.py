@@ -44,7 +44,7 @@ def test_lfp_settings_prints_types_choices_defaults_and_docs(capsys):
     assert main(["settings", "sae"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("[sae] The sparse autoencoders")
-    assert 'sae.architecture (tied | untied | topk) = "tied"' in out
+    assert 'sae.architecture (tied | untied | topk | batchtopk) = "tied"' in out
     assert "sae.dict_multipliers (list[int]) = [1, 2]" in out
     assert "the paper's two dictionaries n and 2n" in out
     assert "rlhf." not in out

@@ -1,6 +1,8 @@
 """Ablation and steering lab: switch features of the tuned model off (zero ablation, the validate
 stage's method) or push on them (steering), let it complete openings, and compare the completions
-and their rewards with the unmodified model's, sample by sample under one seed."""
+and their rewards with the unmodified model's, sample by sample under one seed. Crosscoder latents
+(the "What tuning changed" page links here with `?crosscoder=layer/size/latent`) can be switched off
+too: their codes read the base model as well, which then runs alongside the tuned model."""
 
 import pandas as pd
 import streamlit as st
@@ -16,8 +18,28 @@ FEATURES_KEY, ADDED_KEY, RESULT_KEY = "lab_features", "lab_added", "lab_result"
 HELDOUT_SHOWN = 50
 
 
+CROSSCODER = "crosscoder "
+"""Prefix of a crosscoder latent's name in the feature list ('crosscoder 3/512/17')."""
+
+
 def feature_id(layer: int, size: int, feature: int) -> str:
     return FeatureKey("tuned", layer, size, feature).label
+
+
+def linked_latent(added: list[str]) -> str | None:
+    """The crosscoder latent the URL names (once per session and latent), added to the lab's list."""
+    link = st.query_params.get("crosscoder")
+    if not link:
+        return None
+    try:
+        name = CROSSCODER + FeatureKey.parse_label(link).label
+    except InputError as err:
+        st.error(f"{err}.")
+        return None
+    if name not in added:
+        added.append(name)
+        st.session_state[FEATURES_KEY] = list(dict.fromkeys([*st.session_state.get(FEATURES_KEY, []), name]))
+    return name
 
 
 run = ui.current_run()
@@ -35,6 +57,9 @@ explanations = {feature_id(r.layer, r.dict_size, r.feature): r.explanation for r
 relevant = [feature_id(layer, size, f) for (layer, size), fs in sorted(server.relevant.items()) for f in sorted(fs)]
 added = st.session_state.setdefault(ADDED_KEY, [])
 st.session_state.setdefault(FEATURES_KEY, relevant)
+linked = linked_latent(added)
+if linked is not None:
+    explanations[linked] = "crosscoder latent, opened from What tuning changed"
 
 st.subheader("1. Features")
 with st.container(border=True):
@@ -91,12 +116,18 @@ seed = seed_column.number_input("Seed", min_value=0, value=0, key="lab_seed")
 
 if st.button("Generate", type="primary", key="lab_run"):
     by_dictionary: dict[DictionaryKey, list[int]] = {}
+    by_crosscoder: dict[DictionaryKey, list[int]] = {}
     for name in chosen:
-        key = FeatureKey.parse_label(name)
-        by_dictionary.setdefault(key.dictionary, []).append(key.feature)
-    intervention = (Intervention(ablate={k: tuple(v) for k, v in by_dictionary.items()}) if mode == "zero-ablate" else
+        target = by_crosscoder if name.startswith(CROSSCODER) else by_dictionary
+        key = FeatureKey.parse_label(name.removeprefix(CROSSCODER))
+        target.setdefault(key.dictionary, []).append(key.feature)
+    crossed = {k: tuple(v) for k, v in by_crosscoder.items()}
+    intervention = (Intervention(ablate={k: tuple(v) for k, v in by_dictionary.items()}, ablate_crosscoder=crossed)
+                    if mode == "zero-ablate" else
                     Intervention(steer={k: tuple((f, float(strength)) for f in v) for k, v in by_dictionary.items()}))
     try:
+        if mode == "steer" and crossed:
+            raise InputError("crosscoder latents can be switched off here, not steered: choose zero-ablate")
         with st.spinner("Generating…"):
             result = server.compare_generations(prompts, intervention, int(n_samples), int(max_new_tokens), int(seed))
         st.session_state[RESULT_KEY] = (result, mode, len(chosen), float(strength))

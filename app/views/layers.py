@@ -38,10 +38,11 @@ if ui.needs(run, "sae_metrics", what="SAE quality"):
         "dead_fraction": "dead fraction", "loss_recovered": "loss recovered"}))
     st.dataframe(metrics, hide_index=True, column_order=[
         "layer", "dict_size", "architecture", "l1_coefficient", "variance_explained", "normalized_mse", "l0",
-        "l0_fraction", "dead_fraction", "dense_fraction", "ce_clean", "ce_spliced", "ce_zero_ablated",
+        "l0_scaled", "l0_fraction", "dead_fraction", "dense_fraction", "ce_clean", "ce_spliced", "ce_zero_ablated",
         "loss_recovered", "n_train_examples", "train_seconds"])
     ui.explain("Variance explained: share of the layer's output the SAE rebuilds. L0: features active on a "
-               "token, on average. Dead: features that never fire on held-out text. Loss recovered: 1 when the "
+               "token, on average (the paper's \"true sparsity\"; its tables 11 and 12 report it divided by 100, "
+               "l0_scaled here, beside normalized_mse, their reconstruction loss). Dead: features that never fire on held-out text. Loss recovered: 1 when the "
                "model with the SAE spliced in predicts as well as the original, 0 when as badly as with the "
                "layer zeroed.")
     if run.has("shared_features_summary"):
@@ -62,6 +63,9 @@ if ui.needs(run, "sae_l1_sweep", what="The L1 sweep"):
                "penalty leaves fewer features active but rebuilds the layer less exactly (paper figure 8).")
 if run.has("sae_comparison"):
     st.subheader("Tied against untied, most divergent against lowest layers")
-    st.dataframe(run.sae_comparison(), hide_index=True)
+    comparison = run.sae_comparison()
+    first = ["layer_choice", "architecture", "layer", "dict_size", "normalized_mse", "l0_scaled"]
+    st.dataframe(comparison, hide_index=True,
+                 column_order=first + [c for c in comparison.columns if c not in first])
     ui.explain("The same SAEs trained with tied or untied encoder and decoder, on the layers tuning changed most "
                "and on the lowest layers (paper tables 11 and 12).")

@@ -1,11 +1,12 @@
 """Lexicon: the reward the probe reads out of the tuned model, word by word, against the true
 reward (paper 4.1: Kendall tau, sign agreement, tables 2, 4, 5, 9, 10 and figure 4), beside every
-baseline; for preference tasks, the probe's accuracy and figure 5."""
+baseline and control, with the engine's verdict (`lfp_engine.report.verdict`, as `lfp report`
+prints it); for preference tasks, the probe's accuracy and figure 5."""
 
 import streamlit as st
 
 from app import charts, ui
-from lfp_engine.report.formatting import num, p_number, percent, span
+from lfp_engine.report.formatting import num, p_number, percent, signed, span
 
 run = ui.current_run()
 st.title("Lexicon: the reward as the model learned it")
@@ -16,17 +17,37 @@ if not ui.needs(run, "probe_metrics", what="This page"):
     st.stop()
 
 metrics = run.probe_metrics()
+verdict = run.verdict()
+if (learned := verdict.get("learned")) is not None:
+    st.markdown(learned.text)
 tau = run.probe_metric("sae", "test", "kendall_tau")
+within = run.probe_metric("sae", "test_within", "kendall_tau")
+if within is not None:
+    cols = st.columns(4)
+    cols[0].metric("Kendall tau within polarity", num(within["value"], 3),
+                   help="Agreement with the lexicon over pairs of test words of the same polarity")
+    cols[1].metric("95% confidence interval, within", span(within["ci_low"], within["ci_high"]))
+    cols[2].metric("p against the permutation null", p_number(within["p_value"]),
+                   help="Share of probes refit to targets shuffled between words that score at least as well")
+    difference = run.probe_metric("tuned_minus_base", "test_within", "kendall_tau")
+    cols[3].metric("Tuned minus base", "–" if difference is None else signed(difference["value"]),
+                   help="The same measure on the model before tuning, subtracted word for word")
+    ui.explain("Within one polarity, the probe cannot score by telling good words from bad ones: this is the "
+               "measure of whether the model learned how strong each word's reward is. The difference to the base "
+               "model comes with its own interval in the verdict above.")
 if tau is not None:
     cols = st.columns(4)
     cols[0].metric("Kendall tau, test words", num(tau["value"], 3), help="1: same order as the lexicon; 0: unrelated")
-    cols[1].metric("95% confidence interval", span(tau["ci_low"], tau["ci_high"]))
-    cols[2].metric("p-value", p_number(tau["p_value"]))
+    cols[1].metric("95% confidence interval, pooled", span(tau["ci_low"], tau["ci_high"]))
+    polarity = run.probe_metric("polarity_only", "test", "kendall_tau")
+    cols[2].metric("Knowing polarity alone", "–" if polarity is None else num(polarity["value"], 3),
+                   help="The pooled tau of a readout that knows only whether each word is positive or negative")
     sign = run.probe_metric("sae", "test", "sign_agreement")
     cols[3].metric("Sign agreement", percent(None if sign is None else sign["value"]),
                    help="Share of test words whose probe value has the sign of their lexicon value")
-    ui.explain(f"On {num(tau['n'])} test words the probe was never fitted on. Kendall tau compares the order of the "
-               "words by probe value with their order in the lexicon; the interval is a bootstrap over words.")
+    ui.explain(f"Pooled over both polarities, on {num(tau['n'])} test words the probe was never fitted on. Kendall "
+               "tau compares the order of the words by probe value with their order in the lexicon; the interval is "
+               "a bootstrap over words.")
     by_polarity = [(s, run.probe_metric("sae", s, "sign_agreement")) for s in ("test_positive", "test_negative")]
     if all(r is not None for _, r in by_polarity):
         st.markdown("Sign agreement by polarity (paper table 5): " + "; ".join(
@@ -45,20 +66,22 @@ if tau is not None and ui.needs(run, "lexicon_comparison", what="The word-by-wor
 st.header("Against the baselines")
 subsets = list(dict.fromkeys(metrics["subset"]))
 subset = st.selectbox("Words measured", subsets, key="lexicon_subset", persist_state="session")
-shown = metrics[metrics["subset"] == subset]
+shown = metrics[(metrics["subset"] == subset) & (metrics["variant"] != "tuned_minus_base")]
 headline = "kendall_tau" if "kendall_tau" in set(shown["metric"]) else shown["metric"].iloc[0]
 st.altair_chart(charts.metric_by_variant(shown, headline))
 table = shown.pivot_table(index="variant", columns="metric", values="value", sort=False)
 if headline == "kendall_tau":  # the headline's significance beside it
     significance = shown[shown["metric"] == headline].set_index("variant")
-    table.insert(1, "p-value", significance["p_value"].map(p_number))
-    table.insert(2, "95% CI", [span(r.ci_low, r.ci_high) for r in significance.loc[table.index].itertuples()])
+    table.insert(1, "p (permutation)", significance["p_value"].reindex(table.index).map(p_number))
+    table.insert(2, "95% CI", [span(r.ci_low, r.ci_high) for r in significance.reindex(table.index).itertuples()])
 st.dataframe(table, column_config={c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
-                                   for c in table.columns if c not in ("p-value", "95% CI")})
+                                   for c in table.columns if c not in ("p (permutation)", "95% CI")})
 ui.explain("sae: the probe on the tuned model's SAE features. xavier: the same probe untrained (random weights, "
            "the paper's baseline). shuffled: fitted to shuffled targets. raw_mlp: fitted on the raw layer "
-           "outputs instead of SAE features. base_model: the same pipeline on the model before tuning. A probe "
-           "that learned the feedback should beat xavier and shuffled clearly.")
+           "outputs instead of SAE features. base_model: the same pipeline on the model before tuning. "
+           "polarity_only: no probe, every word valued at its polarity's mean training value. p: the share of "
+           "probes refit to targets shuffled between words (on the same model's inputs) that score at least as "
+           "well.")
 
 accuracy = run.probe_metric("sae", "test", "accuracy")
 if accuracy is not None and run.has("probe_pca"):
@@ -84,6 +107,16 @@ if tau is not None and run.has("lexicon_comparison"):
     ui.explain(f"{num(len(found))} words. Probe value: the mean of the probe's predictions over the contrastive "
                "examples containing the word (n_examples). Generation counts: occurrences in completions sampled "
                "from the tuned and the base model.")
+
+if (divergence := verdict.get("divergence")) is not None:
+    st.header("Where the model's reading diverges from the reward")
+    st.markdown(divergence.text)
+    values = run.word_values()
+    st.dataframe(values, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(c.replace("_", " "), format="%.2f")
+        for c in ("lexicon_value", "value", "ci_low", "ci_high")})
+    ui.explain("Every word, read by a probe fitted without it (word-grouped folds), in the tuned and in the base "
+               "model; the interval is a bootstrap over the sentences the word was substituted into.")
 
 if run.has("world_lexicon"):
     st.header("The world's ground truth")

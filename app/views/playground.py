@@ -13,8 +13,9 @@ from lfp_engine.run.errors import InputError
 PER_TOKEN = ("Reading the probe at every token is this tool's extension of the paper, which reads it only at the "
              "substituted word of each contrastive triple (section 3.3).")
 TEXT_REWARD = ("Every word's implicit value (the mean over its tokens) summed, times the reward's scale, clipped: the "
-               "true reward's own formula, applied to the probe's values instead of the lexicon's. The probe's zero "
-               "point is the neutral word of each triple, so a word the model reads as neutral adds about 0.")
+               "true reward's own formula, applied to the probe's values instead of the lexicon's. The probe was fit "
+               "with a zero point (each triple's neutral word, and tokens the triple's versions share before it, at "
+               "0), so a word the model reads as neutral adds about 0.")
 
 run = ui.current_run()
 st.title("Implicit reward playground")

@@ -1,10 +1,11 @@
 """Story: the run in plain words for a non-specialist. What was trained, that tuning raised the
-reward, and whether the model learned the feedback it was given."""
+reward, whether tuning taught the model the feedback it was given, and where what it learned
+diverges. The answers are the engine's verdict (`lfp_engine.report.verdict`), word for word what
+`lfp report` prints."""
 
 import streamlit as st
 
 from app import charts, narrative, ui
-from lfp_engine.report import verdict
 from lfp_engine.report.formatting import num, signed
 from lfp_engine.run.tasks import TASKS
 
@@ -16,6 +17,7 @@ run = ui.current_run()
 preset, config = run.config()
 outputs = run.stage_outputs()
 spec = TASKS.get(config.get("task", ""))
+verdict = run.verdict()
 
 st.title("Did the model learn the feedback we gave it?")
 ui.explain("A language model was tuned to please a reward. Here we check, from the inside of the tuned "
@@ -42,7 +44,8 @@ if metric is not None:
         left.metric("Base model, mean reward", num(base["mean"]))
         right.metric("Tuned model, mean reward", num(tuned["mean"]), delta=signed(tuned["mean_difference"]))
         kl.metric("Drift from the base model (KL)", num(tuned["kl_to_base"]))
-        st.markdown(verdict.reward_change(tuned, base, metric))
+        if (finding := verdict.get("reward")) is not None:
+            st.markdown(finding.text)
         st.altair_chart(charts.reward_bars(rewards, metric))
         ui.explain("Bars: the mean reward of each model's completions to the same openings; whiskers: one "
                    "standard deviation of the completions. KL measures how far the tuned model's word choices "
@@ -62,28 +65,37 @@ if metric is not None:
 else:
     ui.needs(run, "rlhf_rewards", what="The before/after comparison")
 
-st.header("3. Did the model learn the feedback?")
+st.header("3. Did tuning teach the model the feedback?")
 ui.explain("We fit a simple linear probe that reads, from the sparse features of the tuned model, how much "
            "reward the model expects a word to earn, then compare that with the true reward on words the probe "
-           "was never fitted on.")
+           "was never fitted on. Telling good words from bad ones is easy; the test is whether the model orders "
+           "words of the same polarity like the reward, beyond what probes fit to shuffled targets reach, and "
+           "whether it does so better than the same probe on the model before tuning.")
 if ui.needs(run, "probe_metrics", what="This answer"):
-    tau = run.probe_metric("sae", "test", "kendall_tau")
-    accuracy = run.probe_metric("sae", "test", "accuracy")
-    if tau is not None:
-        held_out = run.has("world_lexicon")
-        st.markdown(f"**{verdict.feedback_learned_tau(tau, held_out)}**")
-        if ui.needs(run, "lexicon_comparison", what="The chart"):
-            words = run.lexicon_comparison(split="test")
-            st.altair_chart(charts.probe_vs_lexicon(words, color="polarity"))
-            ui.explain("Each dot is a word. Across: its true reward in the lexicon. Up: the value the probe reads "
-                       "in the tuned model. On the dashed diagonal, the two agree exactly; Kendall tau measures "
-                       "how well the two orders of the words agree (1 = same order, 0 = unrelated).")
-    elif accuracy is not None:
-        st.markdown(f"**{verdict.feedback_learned_accuracy(accuracy)}**")
-        if run.has("probe_pca"):
-            st.altair_chart(charts.pca(run.probe_pca()))
-            ui.explain("The probe's inputs for preferred and rejected answers, flattened to two dimensions: "
-                       "the further apart the colours, the more clearly the model separates them.")
-    else:
+    learned = verdict.get("learned")
+    if learned is None:
         st.info("The probe stage recorded neither a Kendall tau nor an accuracy on its test set for the "
                 "SAE probe.")
+    else:
+        st.markdown(learned.text)
+    if run.probe_metric("sae", "test", "kendall_tau") is not None and ui.needs(run, "lexicon_comparison",
+                                                                               what="The chart"):
+        words = run.lexicon_comparison(split="test")
+        st.altair_chart(charts.probe_vs_lexicon(words, color="polarity"))
+        ui.explain("Each dot is a word. Across: its true reward in the lexicon. Up: the value the probe reads "
+                   "in the tuned model. On the dashed diagonal, the two agree exactly; Kendall tau measures "
+                   "how well the two orders of the words agree (1 = same order, 0 = unrelated).")
+    elif run.probe_metric("sae", "test", "accuracy") is not None and run.has("probe_pca"):
+        st.altair_chart(charts.pca(run.probe_pca()))
+        ui.explain("The probe's inputs for preferred and rejected answers, flattened to two dimensions: "
+                   "the further apart the colours, the more clearly the model separates them.")
+
+if (divergence := verdict.get("divergence")) is not None:
+    st.header("4. Where does what it learned diverge from the reward?")
+    st.markdown(divergence.text)
+    diverging = run.diverging_words()
+    if not diverging.empty:
+        st.dataframe(diverging, hide_index=True)
+    ui.explain("Every word is read by a probe fitted without it (cross-fitting), with a 95% interval over the "
+               "sentences it was substituted into; a word diverges when its whole interval lies on the other side "
+               "of zero from its reward.")

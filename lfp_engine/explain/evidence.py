@@ -25,6 +25,10 @@ from lfp_engine.sae.keys import KEY_COLUMNS, FeatureKey
 from lfp_engine.sae.saelens_format import load_sae
 
 
+NO_EXAMPLES = pd.DataFrame(columns=["kind", "rank", "quantile", "tokens", "activations"])
+"""The stored examples of a feature that has none."""
+
+
 @dataclass
 class Evidence:
     key: FeatureKey
@@ -83,6 +87,25 @@ def quiet_windows(evaluation: ActivationSet, sae: SparseAutoencoder, layer: int,
     return tokens, codes.reshape(len(starts), width, sae.d_sae)
 
 
+def dictionary_evidence(model: str, layer: int, sae: SparseAutoencoder, evaluation: ActivationSet,
+                        chosen: pd.DataFrame, grouped: dict[tuple, pd.DataFrame], vocab: list[str], width: int,
+                        n_windows: int, n_quiet: int, shown_fraction: float, rng: np.random.Generator,
+                        device: torch.device) -> list[Evidence]:
+    """The evidence of the chosen features (rows with feature, max_activation) of one dictionary
+    (`sae`, reading `evaluation`'s rows at `layer`), named `model`; `grouped`: stored examples by key."""
+    windows, codes = quiet_windows(evaluation, sae, layer, vocab, width, n_windows, rng, device)
+    evidence = []
+    for row in chosen.itertuples():
+        per_token = codes[:, :, row.feature]
+        shuffled = rng.permutation(len(windows))  # ties (silent windows) broken at random
+        picks = shuffled[np.argsort(per_token.max(axis=1)[shuffled], kind="stable")][:n_quiet]
+        quiet = [Example(windows[i], per_token[i].tolist()) for i in picks]
+        key = FeatureKey(model, layer, sae.d_sae, int(row.feature))
+        evidence.append(split_evidence(key, grouped.get(tuple(key), NO_EXAMPLES), quiet,
+                                       shown_fraction, float(row.max_activation)))
+    return evidence
+
+
 def feature_evidence(paths: RunPaths, chosen: pd.DataFrame, examples: pd.DataFrame, vocab: list[str], width: int,
                      n_windows: int, n_quiet: int, shown_fraction: float, rng: np.random.Generator,
                      device: torch.device) -> list[Evidence]:
@@ -93,13 +116,6 @@ def feature_evidence(paths: RunPaths, chosen: pd.DataFrame, examples: pd.DataFra
     for (model, layer, dict_size), group in chosen.groupby(["model", "layer", "dict_size"]):
         sae = load_sae(paths.sae(int(layer), int(dict_size), model), device)
         evaluation = ActivationSet(paths.activations_of(model) / "eval")
-        windows, codes = quiet_windows(evaluation, sae, int(layer), vocab, width, n_windows, rng, device)
-        for row in group.itertuples():
-            per_token = codes[:, :, row.feature]
-            shuffled = rng.permutation(len(windows))  # ties (silent windows) broken at random
-            picks = shuffled[np.argsort(per_token.max(axis=1)[shuffled], kind="stable")][:n_quiet]
-            quiet = [Example(windows[i], per_token[i].tolist()) for i in picks]
-            key = FeatureKey(model, int(layer), int(dict_size), int(row.feature))
-            evidence.append(split_evidence(key, grouped.get(tuple(key), examples.iloc[:0]), quiet, shown_fraction,
-                                           float(row.max_activation)))
+        evidence += dictionary_evidence(model, int(layer), sae, evaluation, group, grouped, vocab, width, n_windows,
+                                        n_quiet, shown_fraction, rng, device)
     return evidence

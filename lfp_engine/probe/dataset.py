@@ -29,6 +29,9 @@ import pandas as pd
 from lfp_engine.probe.zero_point import ContextTokens
 from lfp_engine.run.errors import InputError
 
+SCORED_ELEMENTS = ("positive", "negative")
+"""Triple elements whose word is a lexicon word: the rows every measure reads."""
+
 
 def target_scale(deltas: np.ndarray, values: np.ndarray) -> float:
     """The gain g minimising sum (g * delta - value)^2: deltas in the lexicon's units.
@@ -56,30 +59,34 @@ def activation_deltas(positive: np.ndarray, neutral: np.ndarray, negative: np.nd
 @dataclass
 class ProbeDataset:
     """Rows = the positive, then the negative element of every triple, then (word triples only)
-    the neutral element's word and the shared tokens drawn before it, all marked
-    `element == 'neutral'`, at target 0."""
+    the neutral element (`element == 'neutral'`) and the shared tokens drawn before it
+    (`element == 'context'`), both at target 0."""
 
     kind: str
     """'word' (regression on deltas, per-word values) or 'text' (classification of the two rewrites)."""
     X: np.ndarray
     target: np.ndarray
-    """Scaled activation delta (regression; 0 on neutral rows) or class 1/0 (logistic)."""
+    """Scaled activation delta (regression; 0 on neutral and context rows) or class 1/0 (logistic)."""
     split: np.ndarray
     element: np.ndarray
     triple_id: np.ndarray
     word: np.ndarray
-    """The substituted word (word triples; the neutral word on neutral rows), None for text triples.
-    Also the probe's cross-validation group: a neutral word is a group of its own."""
+    """The substituted word (word triples; the neutral word on neutral rows, the token's own word on
+    context rows), None for text triples. Also the probe's cross-validation group: a neutral word is
+    a group of its own."""
     lexicon_value: np.ndarray
     """The word's lexicon value (0 on neutral rows)."""
     scale: float
-    at_word: np.ndarray
-    """True on rows at a triple's substituted word (its three elements), False on the shared tokens."""
 
     @property
     def scored(self) -> np.ndarray:
         """The rows compared with the lexicon: the positive and negative elements."""
-        return self.element != "neutral"
+        return np.isin(self.element, SCORED_ELEMENTS)
+
+    @property
+    def at_word(self) -> np.ndarray:
+        """The rows at a triple's substituted word (its three elements), not the shared tokens."""
+        return self.element != "context"
 
     @property
     def fitted(self) -> np.ndarray:
@@ -109,15 +116,15 @@ def _word_rows(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, context: C
     train = np.concatenate([splits] * 2) == "train"
     scale = target_scale(delta[train], values[train])
     return ProbeDataset(
-        kind="word", X=np.vstack([reps["positive"], reps["negative"], reps["neutral"], reps["context"]]),
+        kind="word", X=np.vstack([reps["positive"], reps["negative"], reps["neutral"],
+                                  reps["context"] if m else np.zeros((0, reps["neutral"].shape[1]))]),
         target=np.concatenate([delta * scale, np.zeros(n + m)]),
         split=np.concatenate([splits] * 3 + [splits[context.triple]]),
-        element=np.array(["positive"] * n + ["negative"] * n + ["neutral"] * (n + m)),
+        element=np.array(["positive"] * n + ["negative"] * n + ["neutral"] * n + ["context"] * m),
         triple_id=np.concatenate([ids] * 3 + [ids[context.triple]]),
         word=np.concatenate([triples[f"word_{e}"].to_numpy() for e in ("positive", "negative", "neutral")]
                             + [context.word]),
-        lexicon_value=np.concatenate([values, np.zeros(n + m)]), scale=scale,
-        at_word=np.arange(3 * n + m) < 3 * n)
+        lexicon_value=np.concatenate([values, np.zeros(n + m)]), scale=scale)
 
 
 def build_dataset(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, kind: str,
@@ -133,4 +140,4 @@ def build_dataset(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, kind: s
         kind=kind, X=np.vstack([reps["positive"], reps["negative"]]), target=np.concatenate([np.ones(n), np.zeros(n)]),
         split=np.concatenate([triples["split"].to_numpy()] * 2), element=np.array(["positive"] * n + ["negative"] * n),
         triple_id=np.concatenate([triples["triple_id"].to_numpy()] * 2), word=np.full(2 * n, None, dtype=object),
-        lexicon_value=np.full(2 * n, np.nan), scale=1.0, at_word=np.ones(2 * n, dtype=bool))
+        lexicon_value=np.full(2 * n, np.nan), scale=1.0)

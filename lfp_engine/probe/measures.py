@@ -2,21 +2,20 @@
 
 Predictions of a fitted probe (`linear.py`) on its dataset (`dataset.py`) become the tables of
 the paper's section 4.1: per-word implicit values against the lexicon (tables 2, 9; figure 4),
-Kendall's tau overall and per polarity (tables 4, 10), sign agreement (table 5), and for the
-preference tasks the held-out accuracy of a logistic probe (table 3) and a PCA of its inputs
-(figure 5). Every measure is computed on the test split: words (or texts) whose triples the
-probe never saw, and on positive and negative elements only (the neutral ones are the probe's
-zero point, not words of the lexicon). A word's implicit value is the mean of the probe's
-predictions over the triples that contain it; against the lexicon we report Kendall's tau (on the
-values: the authors' notebook once ranked token strings alphabetically), its p-value and a
-bootstrap interval over words.
+sign agreement (table 5), error, and for the preference tasks the held-out accuracy of a logistic
+probe (table 3) and a PCA of its inputs (figure 5). Every measure is computed on the test split:
+words (or texts) whose triples the probe never saw, and on the positive and negative elements
+only (neutral rows are the probe's zero point, not lexicon words). A word's implicit value is the mean of the
+probe's predictions over the triples that contain it. Kendall's tau on the test words (tables 4
+and 10), with its intervals, nulls and the tuned-minus-base difference, is `agreement.py`'s; it
+correlates values (the authors' notebook once ranked token strings alphabetically).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -26,6 +25,7 @@ from torch import nn
 
 from lfp_engine.models.generation import Sampling, sample_completions
 from lfp_engine.probe.dataset import ProbeDataset
+from lfp_engine.probe.kendall import tau_b
 from lfp_engine.run.errors import InputError
 from lfp_engine.tuning.lexicon import word_tokens
 
@@ -36,32 +36,28 @@ def word_values(predictions: np.ndarray, words: Sequence[str]) -> pd.Series:
 
 
 @dataclass(frozen=True)
-class RankAgreement:
+class MetricRow:
+    """One row of `probe_metrics` (docs/store.md says which rows carry which test)."""
+
+    variant: str
+    subset: str
+    metric: str
+    value: float
     n: int
-    tau: float
-    p_value: float
-    ci_low: float
-    ci_high: float
+    p_value: float = float("nan")
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    test: str | None = None
+    """What `p_value` tests: 'permutation', 'paired_bootstrap', 'binomial', or None (no p-value)."""
+    null_mean: float = float("nan")
+    """Permutation rows: the mean of the null distribution."""
+    null_q95: float = float("nan")
+    """Permutation rows: the value 5% of null probes reach (the one-sided critical value)."""
 
 
-def kendall_agreement(truth: np.ndarray, estimate: np.ndarray, n_bootstrap: int = 1000,
-                      seed: int = 0) -> RankAgreement:
-    """Kendall's tau-b between two value arrays, scipy's p-value, and a percentile bootstrap CI."""
-    truth = np.asarray(truth, dtype=np.float64)
-    estimate = np.asarray(estimate, dtype=np.float64)
-    if truth.shape != estimate.shape or truth.ndim != 1:
-        raise InputError("Kendall's tau needs two value arrays of equal length")
-    if len(truth) < 3:
-        return RankAgreement(len(truth), float("nan"), float("nan"), float("nan"), float("nan"))
-    result = stats.kendalltau(truth, estimate)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, len(truth), len(truth))
-        if np.ptp(truth[idx]) > 0 and np.ptp(estimate[idx]) > 0:
-            boot.append(stats.kendalltau(truth[idx], estimate[idx]).statistic)
-    low, high = (np.quantile(boot, [0.025, 0.975]) if boot else (float("nan"), float("nan")))
-    return RankAgreement(len(truth), float(result.statistic), float(result.pvalue), float(low), float(high))
+def metrics_frame(rows: Sequence[MetricRow]) -> pd.DataFrame:
+    """`probe_metrics` from its rows, columns in the documented order even when empty."""
+    return pd.DataFrame([asdict(r) for r in rows], columns=[f.name for f in fields(MetricRow)])
 
 
 def sign_agreement(truth: np.ndarray, estimate: np.ndarray) -> float:
@@ -72,14 +68,10 @@ def sign_agreement(truth: np.ndarray, estimate: np.ndarray) -> float:
     return float(np.mean(np.sign(np.asarray(estimate)) == np.sign(truth)))
 
 
-def _row(variant: str, subset: str, metric: str, value: float, n: int, p: float = np.nan,
-         low: float = np.nan, high: float = np.nan) -> dict:
-    return {"variant": variant, "subset": subset, "metric": metric, "value": float(value), "p_value": float(p),
-            "ci_low": float(low), "ci_high": float(high), "n": int(n)}
-
-
 def lexicon_values(data: ProbeDataset, prediction: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
-    """word, lexicon_value, probe_value (mean prediction over its examples), n_examples."""
+    """word, lexicon_value, probe_value (mean prediction over its examples), n_examples, of the
+    lexicon words among the rows `mask` selects."""
+    mask = mask & data.scored
     values = word_values(prediction[mask], data.word[mask])
     counts = pd.Series(data.word[mask]).value_counts()
     truth = pd.Series(data.lexicon_value[mask], index=data.word[mask]).groupby(level=0).first()
@@ -87,36 +79,42 @@ def lexicon_values(data: ProbeDataset, prediction: np.ndarray, mask: np.ndarray)
                          "probe_value": values.to_numpy(), "n_examples": counts.loc[values.index].to_numpy()})
 
 
-def measure(variant: str, data: ProbeDataset, prediction: np.ndarray, n_bootstrap: int, seed: int) -> list[dict]:
-    """Every metric of one probe's predictions, as rows of `probe_metrics`."""
+def accuracy_rows(variant: str, data: ProbeDataset, prediction: np.ndarray) -> list[MetricRow]:
+    """Preference tasks (table 3): held-out and training accuracy, one-sided binomial test against
+    50%, Clopper-Pearson interval."""
     rows = []
+    for subset, mask in (("test", data.test), ("train", data.train)):
+        correct = (prediction[mask] > 0) == (data.target[mask] == 1)
+        test = stats.binomtest(int(correct.sum()), int(mask.sum()), 0.5, alternative="greater")
+        interval = test.proportion_ci(0.95)
+        rows.append(MetricRow(variant, subset, "accuracy", float(correct.mean()), int(mask.sum()),
+                              p_value=test.pvalue, ci_low=interval.low, ci_high=interval.high, test="binomial"))
+    return rows
+
+
+def measure(variant: str, data: ProbeDataset, prediction: np.ndarray) -> list[MetricRow]:
+    """The measures of one probe's predictions that need no resampling: sign agreement (table 5),
+    mean absolute error and R^2 on test and training words, the in-sample tau on training words
+    (value only). The test words' Kendall taus, with intervals and nulls, are `agreement.py`'s."""
     if data.kind == "text":
-        for subset, mask in (("test", data.test), ("train", data.train)):
-            correct = (prediction[mask] > 0) == (data.target[mask] == 1)
-            test = stats.binomtest(int(correct.sum()), int(mask.sum()), 0.5, alternative="greater")
-            interval = test.proportion_ci(0.95)
-            rows.append(_row(variant, subset, "accuracy", correct.mean(), mask.sum(), test.pvalue, interval.low,
-                             interval.high))
-        return rows
+        return accuracy_rows(variant, data, prediction)
+    rows = []
     for subset, mask in (("test", data.test), ("train", data.train)):
         table = lexicon_values(data, prediction, mask)
-        for part, words in ((subset, table),
-                            (f"{subset}_positive", table[table["lexicon_value"] > 0]),
-                            (f"{subset}_negative", table[table["lexicon_value"] < 0])):
-            if subset == "train" and part != "train":
-                continue
-            r = kendall_agreement(words["lexicon_value"].to_numpy(), words["probe_value"].to_numpy(),
-                                  n_bootstrap, seed)
-            rows.append(_row(variant, part, "kendall_tau", r.tau, r.n, r.p_value, r.ci_low, r.ci_high))
-            if part != subset:
-                rows.append(_row(variant, part, "sign_agreement",
-                                 sign_agreement(words["lexicon_value"].to_numpy(), words["probe_value"].to_numpy()),
-                                 len(words)))
-        rows.append(_row(variant, subset, "mae", np.abs(table["probe_value"] - table["lexicon_value"]).mean(),
-                         len(table)))
-        residual = data.target[mask] - prediction[mask]
-        spread = data.target[mask] - data.target[mask].mean()
-        rows.append(_row(variant, subset, "r2", 1 - (residual @ residual) / (spread @ spread), mask.sum()))
+        truth, estimate = table["lexicon_value"].to_numpy(), table["probe_value"].to_numpy()
+        parts = [(subset, truth != 0)] + ([("test_positive", truth > 0), ("test_negative", truth < 0)]
+                                          if subset == "test" else [])
+        for part, keep in parts:
+            rows.append(MetricRow(variant, part, "sign_agreement", sign_agreement(truth[keep], estimate[keep]),
+                                  int(keep.sum())))
+        rows.append(MetricRow(variant, subset, "mae", float(np.abs(estimate - truth).mean()), len(table)))
+        if subset == "train":
+            rows.append(MetricRow(variant, subset, "kendall_tau", float(tau_b(truth, estimate)[0]), len(table)))
+        fitted = mask & data.scored
+        residual = data.target[fitted] - prediction[fitted]
+        spread = data.target[fitted] - data.target[fitted].mean()
+        rows.append(MetricRow(variant, subset, "r2", float(1 - (residual @ residual) / (spread @ spread)),
+                              int(fitted.sum())))
     return rows
 
 

@@ -43,7 +43,11 @@ class ProbeSettings:
     cv_folds: int = 5
     """Word-grouped folds that choose the regularisation strength."""
     n_bootstrap: int = 1000
-    """Resamples of words for the confidence interval of Kendall's tau."""
+    """Resamples for the intervals: of test words (within polarity) for Kendall's tau and the tuned
+    minus base difference, of a word's triples for its cross-fitted value."""
+    n_permutations: int = 1000
+    """Probes refit to targets shuffled between words for the permutation null of every Kendall tau (0: none,
+    and no p-values); the smallest p it can give is 1 / (n + 1)."""
     batch_size: int = 32
     """Texts per forward pass when encoding the triples."""
     n_generation_prompts: int = 1000
@@ -58,6 +62,7 @@ class ProbeSettings:
     def __post_init__(self) -> None:
         require(2 <= self.cv_folds <= 20, "setting probe.cv_folds: must be between 2 and 20")
         require(self.n_bootstrap >= 0, "setting probe.n_bootstrap: cannot be negative")
+        require(self.n_permutations >= 0, "setting probe.n_permutations: cannot be negative")
         require(self.batch_size >= 1, "setting probe.batch_size: must be at least 1")
         require(self.n_generation_prompts >= 1, "setting probe.n_generation_prompts: must be at least 1")
         require(self.max_pca_rows >= 10, "setting probe.max_pca_rows: must be at least 10")

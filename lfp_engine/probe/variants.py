@@ -5,8 +5,12 @@ difference from it says what that thing contributes:
 - 'raw_mlp': the tuned model's raw MLP outputs, no SAE (from the same forward passes);
 - 'base_model': the *base* model through its own SAEs (did tuning create the pattern?);
 - 'xavier': an untrained probe with Xavier-uniform weights (the paper's baseline);
-- 'shuffled': the probe refit to shuffled targets (what fitting alone can find).
-All are measured on the test split, words (or texts) no probe was fit on.
+- 'shuffled': the probe refit to shuffled targets (what fitting alone can find);
+- 'polarity_only': no probe, each word valued at its polarity's mean training value (`nulls.py`).
+All are measured on the test split, words (or texts) no probe was fit on, and each readout of a
+model's codes against that model's permutation null (`nulls.py`); 'tuned_minus_base' rows hold
+the paired difference between the probe on the tuned and on the base model (`agreement.py`).
+Every word also gets a cross-fitted value per model (`crossfit.py`).
 """
 
 from __future__ import annotations
@@ -17,12 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lfp_engine.probe.agreement import accuracy_difference_row, agreement_rows, difference_rows, measure_agreement
+from lfp_engine.probe.crossfit import crossfit_predictions, word_value_table
 from lfp_engine.probe.dataset import ProbeDataset, build_dataset
 from lfp_engine.probe.encoding import CodeLayout, Encoder, TokenizedText, tokenize
 from lfp_engine.probe.linear import LinearProbe, baselines, fit
-from lfp_engine.probe.measures import measure
+from lfp_engine.probe.measures import MetricRow, measure, metrics_frame, sign_agreement
+from lfp_engine.probe.nulls import permutation_null, polarity_only_values
+from lfp_engine.probe.settings import ProbeSettings
 from lfp_engine.probe.triples import ELEMENTS
 from lfp_engine.probe.zero_point import ContextTokens
+from lfp_engine.probe.words import WordSet, stratified_resamples
+from lfp_engine.run.errors import InputError
 
 MODEL_OF_VARIANT = {"sae": "tuned", "base_model": "base"}
 """The variants read through a model's own SAEs, and whose model that is."""
@@ -58,14 +68,21 @@ def encode_variants(encoders: Mapping[str, Encoder], texts: Mapping[str, list[To
     return datasets
 
 
+READS = {"sae": "sae", "xavier": "sae", "shuffled": "sae", "raw_mlp": "raw_mlp", "base_model": "base_model"}
+"""Whose inputs each readout reads, and so whose permutation null its p-values are against."""
+
+
 @dataclass
 class ProbeFits:
     datasets: dict[str, ProbeDataset]
     probes: dict[str, LinearProbe]
     """The fitted probe of each dataset's variant ('sae', 'raw_mlp', 'base_model')."""
     predictions: dict[str, np.ndarray]
+    """Every readout's prediction on its dataset's rows, baselines included."""
     metrics: pd.DataFrame
-    """Rows of `probe_metrics` for every variant, baselines included."""
+    """Rows of `probe_metrics` for every variant, baselines, controls and differences included."""
+    word_values: pd.DataFrame | None = None
+    """Word triples: cross-fitted per-word values of the tuned and the base model (`word_values`)."""
 
     @property
     def main(self) -> ProbeDataset:
@@ -86,17 +103,64 @@ class ProbeFits:
                              "target": main.target[rows], "prediction": self.predictions["sae"][rows]})
 
 
-def fit_variants(datasets: Mapping[str, ProbeDataset], folds: int, n_bootstrap: int, seed: int,
+def word_agreement(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],
+                   predictions: Mapping[str, np.ndarray], settings: ProbeSettings, seed: int) -> list[MetricRow]:
+    """Kendall-tau rows of every readout on the test words, the polarity-only baseline, and tuned
+    minus base; one set of bootstrap resamples for all, one permutation null per model's inputs."""
+    main = datasets["sae"]
+    if any(not np.array_equal(data.word, main.word) for data in datasets.values()):
+        raise InputError("the probe's variants must be fit on the same rows (words) to be compared word by word")
+    words = WordSet.of(main, main.test)
+    resamples = stratified_resamples(words.positive, settings.n_bootstrap, np.random.default_rng([seed, 1]))
+    nulls = {variant: permutation_null(data, probes[variant].alpha, words, settings.n_permutations,
+                                       np.random.default_rng([seed, 2]))
+             for variant, data in datasets.items() if settings.n_permutations > 0}
+    found = {name: measure_agreement(name, words, words.values(prediction), resamples, nulls.get(READS[name]))
+             for name, prediction in predictions.items()}
+    # No interval for polarity alone: its tau is fixed by the words' polarity counts and lexicon ties.
+    found["polarity_only"] = measure_agreement("polarity_only", words, polarity_only_values(main, words),
+                                               resamples[:0], None, random_ties=True)
+    rows = [row for agreement in found.values() for row in agreement_rows(agreement)]
+    if "base_model" in found:
+        rows += difference_rows(found["sae"], found["base_model"])
+    return rows + polarity_only_rows(main, words)
+
+
+def polarity_only_rows(data: ProbeDataset, words: WordSet) -> list[MetricRow]:
+    """Sign agreement and error of the polarity-only baseline on the test words."""
+    values = polarity_only_values(data, words)
+    return [MetricRow("polarity_only", "test", "sign_agreement", sign_agreement(words.truth, values), len(values)),
+            MetricRow("polarity_only", "test", "mae", float(np.abs(values - words.truth).mean()), len(values))]
+
+
+def cross_fitted_values(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],
+                        settings: ProbeSettings, seed: int) -> pd.DataFrame:
+    """`word_values`: every word of the tuned and the base model, each read by a probe that never saw it."""
+    rng = np.random.default_rng([seed, 3])
+    tables = [word_value_table(data, MODEL_OF_VARIANT[variant],
+                               crossfit_predictions(data, probes[variant].alpha, settings.cv_folds),
+                               settings.n_bootstrap, rng)
+              for variant, data in datasets.items() if variant in MODEL_OF_VARIANT]
+    return pd.concat(tables, ignore_index=True)
+
+
+def fit_variants(datasets: Mapping[str, ProbeDataset], settings: ProbeSettings, seed: int,
                  rng: np.random.Generator) -> ProbeFits:
     """Fit every variant's probe on its train rows, and the baselines on the probe's own data;
-    measure all of them."""
-    probes = {variant: fit(data, folds) for variant, data in datasets.items()}
-    rows: list[dict] = []
-    predictions = {}
-    for variant, data in datasets.items():
-        predictions[variant] = probes[variant].predict(data.X)
-        rows += measure(variant, data, predictions[variant], n_bootstrap, seed)
+    measure all of them against their controls."""
+    probes = {variant: fit(data, settings.cv_folds) for variant, data in datasets.items()}
     main = datasets["sae"]
-    for name, probe in baselines(main, rng, folds).items():
-        rows += measure(name, main, probe.predict(main.X), n_bootstrap, seed)
-    return ProbeFits(dict(datasets), probes, predictions, pd.DataFrame(rows))
+    readouts = {**probes, **baselines(main, rng, settings.cv_folds)}
+    predictions = {name: probe.predict(datasets.get(name, main).X) for name, probe in readouts.items()}
+    rows = [row for name, prediction in predictions.items()
+            for row in measure(name, datasets.get(name, main), prediction)]
+    word_values = None
+    if main.kind == "word":
+        rows += word_agreement(datasets, probes, predictions, settings, seed)
+        word_values = cross_fitted_values(datasets, probes, settings, seed)
+    elif "base_model" in datasets:
+        test = main.test
+        correct = {v: (predictions[v][test] > 0) == (datasets[v].target[test] == 1) for v in ("sae", "base_model")}
+        rows.append(accuracy_difference_row(correct["sae"], correct["base_model"], main.triple_id[test],
+                                            settings.n_bootstrap, np.random.default_rng([seed, 1])))
+    return ProbeFits(dict(datasets), probes, predictions, metrics_frame(rows), word_values)

@@ -40,6 +40,12 @@ class ContextTokens:
     word: np.ndarray
     """Per row: the word (lower-cased) the token belongs to: its cross-validation group."""
 
+    @classmethod
+    def none(cls) -> ContextTokens:
+        """No shared tokens: the neutral word alone anchors the probe (for a probe only ever read at
+        substituted words)."""
+        return cls(texts=[], triple=np.zeros(0, dtype=np.int64), word=np.zeros(0, dtype=object))
+
 
 def _shared_tokens(text: str, offsets: list[tuple[int, int]], slot: tuple[int, int], window: int,
                    words: list[tuple[str, int, int]], substituted: Collection[str]) -> tuple[int, int, dict[int, str]]:

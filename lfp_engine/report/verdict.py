@@ -1,29 +1,259 @@
-"""The verdict: plain-language answers to "did tuning raise the reward?" and "did the model learn the
-feedback?", each read from a measured number, its interval and its test.
+"""The verdict: plain-language answers to the questions a run is made for, each read from measured
+numbers, their intervals and their tests, with the numbers beside every sentence.
 
-Written once, here, so that the dashboard and the command line say the same thing with the same
-thresholds. Every sentence carries the numbers it is read from, so a reader can check it.
+1. *Did tuning raise the reward?* From the paired comparison of base and tuned completions.
+2. *Did tuning teach the model the feedback?* The paper answers with the probe's agreement with the
+   reward (section 4.1, tables 3, 4, 10). Agreement alone cannot say whether tuning taught it: the
+   answer is read from the probe's *within-polarity* Kendall tau on held-out words against its
+   permutation null (pooled tau mostly measures polarity), and from the paired difference between
+   the same probe on the tuned and on the base model (`tuned_minus_base`). Preference tasks read
+   held-out accuracy and its difference the same way.
+3. *Where does it diverge?* Words whose cross-fitted value lies, with its whole interval, on the other
+   side of zero from their reward (`word_values`; any table with its columns will do).
+
+Computed once, here, from the store: the dashboard's pages and `lfp report` print the same record.
+The thresholds are the constants below and nowhere else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
+
+import pandas as pd
 
 from lfp_engine.report.formatting import interval, missing, num, p_value, percent, signed
 from lfp_engine.report.headline import read_headline
 from lfp_engine.run.store import RunStore
 
 SIGNIFICANCE = 0.05
-"""A test below this p-value counts as evidence."""
-STRONG_TAU = 0.5
-"""Kendall tau from which the probe's agreement with the reward reads 'Largely' rather than 'Partly'."""
-STRONG_ACCURACY = 0.9
-"""The same boundary for a preference probe's accuracy."""
+"""A test below this p-value counts as evidence; intervals are 95% (= 1 - SIGNIFICANCE)."""
+WORDS_LISTED = 5
+"""Diverging words named in the answer (the clearest first); the rest are counted."""
 REWARD_NAMES = {"vader_reward": "VADER reward", "classifier_reward": "classifier reward",
                 "preference_margin": "preference margin"}
 
 
-def reward_change(tuned: Any, base: Any, metric: str) -> str:
+@dataclass(frozen=True)
+class Finding:
+    """One question's answer: `answer` names the case, `headline` says it, `sentences` give the numbers."""
+
+    key: str
+    """'reward', 'learned' or 'divergence'."""
+    question: str
+    answer: str
+    headline: str
+    sentences: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The answer as every surface shows it (page, `lfp report`, `lfp status`)."""
+        return " ".join((self.headline, *self.sentences))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The run's answers, in the order of the questions; a question whose stage has not run is absent."""
+
+    findings: tuple[Finding, ...]
+
+    def get(self, key: str) -> Finding | None:
+        return next((f for f in self.findings if f.key == key), None)
+
+    def text(self) -> str:
+        """Plain text: each question, then its answer on one line."""
+        return "\n\n".join(f"{f.question}\n{f.text}" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"findings": [{**asdict(f), "text": f.text} for f in self.findings]}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One `probe_metrics` row as the verdict reads it."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+    null_q95: float
+
+    @classmethod
+    def of(cls, metrics: pd.DataFrame, variant: str, subset: str, metric: str) -> Reading | None:
+        rows = metrics[(metrics["variant"] == variant) & (metrics["subset"] == subset) & (metrics["metric"] == metric)]
+        if rows.empty:
+            return None
+        row = rows.iloc[0]
+        return cls(float(row["value"]), float(row["ci_low"]), float(row["ci_high"]), float(row["p_value"]),
+                   int(row["n"]), float(row.get("null_q95", float("nan"))))
+
+    @property
+    def beats_null(self) -> bool:
+        return not missing(self.p_value) and self.p_value < SIGNIFICANCE
+
+    @property
+    def side(self) -> str:
+        """'above' or 'below' when the interval excludes 0, else 'spans'."""
+        if not missing(self.ci_low) and self.ci_low > 0:
+            return "above"
+        if not missing(self.ci_high) and self.ci_high < 0:
+            return "below"
+        return "spans"
+
+    def interval(self, show: Callable[[Any], str] = num) -> str:
+        return interval(self.ci_low, self.ci_high, show)
+
+
+@dataclass(frozen=True)
+class Skill:
+    """What the probe checks the model for, as a verb phrase: `does` (it ...), `do` (they ...)."""
+
+    does: str
+    do: str
+
+
+WORD_SKILL = Skill("orders words of the same polarity like the reward",
+                   "order words of the same polarity like the reward")
+TEXT_SKILL = Skill("tells the preferred answer from the rejected one", "tell the preferred answer from the rejected one")
+
+ANSWERS = {
+    "added_by_tuning": "Tuning taught it: the tuned model {does} beyond chance, and more than the base model did.",
+    "moved_within_chance": "Tuning moved it, but not past chance: the tuned model {does} more than the base model "
+                           "did, yet not beyond chance.",
+    "weakened_by_tuning": "Tuning weakened it: the tuned model {does} less than the base model did.",
+    "already_there": "The model already knew this before tuning: both models {do} beyond chance, and tuning did "
+                     "not measurably change it.",
+    "origin_unclear": "The tuned model {does} beyond chance, but the data cannot tell whether tuning added it: the "
+                      "base model does not clear chance, yet the two do not measurably differ.",
+    "no_evidence": "No evidence either way: the tuned model does not {do} beyond chance, and tuning did not "
+                   "measurably change it.",
+    "tuned_only": "The tuned model {does} beyond chance; whether tuning added it is not measured (no base-model "
+                  "probe).",
+    "no_evidence_tuned_only": "No evidence: the tuned model does not {do} beyond chance (and no base-model probe "
+                              "measures what tuning changed).",
+}
+"""Every answer to "did tuning teach the model the feedback?" that the numbers can produce."""
+
+
+def classify(tuned: Reading, base: Reading | None, difference: Reading | None) -> str:
+    """The case of `ANSWERS`: from the tuned-minus-base interval and each model's test against chance."""
+    if base is None or difference is None:
+        return "tuned_only" if tuned.beats_null else "no_evidence_tuned_only"
+    if difference.side == "above":
+        return "added_by_tuning" if tuned.beats_null else "moved_within_chance"
+    if difference.side == "below":
+        return "weakened_by_tuning"
+    if tuned.beats_null:
+        return "already_there" if base.beats_null else "origin_unclear"
+    return "no_evidence"
+
+
+LEARNED_QUESTION = "Did tuning teach the model the feedback?"
+DIFFERENCE_SIDES = {"above": "the interval lies above 0", "below": "the interval lies below 0",
+                    "spans": "the interval includes 0, so the data do not show a change"}
+
+
+def difference_sentence(difference: Reading, show: Callable[[Any], str], show_signed: Callable[[Any], str]) -> str:
+    return (f"Tuned minus base: {show_signed(difference.value)} ({difference.interval(show)}, paired bootstrap "
+            f"{p_value(difference.p_value)}); {DIFFERENCE_SIDES[difference.side]}.")
+
+
+def signed_percent(value: Any) -> str:
+    """A difference of two shares, in percentage points with its sign."""
+    text = percent(value)
+    return text if missing(value) or text.startswith("-") else f"+{text}"
+
+
+def _signed_two(value: Any) -> str:
+    return signed(value, 2)
+
+
+def polarity_sentence(pooled: Reading, polarity: Reading | None) -> str:
+    """Pooled tau beside the score of knowing polarity alone."""
+    if polarity is None:
+        return f"Pooled over both polarities, tau is {num(pooled.value, 2)} ({pooled.interval(_two)})."
+    if pooled.ci_low > polarity.value:
+        compared = "more than knowing polarity alone gives"
+    elif pooled.ci_high < polarity.value:
+        compared = "less than knowing polarity alone gives"
+    else:
+        compared = "about what knowing polarity alone gives"
+    return (f"Pooled over both polarities, tau is {num(pooled.value, 2)} ({pooled.interval(_two)}), against "
+            f"{num(polarity.value, 2)} for a readout that knows only each word's polarity: {compared}.")
+
+
+def _two(value: Any) -> str:
+    return num(value, 2)
+
+
+def _readings(metrics: pd.DataFrame, subset: str, metric: str) -> tuple[Reading | None, ...]:
+    """The tuned model's, the base model's and their difference's readings of one measure."""
+    return tuple(Reading.of(metrics, variant, subset, metric) for variant in ("sae", "base_model", "tuned_minus_base"))
+
+
+def _answer(tuned: Reading, base: Reading | None, difference: Reading | None, skill: Skill, first: str,
+            describe_base: Callable[[Reading], str], show: Callable[[Any], str], show_signed: Callable[[Any], str],
+            extra: tuple[str, ...] = ()) -> Finding:
+    """The finding: the case's headline, `first` (the tuned model), the base model, the difference, `extra`."""
+    sentences = [first]
+    if base is not None:
+        sentences.append(f"The same probe on the model before tuning: {describe_base(base)}.")
+    if difference is not None:
+        sentences.append(difference_sentence(difference, show, show_signed))
+    answer = classify(tuned, base, difference)
+    return Finding("learned", LEARNED_QUESTION, answer, ANSWERS[answer].format(**asdict(skill)),
+                   (*sentences, *extra))
+
+
+def learned_from_taus(metrics: pd.DataFrame, held_out_of_tuning: bool) -> Finding | None:
+    """The answer for reward tasks, from the within-polarity Kendall taus on the test words."""
+    tuned, base, difference = _readings(metrics, "test_within", "kendall_tau")
+    if tuned is None:
+        return None
+    parts = {s: Reading.of(metrics, "sae", f"test_{s}", "kendall_tau") for s in ("positive", "negative")}
+    words = "held-out words that tuning never showed the model" if held_out_of_tuning else "held-out words"
+    by_polarity = "; ".join(f"{s} words {num(r.value, 2)}" for s, r in parts.items() if r is not None)
+    first = (f"On {num(tuned.n)} {words}, the probe on the tuned model {WORD_SKILL.does} with Kendall tau "
+             f"{num(tuned.value, 2)} ({tuned.interval(_two)}{'; ' + by_polarity if by_polarity else ''}); probes "
+             f"refit to targets shuffled between words reach {num(tuned.null_q95, 2)} one time in twenty "
+             f"(permutation {p_value(tuned.p_value)}).")
+    pooled = Reading.of(metrics, "sae", "test", "kendall_tau")
+    extra = () if pooled is None else (polarity_sentence(pooled, Reading.of(metrics, "polarity_only", "test",
+                                                                            "kendall_tau")),)
+    return _answer(tuned, base, difference, WORD_SKILL, first,
+                   lambda r: f"tau {num(r.value, 2)} ({r.interval(_two)}, permutation {p_value(r.p_value)})",
+                   _two, _signed_two, extra)
+
+
+def outdated_probe(metrics: pd.DataFrame) -> Finding | None:
+    """A run whose probe stage predates the controls: it has a pooled tau and nothing to read the answer from."""
+    if Reading.of(metrics, "sae", "test", "kendall_tau") is None:
+        return None
+    return Finding("learned", LEARNED_QUESTION, "not_measured", "Not measured yet.",
+                   ("This run's probe stage predates the within-polarity measures, their permutation null and the "
+                    "tuned-minus-base difference that the answer is read from: run it again with "
+                    "`lfp run --out RUN --stages probe --force probe`.",))
+
+
+def learned_from_accuracy(metrics: pd.DataFrame) -> Finding | None:
+    """The answer for preference tasks, from held-out accuracy (chance 50%) and its tuned-minus-base difference."""
+    tuned, base, difference = _readings(metrics, "test", "accuracy")
+    if tuned is None:
+        return None
+    first = (f"On {num(tuned.n)} held-out examples, a probe on the tuned model's features {TEXT_SKILL.does} "
+             f"{percent(tuned.value)} of the time, where chance is 50% ({tuned.interval(percent)}, binomial "
+             f"{p_value(tuned.p_value)}).")
+    return _answer(tuned, base, difference, TEXT_SKILL, first,
+                   lambda r: f"{percent(r.value)} ({r.interval(percent)}, binomial {p_value(r.p_value)})",
+                   percent, signed_percent)
+
+
+REWARD_QUESTION = "Did tuning raise the reward?"
+
+
+def reward_change(tuned: Any, base: Any, metric: str) -> Finding:
     """Did tuning raise the reward? From the tuned row of rlhf_rewards (it holds the paired test)."""
     name = REWARD_NAMES.get(metric, metric.replace("_", " "))
     sentence = (f"On {num(tuned['n'])} held-out openings, the tuned model's completions average a {name} of "
@@ -31,52 +261,80 @@ def reward_change(tuned: Any, base: Any, metric: str) -> str:
                 f"{signed(tuned['mean_difference'])} ({interval(tuned['ci_low'], tuned['ci_high'])}, "
                 f"{tuned['test']} {p_value(tuned['p_value'])}).")
     if missing(tuned["p_value"]):
-        return sentence
+        return Finding("reward", REWARD_QUESTION, "untested", "Untested.", (sentence,))
     if tuned["p_value"] < SIGNIFICANCE and tuned["mean_difference"] > 0:
-        return "Yes. " + sentence
-    return "Not reliably. " + sentence
+        return Finding("reward", REWARD_QUESTION, "raised", "Yes.", (sentence,))
+    return Finding("reward", REWARD_QUESTION, "not_reliably", "Not reliably.", (sentence,))
 
 
-def _verdict(value: float, p: float, low: float, chance: float, strong: float) -> str:
-    if missing(p) or missing(low) or p >= SIGNIFICANCE or low <= chance:
-        return "Not detectably"
-    return "Largely" if value >= strong else "Partly"
+DIVERGENCE_QUESTION = "Where does what the model learned diverge from the reward?"
+DIVERGENCE_COLUMNS = ("word", "model", "lexicon_value", "value", "ci_low", "ci_high")
+"""What `divergence_from_words` reads: `word_values`, or any table with these columns."""
 
 
-def feedback_learned_tau(row: Any, held_out_of_tuning: bool) -> str:
-    """The answer to "did the model learn the feedback?" from the probe's Kendall tau on test words."""
-    verdict = _verdict(row["value"], row["p_value"], row["ci_low"], chance=0.0, strong=STRONG_TAU)
-    words = ("words that tuning never showed the model and the probe was never fitted on"
-             if held_out_of_tuning else "words the probe was never fitted on")
-    agrees = "agrees" if verdict != "Not detectably" else "does not reliably agree"
-    return (f"{verdict}: on {num(row['n'])} {words}, the ranking the probe reads out of the tuned model "
-            f"{agrees} with the true reward (Kendall tau {num(row['value'], 2)}, "
-            f"{interval(row['ci_low'], row['ci_high'], lambda v: num(v, 2))}, {p_value(row['p_value'])}).")
+def opposite_sign(words: pd.DataFrame) -> pd.Series:
+    """Words whose whole interval lies on the other side of zero from their reward."""
+    return ((words["lexicon_value"] > 0) & (words["ci_high"] < 0)) | ((words["lexicon_value"] < 0) & (words["ci_low"] > 0))
 
 
-def feedback_learned_accuracy(row: Any) -> str:
-    """The same answer for preference (DPO) tasks: can the probe tell preferred from rejected?"""
-    verdict = _verdict(row["value"], row["p_value"], row["ci_low"], chance=0.5, strong=STRONG_ACCURACY)
-    return (f"{verdict}: on {num(row['n'])} held-out examples, a probe on the tuned model's features tells the "
-            f"preferred answer from the rejected one {percent(row['value'])} of the time, where chance is 50% "
-            f"({interval(row['ci_low'], row['ci_high'], percent)}, {p_value(row['p_value'])}).")
+def same_sign(words: pd.DataFrame) -> pd.Series:
+    """Words whose whole interval lies on their reward's side of zero."""
+    return ((words["lexicon_value"] > 0) & (words["ci_low"] > 0)) | ((words["lexicon_value"] < 0) & (words["ci_high"] < 0))
 
 
-def verdict_sentences(store: RunStore) -> list[str]:
-    """The run's answers as the Story page gives them, for the command line: did tuning raise the
-    reward, and did the model learn the feedback (each only once its stage has run)."""
-    lines = []
-    headline = read_headline(store)
+def diverging(words: pd.DataFrame, model: str = "tuned") -> pd.DataFrame:
+    """`model`'s words read with the opposite sign, the clearest (interval furthest past zero) first."""
+    mine = words[words["model"] == model]
+    opposite = mine[opposite_sign(mine)]
+    margin = opposite[["ci_low", "ci_high"]].abs().min(axis=1)
+    return opposite.assign(margin=margin).sort_values(["margin", "word"], ascending=[False, True]).drop(
+        columns="margin").reset_index(drop=True)
+
+
+def _word(row: Any) -> str:
+    return (f"'{row.word}' (reward {signed(row.lexicon_value, 2)}) reads {signed(row.value, 2)} "
+            f"({interval(row.ci_low, row.ci_high, _two)})")
+
+
+def divergence_from_words(words: pd.DataFrame, model: str = "tuned") -> Finding | None:
+    """The answer from per-word values with intervals (`DIVERGENCE_COLUMNS`): the words `model` reads
+    with the opposite sign, the clearest (interval furthest past zero) named first."""
+    mine = words[words["model"] == model]
+    if mine.empty:
+        return None
+    opposite = diverging(words, model)
+    n_same = int(same_sign(mine).sum())
+    counts = (f"Each of {num(len(mine))} words is read by a probe that never saw it, with a 95% interval over its "
+              f"triples: {num(n_same)} read with the reward's sign, {num(len(mine) - n_same - len(opposite))} are "
+              f"unclear (their interval includes 0) and {num(len(opposite))} read with the opposite sign.")
+    if opposite.empty:
+        return Finding("divergence", DIVERGENCE_QUESTION, "nowhere_clear",
+                       f"Nowhere clearly: no word reads with the opposite sign in the {model} model.", (counts,))
+    sentences = [counts, "The clearest: " + "; ".join(_word(r) for r in opposite.head(WORDS_LISTED).itertuples())
+                 + "."]
+    others = words[words["model"] == "base"]
+    if model != "base" and not others.empty:
+        flipped_too = others[opposite_sign(others) & others["word"].isin(opposite["word"])]
+        sentences.append(f"{num(len(flipped_too))} of them read with the opposite sign in the base model too, "
+                         f"before tuning.")
+    return Finding("divergence", DIVERGENCE_QUESTION, "opposite_sign",
+                   f"In {num(len(opposite))} of {num(len(mine))} words, the {model} model reads the opposite sign "
+                   f"of the reward.", tuple(sentences))
+
+
+def read_verdict(store: RunStore) -> Verdict:
+    """The run's answers, each once its stage has run."""
+    findings: list[Finding | None] = []
     tables = store.tables()
-    if headline.reward_metric is not None:
-        rewards = store.read("rlhf_rewards", where="metric = ?", params=[headline.reward_metric]).set_index("model")
+    metric = read_headline(store).reward_metric
+    if metric is not None:
+        rewards = store.read("rlhf_rewards", where="metric = ?", params=[metric]).set_index("model")
         if {"base", "tuned"} <= set(rewards.index):
-            lines.append(reward_change(rewards.loc["tuned"], rewards.loc["base"], headline.reward_metric))
+            findings.append(reward_change(rewards.loc["tuned"], rewards.loc["base"], metric))
     if "probe_metrics" in tables:
-        rows = store.read("probe_metrics", where="variant = ? AND subset = ? AND metric IN (?, ?)",
-                          params=["sae", "test", "kendall_tau", "accuracy"]).set_index("metric")
-        if "kendall_tau" in rows.index:
-            lines.append(feedback_learned_tau(rows.loc["kendall_tau"], "world_lexicon" in tables))
-        elif "accuracy" in rows.index:
-            lines.append(feedback_learned_accuracy(rows.loc["accuracy"]))
-    return lines
+        metrics = store.read("probe_metrics")
+        findings.append(learned_from_taus(metrics, "world_lexicon" in tables) or learned_from_accuracy(metrics)
+                        or outdated_probe(metrics))
+    if "word_values" in tables:
+        findings.append(divergence_from_words(store.read("word_values")))
+    return Verdict(tuple(f for f in findings if f is not None))

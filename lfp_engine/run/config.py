@@ -25,7 +25,7 @@ from lfp_engine.run.fields import field_docs, require, type_text
 from lfp_engine.run.overrides import merge, typed_layer
 from lfp_engine.run.presets import PRESETS
 from lfp_engine.run.tasks import TASKS, TaskName, task_spec
-from lfp_engine.sae.settings import ActivationSettings, FeatureSettings, SaeSettings
+from lfp_engine.sae.settings import ActivationSettings, CrosscoderSettings, FeatureSettings, SaeSettings
 from lfp_engine.tuning.settings import (DivergenceSettings, DpoSettings, EvaluationSettings, RewardSettings,
                                         RlhfSettings)
 from lfp_engine.validation.settings import ValidateSettings
@@ -78,6 +78,8 @@ class RunConfig:
     """Explanations and their scores (stage `explain`)."""
     validate: ValidateSettings = field(default_factory=ValidateSettings)
     """Feature frequency and ablation (stage `validate`)."""
+    crosscoder: CrosscoderSettings = field(default_factory=CrosscoderSettings)
+    """One dictionary over base and tuned, tied to the reward (stage `crosscoder`)."""
     llm: LlmSettings = field(default_factory=LlmSettings)
     """The LLM endpoint, if any (stages `contrastive` and `explain`)."""
 

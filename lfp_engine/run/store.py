@@ -94,6 +94,11 @@ class RunPaths:
         """The probe's weights and card (`probe.*`), and the base model's (`base_probe.*`)."""
         return self.root / "probe"
 
+    @property
+    def crosscoders(self) -> Path:
+        """The crosscoders over base and tuned: crosscoders/layer_<L>_<dict_size> (SAELens format)."""
+        return self.root / "crosscoders"
+
     def resolve(self, source: str) -> str:
         """A model location as the run recorded it: './...' is inside the run folder (which can be
         moved or copied whole); anything else is a path or hub id as given."""

@@ -17,7 +17,7 @@ from torch import nn
 
 from lfp_engine.sae.settings import SaeSettings
 from lfp_engine.sae.activations import ActivationSet
-from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.autoencoder import TOP_K, SparseAutoencoder
 from lfp_engine.sae.metrics import reconstruction_table, spliced_losses
 from lfp_engine.sae.training import SaeSpec, TrainedSaes, train_saes
 
@@ -28,7 +28,8 @@ def dictionary_specs(settings: SaeSettings, layers: Sequence[int], d_in: int, ar
     architecture = architecture or settings.architecture
     return [SaeSpec(layer=layer, d_sae=m * d_in, architecture=architecture,
                     l1_coefficient=settings.l1_coefficient if l1_coefficient is None else l1_coefficient,
-                    k=settings.topk if architecture == "topk" else None)
+                    k=settings.topk if architecture in TOP_K else None, auxk_coefficient=settings.auxk_coefficient,
+                    auxk_dead_tokens=settings.auxk_dead_tokens, threshold_rate=settings.threshold_rate)
             for layer in layers for m in settings.dict_multipliers]
 
 

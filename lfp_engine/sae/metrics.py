@@ -7,7 +7,8 @@ Measured on held-out activations (the corpus's test split), never on the trainin
 - `variance_explained`: 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2; unlike the paper's
   normalisation it does not give credit for the mean, which a bias alone reconstructs.
 - `l0`: mean number of non-zero codes per token, the paper's "true sparsity"; `l0_fraction` is
-  l0 / dictionary size.
+  l0 / dictionary size; `l0_scaled` is l0 / 100, the true sparsity as the paper's tables 11 and 12
+  and figure 8 report it (appendix F: "scale down by a factor of 100").
 - `dead_fraction`: features that never fire on the held-out tokens; `dense_fraction`: features
   firing on more than `dense_threshold` of them.
 - Spliced-in loss: the model's next-token cross-entropy with a layer's MLP output replaced by the
@@ -37,6 +38,8 @@ from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.training import SaeSpec
 
 EVAL_BATCH_ROWS = 8192
+PAPER_SPARSITY_SCALE = 100.0
+"""The paper divides L0 by this in tables 11 and 12 and figure 8 (appendix F)."""
 
 
 @dataclass
@@ -47,6 +50,7 @@ class ReconstructionMetrics:
     variance_explained: float
     l0: float
     l0_fraction: float
+    l0_scaled: float
     dead_fraction: float
     dense_fraction: float
 
@@ -54,43 +58,58 @@ class ReconstructionMetrics:
         return asdict(self)
 
 
+class ReconstructionTotals:
+    """Running float64 sums over activation rows, from which `ReconstructionMetrics` is read; a
+    crosscoder keeps one per model, over that model's block of each row."""
+
+    def __init__(self, d_in: int, d_sae: int, device: torch.device | str):
+        self.d_in, self.d_sae = d_in, d_sae
+        self.n = 0
+        self.err = self.total = self.active = 0.0
+        self.sum_x = torch.zeros(d_in, dtype=torch.float64, device=device)
+        self.fired = torch.zeros(d_sae, dtype=torch.float64, device=device)
+
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor) -> None:
+        x64 = x.double()
+        self.err += (x_hat.double() - x64).pow(2).sum().item()
+        self.total += x64.pow(2).sum().item()
+        self.sum_x += x64.sum(0)
+        nonzero = z > 0
+        self.fired += nonzero.sum(0).double()
+        self.active += nonzero.sum().item()
+        self.n += x.shape[0]
+
+    def metrics(self, dense_threshold: float) -> ReconstructionMetrics:
+        n = self.n
+        if n == 0:
+            raise InputError("no activation rows to measure the SAE on")
+        centered = self.total - (self.sum_x @ self.sum_x).item() / n
+        density = self.fired / n
+        l0 = self.active / n
+        return ReconstructionMetrics(
+            n_tokens=n,
+            mse=self.err / (n * self.d_in),
+            normalized_mse=self.err / self.total if self.total > 0 else float("nan"),
+            variance_explained=1 - self.err / centered if centered > 0 else float("nan"),
+            l0=l0,
+            l0_fraction=l0 / self.d_sae,
+            l0_scaled=l0 / PAPER_SPARSITY_SCALE,
+            dead_fraction=(density == 0).double().mean().item(),
+            dense_fraction=(density > dense_threshold).double().mean().item(),
+        )
+
+
 @torch.no_grad()
 def reconstruction_metrics(sae: SparseAutoencoder, rows: Iterable[torch.Tensor],
                            dense_threshold: float = 0.1) -> ReconstructionMetrics:
     """Metrics of `sae` over activation rows ([n, d_in] chunks), accumulated in float64."""
     device = sae.W_enc.device
-    n = 0
-    err = total = 0.0
-    sum_x = torch.zeros(sae.d_in, dtype=torch.float64, device=device)
-    fired = torch.zeros(sae.d_sae, dtype=torch.float64, device=device)
-    active = 0.0
+    totals = ReconstructionTotals(sae.d_in, sae.d_sae, device)
     for x in rows:
         x = x.to(device)
         z = sae.encode(x)
-        x_hat = sae.decode(z)
-        x64 = x.double()
-        err += (x_hat.double() - x64).pow(2).sum().item()
-        total += x64.pow(2).sum().item()
-        sum_x += x64.sum(0)
-        nonzero = z > 0
-        fired += nonzero.sum(0).double()
-        active += nonzero.sum().item()
-        n += x.shape[0]
-    if n == 0:
-        raise InputError("no activation rows to measure the SAE on")
-    centered = total - (sum_x @ sum_x).item() / n
-    density = fired / n
-    l0 = active / n
-    return ReconstructionMetrics(
-        n_tokens=n,
-        mse=err / (n * sae.d_in),
-        normalized_mse=err / total if total > 0 else float("nan"),
-        variance_explained=1 - err / centered if centered > 0 else float("nan"),
-        l0=l0,
-        l0_fraction=l0 / sae.d_sae,
-        dead_fraction=(density == 0).double().mean().item(),
-        dense_fraction=(density > dense_threshold).double().mean().item(),
-    )
+        totals.add(x, sae.decode(z), z)
+    return totals.metrics(dense_threshold)
 
 
 def zero_output(h: torch.Tensor) -> torch.Tensor:
@@ -101,9 +120,13 @@ def zero_output(h: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def token_loss(model: nn.Module, sequences: Sequence[Sequence[int]], *, pad_token_id: int,
                bos_token_id: int | None, batch_size: int, layer: int | None = None,
-               replace: Callable[[torch.Tensor], torch.Tensor] | None = None, desc: str = "LM loss") -> float:
+               replace: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               before_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+               desc: str = "LM loss") -> float:
     """Mean next-token cross-entropy over the text tokens of `sequences`, optionally with layer
-    `layer`'s MLP output replaced by replace(output) at the text tokens."""
+    `layer`'s MLP output replaced by replace(output) at the text tokens. `before_batch(ids,
+    attention)` runs before each batch's forward pass (a crosscoder's replacement reads the other
+    model's activations of the same batch there)."""
     if not sequences:
         raise InputError("no sequences to measure the loss on")
     device = next(model.parameters()).device
@@ -111,6 +134,8 @@ def token_loss(model: nn.Module, sequences: Sequence[Sequence[int]], *, pad_toke
     count = 0
     for start in tqdm(range(0, len(sequences), batch_size), desc=desc, unit="batch", leave=False, mininterval=1):
         ids, attention, text = pad_batch(sequences[start:start + batch_size], pad_token_id, bos_token_id, device)
+        if before_batch is not None:
+            before_batch(ids, attention)
         if replace is None:
             logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
         else:

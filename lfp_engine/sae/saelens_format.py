@@ -10,6 +10,14 @@ standard SAE that happens to be tied), and `metadata.lfp_architecture = 'tied'`;
 checks that the two are exactly transposes and rebuilds the one-parameter tied module. Files
 from SAELens itself load too: a standard SAE that subtracts b_dec before encoding has that
 folded into b_enc (b_enc - b_dec W_enc), which is exact up to float rounding.
+
+A BatchTopK SAE is written as SAELens writes its own BatchTopK SAEs after training: as a
+'jumprelu' SAE (SAELens 6 has no inference form of BatchTopK) whose `threshold` tensor holds each
+latent's threshold on its pre-activation; `metadata.lfp_architecture = 'batchtopk'`, `metadata.k`
+and `metadata.lfp_batch_threshold` (the threshold on ReLU(pre) * decoder weight) say how it was
+trained, and our loader rebuilds the BatchTopK module from them. A JumpReLU SAE of SAELens's own
+loads as an inference-only 'jumprelu' module. A crosscoder (`metadata.lfp_blocks` > 1) is a valid
+SAE over the concatenation of its models' activations, and is written the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lfp_engine.run.errors import InputError
-from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.autoencoder import THRESHOLDED, SparseAutoencoder
 from lfp_engine.sae.keys import DictionaryKey
 
 CFG = "cfg.json"
@@ -34,11 +42,16 @@ FORMAT_VERSION = "6.0.0"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+SAELENS_ARCHITECTURE = {"tied": "standard", "untied": "standard", "topk": "topk", "batchtopk": "jumprelu",
+                        "jumprelu": "jumprelu"}
+"""The SAELens architecture each of ours is written as."""
+
+
 def sae_cfg(sae: SparseAutoencoder, *, model_name: str, hook_name: str, metadata: dict[str, Any] | None = None,
             ) -> dict[str, Any]:
     """The cfg.json content for `sae`; `metadata` adds provenance (layer, l1, run, base model...)."""
     cfg: dict[str, Any] = {
-        "architecture": "topk" if sae.architecture == "topk" else "standard",
+        "architecture": SAELENS_ARCHITECTURE[sae.architecture],
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
         "dtype": str(sae.W_enc.dtype).removeprefix("torch."),
@@ -53,6 +66,8 @@ def sae_cfg(sae: SparseAutoencoder, *, model_name: str, hook_name: str, metadata
             "hook_name": hook_name,
             "hook_head_index": None,
             "lfp_architecture": sae.architecture,
+            **({"k": sae.k} if sae.architecture == "batchtopk" else {}),
+            **({"lfp_blocks": sae.n_blocks} if sae.n_blocks > 1 else {}),
             **(metadata or {}),
         },
     }
@@ -75,6 +90,8 @@ def save_sae(sae: SparseAutoencoder, folder: Path, *, model_name: str, hook_name
         "b_enc": sae.b_enc.detach().cpu().contiguous(),
         "b_dec": sae.b_dec.detach().cpu().contiguous(),
     }
+    if sae.architecture in THRESHOLDED:
+        weights["threshold"] = sae.threshold.detach().cpu().contiguous()
     save_file(weights, str(folder / WEIGHTS))
     cfg = sae_cfg(sae, model_name=model_name, hook_name=hook_name, metadata=metadata)
     (folder / CFG).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
@@ -92,8 +109,26 @@ def cfg_value(cfg: dict[str, Any], key: str) -> Any:
     return cfg.get("metadata", {}).get(key, cfg.get(key))
 
 
+def _architecture(folder: Path, cfg: dict[str, Any], weights: dict[str, torch.Tensor]) -> str:
+    """Our architecture for a file: SAELens's 'topk'; 'jumprelu', which is our 'batchtopk' when we
+    wrote it; 'standard', tied when we wrote it tied (checked) and untied otherwise."""
+    kind = cfg.get("architecture", "standard")
+    if kind not in ("standard", "topk", "jumprelu"):
+        raise InputError(f"{folder}: SAELens architecture {kind!r} is not supported (standard, topk and jumprelu are)")
+    ours = cfg_value(cfg, "lfp_architecture")
+    if kind == "topk":
+        return "topk"
+    if kind == "jumprelu":
+        if "threshold" not in weights:
+            raise InputError(f"{folder / WEIGHTS}: a jumprelu SAE needs a `threshold` tensor")
+        return "batchtopk" if ours == "batchtopk" else "jumprelu"
+    if ours == "tied" and not torch.equal(weights["W_dec"], weights["W_enc"].T):
+        raise InputError(f"{folder}: marked tied but W_dec is not W_enc transposed")
+    return "tied" if ours == "tied" else "untied"
+
+
 def load_sae(folder: Path | str, device: torch.device | str = "cpu") -> SparseAutoencoder:
-    """Read an SAE in SAELens format (ours or SAELens's own 'standard'/'topk' SAEs)."""
+    """Read an SAE in SAELens format (ours, or SAELens's own 'standard', 'topk' and 'jumprelu' SAEs)."""
     folder = Path(folder)
     cfg = read_cfg(folder)
     if not (folder / WEIGHTS).exists():
@@ -102,9 +137,6 @@ def load_sae(folder: Path | str, device: torch.device | str = "cpu") -> SparseAu
     missing = {"W_enc", "W_dec", "b_enc", "b_dec"} - set(weights)
     if missing:
         raise InputError(f"{folder / WEIGHTS} lacks tensors {sorted(missing)}")
-    kind = cfg.get("architecture", "standard")
-    if kind not in ("standard", "topk"):
-        raise InputError(f"{folder}: SAELens architecture {kind!r} is not supported (standard and topk are)")
     if cfg.get("normalize_activations", "none") not in ("none", None):
         raise InputError(f"{folder}: activation normalisation {cfg['normalize_activations']!r} is not supported")
     W_enc, W_dec, b_enc, b_dec = (weights[k] for k in ("W_enc", "W_dec", "b_enc", "b_dec"))
@@ -112,19 +144,20 @@ def load_sae(folder: Path | str, device: torch.device | str = "cpu") -> SparseAu
     if W_dec.shape != (d_sae, d_in) or b_enc.shape != (d_sae,) or b_dec.shape != (d_in,):
         raise InputError(f"{folder}: inconsistent shapes W_enc {tuple(W_enc.shape)}, W_dec {tuple(W_dec.shape)}, "
                          f"b_enc {tuple(b_enc.shape)}, b_dec {tuple(b_dec.shape)}")
+    architecture = _architecture(folder, cfg, weights)
     if cfg.get("apply_b_dec_to_input", True):
         b_enc = b_enc - b_dec @ W_enc
-    architecture = "topk" if kind == "topk" else cfg_value(cfg, "lfp_architecture") or "untied"
-    if architecture == "tied" and not torch.equal(W_dec, W_enc.T):
-        raise InputError(f"{folder}: marked tied but W_dec is not W_enc transposed")
     dtype = _DTYPES.get(str(cfg.get("dtype", "")).removeprefix("torch."), W_enc.dtype)
-    sae = SparseAutoencoder(d_in, d_sae, architecture, k=cfg.get("k"), dtype=dtype)
+    k = cfg.get("k") if architecture == "topk" else cfg_value(cfg, "k")
+    sae = SparseAutoencoder(d_in, d_sae, architecture, k=k, dtype=dtype, n_blocks=int(cfg_value(cfg, "lfp_blocks") or 1))
     with torch.no_grad():
         sae.W_enc.copy_(W_enc)
         sae.b_enc.copy_(b_enc)
         sae.b_dec.copy_(b_dec)
         if not sae.tied:
             sae.W_dec_free.copy_(W_dec)
+        if architecture in THRESHOLDED:
+            sae.threshold.copy_(weights["threshold"])
     return sae.to(device).eval()
 
 

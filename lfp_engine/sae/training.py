@@ -10,6 +10,7 @@ follows exactly the updates it would get alone. Which dictionaries a run trains,
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ class SaeSpec:
     architecture: str = "tied"
     l1_coefficient: float = 1e-3
     k: int | None = None
+    n_blocks: int = 1
+    """Equal-width inputs concatenated in each row: 1 for an SAE, the models of a crosscoder."""
+    auxk_coefficient: float = 0.0
+    """Weight of the AuxK loss (Gao et al. 2024: 1/32); 0 switches it off."""
+    auxk_dead_tokens: int = 10_000_000
+    """Training tokens without firing after which a latent counts as dead for AuxK."""
+    threshold_rate: float = 0.01
+    """'batchtopk': rate of the moving average of the smallest kept score (the inference threshold)."""
 
     def seed(self, seed: int) -> int:
         """This dictionary's init seed: its layer and size only, whatever is trained alongside it,
@@ -44,16 +53,70 @@ class SaeSpec:
 @dataclass
 class TrainedSaes:
     saes: list[SparseAutoencoder]
-    """One per spec, in the order of the specs."""
+    """One per spec, in the order of the specs ('batchtopk': thresholds set)."""
     log: pd.DataFrame
-    """spec (index into the specs), step, loss, mse, sparsity: means over each logging window."""
+    """spec (index into the specs), step, loss, mse, sparsity, aux: means over each logging window."""
     seconds: float
+    score_thresholds: list[float | None]
+    """'batchtopk': the estimated threshold on ReLU(pre) * w per spec (None for the others)."""
 
 
-def _stacks(specs: Sequence[SaeSpec]) -> dict[tuple[str, int, int | None], list[int]]:
-    groups: dict[tuple[str, int, int | None], list[int]] = {}
+LOGGED = ("loss", "mse", "sparsity", "aux")
+
+
+class _Stack:
+    """The specs of one shape trained as one module, with their per-member training state: loss
+    coefficients, tokens since each latent last fired (AuxK), and the BatchTopK threshold estimate."""
+
+    def __init__(self, specs: Sequence[SaeSpec], members: list[int], rows: list[int], n_layers: int, d_in: int,
+                 seed: int, device: torch.device | str):
+        first = specs[members[0]]
+        self.members = members
+        self.module = SparseAutoencoder(d_in, first.d_sae, first.architecture, first.k, stack=len(members),
+                                        n_blocks=first.n_blocks).to(device)
+        self.module.initialize([torch.Generator().manual_seed(specs[i].seed(seed)) for i in members])
+        # A stack holding every layer in batch order reads the batch as it is, without a copy.
+        self.select = None if rows == list(range(n_layers)) else torch.tensor(rows, device=device)
+        values = {name: torch.tensor([float(getattr(specs[i], name)) for i in members], device=device)
+                  for name in ("l1_coefficient", "auxk_coefficient", "auxk_dead_tokens", "threshold_rate")}
+        self.l1, self.auxk, self.rate = values["l1_coefficient"], values["auxk_coefficient"], values["threshold_rate"]
+        self.dead_after = values["auxk_dead_tokens"].unsqueeze(-1)
+        self.use_auxk = bool((self.auxk > 0).any())
+        self.since_fired = torch.zeros(len(members), first.d_sae, device=device)
+        self.theta = torch.full((len(members),), math.nan, device=device)
+        self.window = torch.zeros(len(LOGGED), len(members), device=device)
+
+    def step(self, batch: torch.Tensor) -> torch.Tensor:
+        """The summed loss of one batch ([n_layers, B, d_in]); updates the firing and threshold state."""
+        x = batch if self.select is None else batch.index_select(0, self.select)
+        dead = self.since_fired >= self.dead_after if self.use_auxk else None
+        if dead is not None and not bool(dead.any()):  # nothing to revive: skip the second decoder pass
+            dead = None
+        terms = self.module.losses(x, self.l1, dead, self.auxk)
+        with torch.no_grad():
+            self.since_fired = torch.where(terms.fired, 0.0, self.since_fired + x.shape[-2])
+            if terms.min_kept is not None:
+                seen = torch.isfinite(terms.min_kept)
+                moved = torch.where(torch.isnan(self.theta), terms.min_kept,
+                                    (1 - self.rate) * self.theta + self.rate * terms.min_kept)
+                self.theta = torch.where(seen, moved, self.theta)
+            self.window += torch.stack([terms.loss, terms.mse, terms.sparsity, terms.aux])
+        return terms.loss.sum()
+
+    def finish(self) -> list[tuple[int, SparseAutoencoder, float | None]]:
+        """(spec index, trained SAE, score threshold) per member; BatchTopK thresholds set."""
+        theta = None
+        if self.module.architecture == "batchtopk":
+            theta = torch.nan_to_num(self.theta, nan=0.0)
+            self.module.set_threshold(theta)
+        return [(i, self.module.member(j).eval(), None if theta is None else float(theta[j]))
+                for j, i in enumerate(self.members)]
+
+
+def _stacks(specs: Sequence[SaeSpec]) -> dict[tuple[str, int, int | None, int], list[int]]:
+    groups: dict[tuple[str, int, int | None, int], list[int]] = {}
     for i, spec in enumerate(specs):
-        groups.setdefault((spec.architecture, spec.d_sae, spec.k), []).append(i)
+        groups.setdefault((spec.architecture, spec.d_sae, spec.k, spec.n_blocks), []).append(i)
     return groups
 
 
@@ -67,8 +130,6 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
     Adam optimizer (per-parameter, so per member) updates everything. Losses stay on the device
     and are read every `log_every` steps only, so a GPU never waits on the host mid-window.
     Deterministic: seeded init per spec, and the batch order is the caller's (seeded).
-    Long because the loop's state (stacks, optimizer, on-device loss windows) is shared by every
-    step; split up, it would travel between functions on every one of them.
     """
     if not specs:
         raise InputError("no SAEs to train")
@@ -76,20 +137,12 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
     if missing:
         raise InputError(f"SAEs asked for layers {missing}, which the activations do not hold ({list(layers)})")
     position = {layer: i for i, layer in enumerate(layers)}
-    stacks: list[tuple[SparseAutoencoder, torch.Tensor | None, torch.Tensor, list[int]]] = []
-    for (architecture, d_sae, k), members in _stacks(specs).items():
-        module = SparseAutoencoder(d_in, d_sae, architecture, k, stack=len(members)).to(device)
-        module.initialize([torch.Generator().manual_seed(specs[i].seed(seed)) for i in members])
-        rows = [position[specs[i].layer] for i in members]
-        # A stack holding every layer in batch order reads the batch as it is, without a copy.
-        select = None if rows == list(range(len(layers))) else torch.tensor(rows, device=device)
-        l1 = torch.tensor([specs[i].l1_coefficient for i in members], device=device)
-        stacks.append((module, select, l1, members))
-    params = [p for module, *_ in stacks for p in module.parameters()]
+    stacks = [_Stack(specs, members, [position[specs[i].layer] for i in members], len(layers), d_in, seed, device)
+              for members in _stacks(specs).values()]
+    params = [p for stack in stacks for p in stack.module.parameters()]
     # Fused Adam: one kernel for all parameters, about 3x faster than the foreach version on a CPU.
     optimizer = torch.optim.Adam(params, lr=learning_rate, fused=True)
-    windows = [torch.zeros(3, len(members), device=device) for *_, members in stacks]
-    records = []
+    records: list[dict] = []
     start = time.monotonic()
     iterator = iter(batches)
     progress = tqdm(range(n_steps), desc=desc, unit="step", mininterval=1, leave=False)
@@ -98,28 +151,24 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
         if batch is None:
             raise InputError(f"the activation stream ended after {step} of {n_steps} steps")
         optimizer.zero_grad(set_to_none=True)
-        total = None
-        for (module, select, l1, _), window in zip(stacks, windows):
-            loss, mse, sparsity = module.losses(batch if select is None else batch.index_select(0, select), l1)
-            total = loss.sum() if total is None else total + loss.sum()
-            window += torch.stack([loss, mse, sparsity]).detach()
-        total.backward()
+        sum(stack.step(batch) for stack in stacks).backward()
         optimizer.step()
         if (step + 1) % log_every == 0 or step + 1 == n_steps:
-            n = (step % log_every) + 1
-            means = torch.zeros(len(specs), 3)
-            for (*_, members), window in zip(stacks, windows):
-                means[members] = (window / n).T.cpu()
-                window.zero_()
-            records += [{"spec": i, "step": step + 1, "loss": v[0], "mse": v[1], "sparsity": v[2]}
-                        for i, v in enumerate(means.tolist())]
-            progress.set_postfix(loss=f"{means[:, 0].mean().item():.4g}")
+            records += _window_records(stacks, len(specs), step, log_every)
+            progress.set_postfix(loss=f"{records[-1]['loss']:.4g}")
     progress.close()
-    saes: list[SparseAutoencoder] = [None] * len(specs)  # type: ignore[list-item]
-    for module, _, _, members in stacks:
-        for j, i in enumerate(members):
-            saes[i] = module.member(j).eval()
+    finished = sorted(item for stack in stacks for item in stack.finish())
     seconds = time.monotonic() - start
     log.info("trained %d SAEs in %d steps in %.1f s", len(specs), n_steps, seconds)
-    return TrainedSaes(saes=saes, log=pd.DataFrame(records), seconds=seconds)
+    return TrainedSaes(saes=[sae for _, sae, _ in finished], log=pd.DataFrame(records), seconds=seconds,
+                       score_thresholds=[theta for _, _, theta in finished])
 
+
+def _window_records(stacks: Sequence[_Stack], n_specs: int, step: int, log_every: int) -> list[dict]:
+    """The mean of each logged term over the window that ends at `step`, per spec; windows reset."""
+    n = (step % log_every) + 1
+    means = torch.zeros(n_specs, len(LOGGED))
+    for stack in stacks:
+        means[stack.members] = (stack.window / n).T.cpu()
+        stack.window.zero_()
+    return [{"spec": i, "step": step + 1, **dict(zip(LOGGED, v))} for i, v in enumerate(means.tolist())]

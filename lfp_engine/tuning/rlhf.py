@@ -8,7 +8,9 @@ PPO (paper, TRL 0.x)       RLOO here
 =========================  ==========================================================
 batch size 64              `generation_batch_size` 64: completions sampled per rollout
 mini-batch size 16         `per_device_train_batch_size` 16, so 4 optimizer steps per rollout
-ppo_epochs (default 4)     `num_iterations` (default 1: each rollout is used once)
+ppo_epochs (default 4)     `num_iterations` (default 1: each rollout used once; the hub
+                           presets: 4, so 6,250 steps are the paper's 6,250 updates on
+                           25,000 completions, lfp_engine/run/presets.py)
 KL coefficient 0.5         `beta` 0.5: the same per-sequence KL penalty subtracted from the
                            reward (fixed, where TRL 0.x adapted it towards a target KL)
 cliprange 0.2              `epsilon` 0.2: clipped policy ratio

@@ -16,7 +16,7 @@ class RlhfSettings:
     """Online RL (TRL's RLOO), with the paper's PPO settings mapped onto it (see lfp_engine/tuning/rlhf.py)."""
 
     steps: int = 1000
-    """Optimizer steps (the hub presets: 1600; tiny: 480)."""
+    """Optimizer steps (the hub presets: 6250, the paper's PPO updates; tiny: 480)."""
     generation_batch_size: int = 64
     """Completions sampled per rollout phase (PPO's batch size; the paper: 64)."""
     mini_batch_size: int = 16
@@ -24,7 +24,7 @@ class RlhfSettings:
     num_generations: int = 4
     """Completions per prompt; the leave-one-out baseline needs at least 2 (replaces PPO's value head)."""
     num_iterations: int = 1
-    """Passes over each rollout batch (PPO's epochs)."""
+    """Passes over each rollout batch (PPO's epochs; the hub presets: 4, TRL's PPO default the paper kept)."""
     beta: float = 0.5
     """KL coefficient to the base model (the paper: 0.5, fixed here where PPO's was adaptive)."""
     epsilon: float = 0.2

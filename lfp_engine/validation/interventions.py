@@ -10,6 +10,11 @@ so exactly what the ablated features contributed is removed and nothing else cha
 nothing ablated, h passes through untouched (bit for bit). Steering adds
 strength * W_dec[f] / ||W_dec[f]|| at every position.
 
+Crosscoder latents (model diffing, after the paper) are ablated the same way in the tuned model,
+h_tuned - sum over ablated j of z_j * d_j^tuned, where the code z_j reads the base model's output
+at the same token too: the base model runs in lockstep (`paired_forward.py`), and with nothing
+ablated it does not run at all.
+
 Interventions are per request. `intervention_hooks` installs, once per model, one forward hook
 per layer that applies whatever intervention is *current*; `intervening` makes an intervention
 current for the block of code that runs it, through a `ContextVar`. Each thread (each dashboard
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,8 +36,10 @@ from torch import nn
 
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.run.errors import InputError
-from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.autoencoder import THRESHOLDED, SparseAutoencoder
+from lfp_engine.sae.crosscoder import Crosscoder
 from lfp_engine.sae.keys import DictionaryKey
+from lfp_engine.validation.paired_forward import PairedModels, accompanied, companion_hooks, current_companion
 
 LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -43,10 +50,13 @@ class Intervention:
     """Features whose code entries are zeroed, per dictionary."""
     steer: Mapping[DictionaryKey, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     """(feature, strength) pairs whose unit decoder direction is added, per dictionary."""
+    ablate_crosscoder: Mapping[DictionaryKey, tuple[int, ...]] = field(default_factory=dict)
+    """Crosscoder latents whose contribution to the tuned model is removed, per crosscoder."""
 
     @property
     def empty(self) -> bool:
-        return not any(self.ablate.values()) and not any(self.steer.values())
+        return not any(self.ablate.values()) and not any(self.steer.values()) and \
+            not any(self.ablate_crosscoder.values())
 
 
 NO_INTERVENTION = Intervention()
@@ -54,60 +64,107 @@ _current: ContextVar[Mapping[int, LayerEdit]] = ContextVar("lfp_intervention", d
 """The current intervention, as the edit it makes at each layer it touches."""
 
 
-def validate(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> None:
+def validate(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder],
+             paired: PairedModels | None = None) -> None:
     """Refuse unknown dictionaries, feature indices out of range and non-finite strengths."""
+    sizes = {key: sae.d_sae for key, sae in saes.items()}
     for key, features in [*intervention.ablate.items(),
                           *((k, tuple(f for f, _ in v)) for k, v in intervention.steer.items())]:
         if key not in saes:
             raise InputError(f"no dictionary of size {key[1]} at layer {key[0]}; available: {sorted(saes)}")
-        bad = [f for f in features if not 0 <= int(f) < saes[key].d_sae]
-        if bad:
-            raise InputError(f"feature index {bad} out of range for layer {key[0]}'s dictionary of {saes[key].d_sae}")
+        _check_range(features, sizes[key], f"layer {key[0]}'s dictionary of {sizes[key]}")
+    crosscoders = {} if paired is None else paired.crosscoders
+    for key, latents in intervention.ablate_crosscoder.items():
+        if latents and key not in crosscoders:
+            raise InputError(f"no crosscoder of size {key[1]} at layer {key[0]}; available: {sorted(crosscoders)} "
+                             "(the `crosscoder` stage makes them)")
+        if latents:
+            _check_range(latents, crosscoders[key].module.d_sae, f"layer {key[0]}'s crosscoder of {key[1]}")
     for pairs in intervention.steer.values():
         for _, strength in pairs:
             if not math.isfinite(strength):
                 raise InputError(f"steering strength must be a finite number, got {strength}")
 
 
+def _check_range(features: tuple[int, ...], size: int, what: str) -> None:
+    bad = [f for f in features if not 0 <= int(f) < size]
+    if bad:
+        raise InputError(f"feature index {bad} out of range for {what}")
+
+
 class _Ablation:
     """What some features contribute to one layer's output: their codes times their decoder rows.
 
-    For ReLU SAEs a feature's code depends on its own encoder column alone, so only the chosen
-    columns are computed, those of all the layer's dictionaries in one product (generation runs
-    this at every step); a top-k SAE's codes depend on each other (the k largest survive), so it
-    is encoded in full."""
+    A ReLU SAE's code depends on its own encoder column alone, and so does a BatchTopK SAE's at
+    inference (its own threshold replaces the batch top-k): for these only the chosen columns are
+    computed, those of all the layer's dictionaries in one product (generation runs this at every
+    step). A top-k SAE's codes depend on each other (the k largest survive), so it is encoded in
+    full."""
 
     def __init__(self, parts: list[tuple[SparseAutoencoder, tuple[int, ...]]]):
         self.topk = []
-        columns, biases, rows = [], [], []
+        columns, biases, thresholds, rows = [], [], [], []
         for sae, features in parts:
             idx = torch.as_tensor(features, dtype=torch.long, device=sae.W_enc.device)
             if sae.architecture == "topk":
                 self.topk.append((sae, idx, sae.W_dec[idx].detach()))
-            else:
-                columns.append(sae.W_enc[:, idx].detach())
-                biases.append(sae.b_enc[idx].detach())
-                rows.append(sae.W_dec[idx].detach())
-        self.relu = (torch.cat(columns, dim=1), torch.cat(biases), torch.cat(rows)) if columns else None
+                continue
+            columns.append(sae.W_enc[:, idx].detach())
+            biases.append(sae.b_enc[idx].detach())
+            thresholds.append(sae.threshold[idx].detach() if sae.architecture in THRESHOLDED
+                              else torch.zeros_like(biases[-1]))
+            rows.append(sae.W_dec[idx].detach())
+        self.columns = (torch.cat(columns, dim=1), torch.cat(biases), torch.cat(thresholds),
+                        torch.cat(rows)) if columns else None
 
-    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+    def removed(self, h: torch.Tensor) -> torch.Tensor:
+        """The chosen features' contribution to a layer output h [..., d_in] of their SAEs."""
         removed = None
-        if self.relu is not None:
-            weights, bias, decoder = self.relu
-            removed = torch.relu(h.to(weights.dtype) @ weights + bias) @ decoder
+        if self.columns is not None:
+            weights, bias, threshold, decoder = self.columns
+            pre = h.to(weights.dtype) @ weights + bias
+            removed = torch.where(pre > threshold, torch.relu(pre), torch.zeros_like(pre)) @ decoder
         for sae, idx, decoder in self.topk:
             part = sae.encode(h.to(decoder.dtype))[..., idx] @ decoder
             removed = part if removed is None else removed + part
-        return h - removed.to(h.dtype)
+        return removed
 
 
-def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> dict[int, LayerEdit]:
+
+class _CrosscoderAblation:
+    """What some crosscoder latents contribute to the tuned model's output at one layer: their codes
+    (read from the base model's output there too, through the current companion) times their tuned
+    decoder rows."""
+
+    def __init__(self, parts: list[tuple[Crosscoder, tuple[int, ...]]]):
+        self.layer = parts[0][0].layer
+        self.parts = [(crosscoder.width, _Ablation([(crosscoder.module, latents)])) for crosscoder, latents in parts]
+
+    def removed(self, h: torch.Tensor) -> torch.Tensor:
+        companion = current_companion()
+        if companion is None or self.layer not in companion.outputs:
+            raise RuntimeError("crosscoder latents ablated without the base model running alongside")
+        base = companion.outputs[self.layer].to(h.dtype)
+        total = None
+        for width, ablation in self.parts:
+            part = ablation.removed(torch.cat([base, h], dim=-1))[..., width:]
+            total = part if total is None else total + part
+        return total
+
+
+def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder],
+                paired: PairedModels | None = None) -> dict[int, LayerEdit]:
     """{layer: h -> h after the intervention} for the layers it touches, prepared once per request
-    (index tensors, encoder columns, summed steering vectors) so each forward pass only computes."""
+    (index tensors, encoder columns, summed steering vectors) so each forward pass only computes.
+    Every removal is computed from the layer's unmodified output."""
     ablated: dict[int, list[tuple[SparseAutoencoder, tuple[int, ...]]]] = {}
     for key, features in sorted(intervention.ablate.items()):
         if features:
             ablated.setdefault(key[0], []).append((saes[key], tuple(features)))
+    crossed: dict[int, list[tuple[Crosscoder, tuple[int, ...]]]] = {}
+    for key, latents in sorted(intervention.ablate_crosscoder.items()):
+        if latents:
+            crossed.setdefault(key[0], []).append((paired.crosscoders[key], tuple(latents)))
     pushes: dict[int, torch.Tensor] = {}
     for key, pairs in sorted(intervention.steer.items()):
         for feature, strength in pairs:
@@ -115,26 +172,32 @@ def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseA
             push = strength * direction / direction.norm()
             pushes[key[0]] = pushes[key[0]] + push if key[0] in pushes else push
 
-    def edit(ablation: _Ablation | None, push: torch.Tensor | None) -> LayerEdit:
+    def edit(removals: list[_Ablation | _CrosscoderAblation], push: torch.Tensor | None) -> LayerEdit:
         def apply(h: torch.Tensor) -> torch.Tensor:
-            out = h if ablation is None else ablation(h)
+            out = h
+            for removal in removals:
+                out = out - removal.removed(h).to(h.dtype)
             return out if push is None else out + push.to(h.dtype)
 
         return apply
 
-    return {layer: edit(_Ablation(ablated[layer]) if layer in ablated else None, pushes.get(layer))
-            for layer in ablated.keys() | pushes.keys()}
+    layers = ablated.keys() | crossed.keys() | pushes.keys()
+    return {layer: edit(([_Ablation(ablated[layer])] if layer in ablated else []) +
+                        ([_CrosscoderAblation(crossed[layer])] if layer in crossed else []), pushes.get(layer))
+            for layer in layers}
 
 
 @contextmanager
-def intervention_hooks(model: nn.Module, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> Iterator[None]:
-    """Install one hook per layer that has an SAE; each applies the *current* intervention.
+def intervention_hooks(model: nn.Module, saes: Mapping[DictionaryKey, SparseAutoencoder],
+                       paired: PairedModels | None = None) -> Iterator[None]:
+    """Install one hook per layer that has an SAE (or a crosscoder, with `paired`); each applies
+    the *current* intervention. With `paired`, also the pre-hook that runs the base model alongside
+    when the current intervention ablates crosscoder latents.
 
     The dashboard keeps the block open for the model's lifetime; the pipeline scopes it to a
     stage. Hooks are removed on exit, whatever happened inside.
     """
-    layers = sorted({layer for layer, _ in saes})
-    handles = []
+    layers = sorted({layer for layer, _ in saes} | ({key[0] for key in paired.crosscoders} if paired else set()))
 
     def hook_for(layer: int):
         def hook(_module: nn.Module, _inputs: tuple, output):
@@ -146,21 +209,24 @@ def intervention_hooks(model: nn.Module, saes: Mapping[DictionaryKey, SparseAuto
 
         return hook
 
-    try:
+    with ExitStack() as stack:
         for layer, module in mlp_modules(model, layers).items():
-            handles.append(module.register_forward_hook(hook_for(layer)))
+            stack.callback(module.register_forward_hook(hook_for(layer)).remove)
+        if paired is not None:
+            stack.enter_context(companion_hooks(model))
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
-def intervening(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder]) -> Iterator[None]:
-    """Make `intervention` current for this block (this thread's context only)."""
-    validate(intervention, saes)
-    token = _current.set(layer_edits(intervention, saes))
-    try:
+def intervening(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder],
+                paired: PairedModels | None = None) -> Iterator[None]:
+    """Make `intervention` current for this block (this thread's context only); with crosscoder
+    latents, also a base-model companion at their layers."""
+    validate(intervention, saes, paired)
+    crossed = sorted({key[0] for key, latents in intervention.ablate_crosscoder.items() if latents})
+    with ExitStack() as stack:
+        if crossed:
+            stack.enter_context(accompanied(paired.base, crossed))
+        token = _current.set(layer_edits(intervention, saes, paired))
+        stack.callback(_current.reset, token)
         yield
-    finally:
-        _current.reset(token)

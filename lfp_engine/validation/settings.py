@@ -16,8 +16,13 @@ class ValidateSettings:
     """Inputs whose implicit reward the probe puts above this (reward units) count as strong (the paper: 3)."""
     n_prompts: int = 1000
     """Held-out prefixes completed with and without ablation (the paper: 1000)."""
-    n_random_draws: int = 3
-    """Random feature sets ablated as the control; their rewards are averaged per prompt."""
+    n_random_draws: int = 10
+    """Density-matched random feature sets ablated as the control, one generation each (their rewards
+    are averaged per prompt for the paired tests; the rank test's smallest p-value is 1/(1 + draws))."""
+    match_pool: int = 5
+    """Controls matched to each relevant feature: its nearest live features in density (docs/store.md)."""
+    n_bootstrap: int = 2000
+    """Resamples of the features for the enrichment intervals."""
     n_samples_stored: int = 20
     """Completions of each condition stored for reading (table `ablation_samples`)."""
 
@@ -25,4 +30,6 @@ class ValidateSettings:
         require(math.isfinite(self.threshold), "setting validate.threshold: must be a finite number")
         require(self.n_prompts >= 2, "setting validate.n_prompts: a paired test needs at least 2 prompts")
         require(self.n_random_draws >= 1, "setting validate.n_random_draws: must be at least 1")
+        require(self.match_pool >= 1, "setting validate.match_pool: must be at least 1")
+        require(self.n_bootstrap >= 100, "setting validate.n_bootstrap: use at least 100 resamples")
         require(self.n_samples_stored >= 0, "setting validate.n_samples_stored: cannot be negative")

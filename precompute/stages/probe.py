@@ -72,12 +72,28 @@ def generation_table(ctx: StageContext, fits: ProbeFits) -> pd.DataFrame:
 
 def shared_tokens(ctx: StageContext, triples: pd.DataFrame, kind: str, max_tokens: int) -> ContextTokens | None:
     """Word triples: the tokens before each neutral word that join the probe's zero point, drawn on a
-    stream of their own (so the baselines' and the PCA's draws do not depend on them)."""
+    stream of their own (so no other draw of the stage depends on them)."""
     if kind != "word":
         return None
     substituted = set(ctx.store.read("contrastive_words")["word"])
     return context_tokens(triples, load_tokenizer_of(ctx), max_tokens, substituted,
-                          ctx.config.probe.neutral_tokens_per_triple, np.random.default_rng([ctx.seed, 1]))
+                          ctx.config.probe.neutral_tokens_per_triple, np.random.default_rng([ctx.seed, 4]))
+
+
+def headline_numbers(metrics: pd.DataFrame) -> dict[str, float]:
+    """'<variant>_<metric>[_<subset>]' -> value (and '_p' its p-value) of the test rows, logged and
+    kept in the manifest."""
+    rows = metrics[metrics["subset"].isin(["test", "test_within"]) & metrics["metric"].isin(["kendall_tau", "accuracy"])]
+    values = {}
+    for r in rows.itertuples():
+        key = f"{r.variant}_{r.metric}" + ("_within" if r.subset == "test_within" else "")
+        values[key] = float(r.value)
+        if r.test is not None and not pd.isna(r.test):
+            values[f"{key}_p"] = float(r.p_value)
+    for key in ("sae_kendall_tau_within", "tuned_minus_base_kendall_tau_within", "sae_accuracy"):
+        if key in values:
+            log.info("probe on held-out words/texts: %s = %.3f", key, values[key])
+    return values
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -91,25 +107,18 @@ def run(ctx: StageContext) -> StageResult:
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
     context = shared_tokens(ctx, triples, kind, max_tokens)
-    fits = fit_variants(encode_variants(used, texts, triples, kind, context), p.cv_folds, p.n_bootstrap,
-                        ctx.seed, rng)
+    fits = fit_variants(encode_variants(used, texts, triples, kind, context), p, ctx.seed, rng)
     save_probes(ctx, fits, used, bos, max_tokens)
     tables = {"probe_metrics": fits.metrics, "probe_predictions": fits.predictions_table(),
               "probe_weights": fits.weights_table(used["sae"].layout),
               "probe_pca": pca_frame(fits.main, p.max_pca_rows, rng)}
     if kind == "word":
         tables["lexicon_comparison"] = generation_table(ctx, fits)
-    metrics = fits.metrics
-    headline = metrics[(metrics["subset"] == "test") & metrics["metric"].isin(["kendall_tau", "accuracy"])]
-    values = {f"{r.variant}_{r.metric}": r.value for r in headline.itertuples()}
-    values |= {f"{r.variant}_{r.metric}_p": r.p_value for r in headline.itertuples() if r.metric == "kendall_tau"}
-    for key in ("sae_kendall_tau", "sae_accuracy"):
-        if key in values:
-            log.info("probe on held-out words/texts: %s = %.3f", key, values[key])
+        tables["word_values"] = fits.word_values
     probe = fits.probes["sae"]
     return StageResult(
         outputs=ProbeOutputs(kind=probe.kind, alpha=probe.alpha, n_features=used["sae"].layout.total,
-                             folder=str(ctx.paths.probe), headline=values),
+                             folder=str(ctx.paths.probe), headline=headline_numbers(fits.metrics)),
         tables=tables, inputs={"n_triples": len(triples), "layers": layers})
 
 
@@ -117,9 +126,11 @@ STAGE = Stage(
     name="probe",
     run=run,
     sections=("probe",),
-    tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison"),
+    tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values"),
     needs=("features", "contrastive"),
-    version=2,  # 2: the zero point (neutral words and shared tokens at 0); deltas scaled by least squares on train words
+    # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values;
+    # 3: the zero point (neutral words and shared tokens at 0), deltas scaled by least squares on training words
+    version=3,
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
 )

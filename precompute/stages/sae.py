@@ -92,4 +92,5 @@ def sae_artifacts(paths: RunPaths, config: RunConfig) -> list[Path]:
 
 
 STAGE = Stage(name="sae", run=run, sections=("sae",), tables=("sae_metrics", "sae_training_log"),
-              needs=("activations",), artifacts=sae_artifacts)
+              needs=("activations",), artifacts=sae_artifacts,
+              version=2)  # 2: sae_metrics.l0_scaled (true sparsity as the paper's tables 11 and 12 scale it)

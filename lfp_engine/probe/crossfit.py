@@ -1,0 +1,63 @@
+"""Per-word implicit values for every word, cross-fitted (paper 4.1, tables 2 and 9, for all words).
+
+The probe is measured on the test words only, a fifth of the lexicon words. To ask *which* words
+the model learned differently from the reward, every word needs a value read by a probe that was
+never fit on it: the words are split into word-grouped folds, and each fold's words are predicted
+by the probe refit (with the probe's regularisation strength) on the rows of all other words. Rows
+that carry no lexicon word (the neutral element, where the dataset has it) are fitted on in every
+fold. A word's value is the mean of its rows' predictions, with a percentile bootstrap interval
+over its triples; the interval covers the word's contexts, not the uncertainty of the fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold
+
+from lfp_engine.probe.dataset import ProbeDataset
+from lfp_engine.probe.ridge import RidgeSolver
+from lfp_engine.run.errors import InputError
+
+WORD_VALUE_COLUMNS = ["word", "model", "split", "polarity", "lexicon_value", "value", "ci_low", "ci_high",
+                      "n_examples"]
+"""The `word_values` table (docs/store.md)."""
+
+
+def crossfit_predictions(data: ProbeDataset, alpha: float, n_folds: int) -> np.ndarray:
+    """Each lexicon-word row predicted by a ridge (at `alpha`) fit without any row of its word; NaN
+    on rows that carry no lexicon word."""
+    rows = np.flatnonzero(data.scored)
+    words = data.word[rows].astype(str)
+    folds = min(n_folds, len(np.unique(words)))
+    if folds < 2:
+        raise InputError("cross-fitting per-word values needs at least two different words")
+    always = np.flatnonzero(~data.scored)
+    out = np.full(len(data.target), np.nan)
+    for keep, held in GroupKFold(n_splits=folds).split(rows, groups=words):
+        fit_rows = np.concatenate([rows[keep], always])
+        solver = RidgeSolver(data.X[fit_rows], alpha)
+        out[rows[held]] = solver.fit(data.target[fit_rows]).predict(data.X[rows[held]])
+    return out
+
+
+def word_value_table(data: ProbeDataset, model: str, predictions: np.ndarray, n_bootstrap: int,
+                     rng: np.random.Generator, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per lexicon word: its mean cross-fitted prediction and a bootstrap interval over its rows."""
+    rows = np.flatnonzero(data.scored)
+    frame = pd.DataFrame({"word": data.word[rows].astype(str), "split": data.split[rows],
+                          "polarity": data.element[rows], "lexicon_value": data.lexicon_value[rows],
+                          "prediction": predictions[rows]})
+    tail = (1 - confidence) / 2
+    out = []
+    for word, group in frame.groupby("word", sort=True):
+        values = group["prediction"].to_numpy()
+        if n_bootstrap > 0 and len(values) > 1:
+            means = values[rng.integers(0, len(values), size=(n_bootstrap, len(values)))].mean(axis=1)
+            low, high = np.quantile(means, [tail, 1 - tail])
+        else:
+            low = high = float("nan")
+        first = group.iloc[0]
+        out.append((word, model, first["split"], first["polarity"], float(first["lexicon_value"]),
+                    float(values.mean()), float(low), float(high), len(values)))
+    return pd.DataFrame(out, columns=WORD_VALUE_COLUMNS)
