@@ -17,7 +17,6 @@ from sklearn.model_selection import GroupKFold
 
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.ridge import RidgeSolver
-from lfp_engine.probe.words import scored
 from lfp_engine.run.errors import InputError
 
 WORD_VALUE_COLUMNS = ["word", "model", "split", "polarity", "lexicon_value", "value", "ci_low", "ci_high",
@@ -28,12 +27,12 @@ WORD_VALUE_COLUMNS = ["word", "model", "split", "polarity", "lexicon_value", "va
 def crossfit_predictions(data: ProbeDataset, alpha: float, n_folds: int) -> np.ndarray:
     """Each lexicon-word row predicted by a ridge (at `alpha`) fit without any row of its word; NaN
     on rows that carry no lexicon word."""
-    rows = np.flatnonzero(scored(data))
+    rows = np.flatnonzero(data.scored)
     words = data.word[rows].astype(str)
     folds = min(n_folds, len(np.unique(words)))
     if folds < 2:
         raise InputError("cross-fitting per-word values needs at least two different words")
-    always = np.flatnonzero(~scored(data))
+    always = np.flatnonzero(~data.scored)
     out = np.full(len(data.target), np.nan)
     for keep, held in GroupKFold(n_splits=folds).split(rows, groups=words):
         fit_rows = np.concatenate([rows[keep], always])
@@ -45,7 +44,7 @@ def crossfit_predictions(data: ProbeDataset, alpha: float, n_folds: int) -> np.n
 def word_value_table(data: ProbeDataset, model: str, predictions: np.ndarray, n_bootstrap: int,
                      rng: np.random.Generator, confidence: float = 0.95) -> pd.DataFrame:
     """One row per lexicon word: its mean cross-fitted prediction and a bootstrap interval over its rows."""
-    rows = np.flatnonzero(scored(data))
+    rows = np.flatnonzero(data.scored)
     frame = pd.DataFrame({"word": data.word[rows].astype(str), "split": data.split[rows],
                           "polarity": data.element[rows], "lexicon_value": data.lexicon_value[rows],
                           "prediction": predictions[rows]})

@@ -1,7 +1,8 @@
 """Stage `probe`: fit the probe on the implicit reward and measure how far it diverges (paper 3.3, 4.1).
 
 Encodes every triple element with the tuned model and its smaller SAE of each chosen layer (and
-the base model with its own, for the baseline), fits the probe and its baselines
+the base model with its own, for the baseline), and the tokens of the probe's zero point
+(`lfp_engine.probe.zero_point`), fits the probe and its baselines
 (`lfp_engine.probe.variants`), and measures them on the test split against the lexicon. Writes
 the probe and the base model's probe to `probe/` for the dashboard, and the tables of
 docs/store.md. With several processes the encoding's batches are dealt out among them; the fits,
@@ -21,6 +22,7 @@ from lfp_engine.probe.encoding import Encoder
 from lfp_engine.probe.measures import generation_counts, lexicon_comparison, pca_frame
 from lfp_engine.probe.reader import PROBE_FILES, probe_dictionaries, probe_encoder
 from lfp_engine.probe.variants import MODEL_OF_VARIANT, ProbeFits, encode_variants, fit_variants, tokenized_elements
+from lfp_engine.probe.zero_point import ContextTokens, context_tokens
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.saelens_format import load_sae
 from lfp_engine.worlds import PROMPTS, read_world_table
@@ -69,12 +71,14 @@ def generation_table(ctx: StageContext, fits: ProbeFits) -> pd.DataFrame:
                               counts["tuned"], counts["base"])
 
 
-def reward_max(triples: pd.DataFrame, kind: str) -> float:
-    """The largest |lexicon value| among the training words: the deltas' scale may not peek at test words."""
+def shared_tokens(ctx: StageContext, triples: pd.DataFrame, kind: str, max_tokens: int) -> ContextTokens | None:
+    """Word triples: the tokens before each neutral word that join the probe's zero point, drawn on a
+    stream of their own (so no other draw of the stage depends on them)."""
     if kind != "word":
-        return 1.0
-    train = triples.loc[triples["split"] == "train", ["value_positive", "value_negative"]]
-    return float(np.nanmax(np.abs(train.to_numpy(float))))
+        return None
+    substituted = set(ctx.store.read("contrastive_words")["word"])
+    return context_tokens(triples, load_tokenizer_of(ctx), max_tokens, substituted,
+                          ctx.config.probe.neutral_tokens_per_triple, np.random.default_rng([ctx.seed, 4]))
 
 
 def headline_numbers(metrics: pd.DataFrame) -> dict[str, float]:
@@ -103,7 +107,8 @@ def run(ctx: StageContext) -> StageResult | None:
     texts = tokenized_elements(triples, kind, load_tokenizer_of(ctx), max_tokens)
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
-    datasets = encode_variants(used, texts, triples, kind, reward_max(triples, kind))
+    context = shared_tokens(ctx, triples, kind, max_tokens)
+    datasets = encode_variants(used, texts, triples, kind, context)
     if not ctx.ranks.is_main:
         return None
     fits = fit_variants(datasets, p, ctx.seed, rng)
@@ -127,7 +132,9 @@ STAGE = Stage(
     sections=("probe",),
     tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values"),
     needs=("features", "contrastive"),
-    version=2,  # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values; scale from train words
+    # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values;
+    # 3: the zero point (neutral words and shared tokens at 0), deltas scaled by least squares on training words
+    version=3,
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
     distributed=True,
