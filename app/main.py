@@ -48,8 +48,36 @@ def run_picker() -> None:
     st.sidebar.selectbox("Run", runs, key=RUN_KEY, format_func=lambda r: run_label(Path(r)), bind="query-params")
 
 
+def auth_configured() -> bool:
+    """Whether the server is set up for Streamlit's own authentication: an `[auth]` section in its
+    `.streamlit/secrets.toml` (README, "Sharing the dashboard")."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all: authentication is off
+        return False
+
+
+def signed_in() -> bool:
+    """With Streamlit's authentication configured, only a logged-in visitor sees the run (the live
+    pages load models and run generation, the quiz writes to the store); the others get a log-in
+    button and nothing else. Without it, everyone who reaches the server is let in: `lfp app` then
+    listens on this machine only unless given `--address`."""
+    if not auth_configured():
+        return True
+    if st.user.is_logged_in:
+        st.sidebar.caption(f"Signed in as {st.user.get('email') or st.user.get('name') or 'you'}")
+        st.sidebar.button("Log out", on_click=st.logout)
+        return True
+    st.title("LFP Explorer")
+    st.write("This dashboard is shared with a team: log in to open it.")
+    st.button("Log in", key="login", on_click=st.login)
+    return False
+
+
 def main() -> None:
     st.set_page_config(page_title="LFP Explorer", page_icon=":material/neurology:", layout="wide")
+    if not signed_in():
+        return
     page = st.navigation([st.Page(path, title=title, icon=icon, default=i == 0)
                           for i, (path, title, icon) in enumerate(PAGES)])
     run_picker()

@@ -53,35 +53,42 @@ def batches_of(data: torch.Tensor, order: torch.Tensor, n_steps: int):
         yield data[:, order[step * BATCH:(step + 1) * BATCH]]
 
 
-def time_ours(data, layers, specs, order, n_steps) -> float:
+def time_ours(data, layers, specs, order, n_steps, device: str = "cpu") -> float:
+    """Seconds of our joint loop over `specs` (`data` and `order` already on `device`)."""
     start = time.perf_counter()
-    train_saes(batches_of(data, order, n_steps), layers, specs, data.shape[-1], n_steps, LR, seed=0, log_every=500)
+    train_saes(batches_of(data, order, n_steps), layers, specs, data.shape[-1], n_steps, LR, seed=0, log_every=500,
+               device=device)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def saelens_sae(d_in: int, d_sae: int):
+def saelens_sae(d_in: int, d_sae: int, device: str = "cpu"):
     from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 
     return StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=L1,
-                                                         apply_b_dec_to_input=False))
+                                                         apply_b_dec_to_input=False, device=str(device)))
 
 
-def trainer_config(n_steps: int):
+def trainer_config(n_steps: int, device: str = "cpu"):
     from sae_lens.config import SAETrainerConfig
 
     # lr_end is normally filled in by SAELens's runner config; constant lr here, as ours.
     return SAETrainerConfig(total_training_samples=n_steps * BATCH, train_batch_size_samples=BATCH, lr=LR,
-                            lr_end=LR, device="cpu")
+                            lr_end=LR, device=str(device))
 
 
-def time_saelens_each(data, specs, layers, order, n_steps) -> float:
+def time_saelens_each(data, specs, layers, order, n_steps, device: str = "cpu") -> float:
+    """Seconds of SAELens's `SAETrainer` on each spec in turn, on the batches ours sees."""
     from sae_lens.training.sae_trainer import SAETrainer
 
     start = time.perf_counter()
     for spec in specs:
         i = layers.index(spec.layer)
         provider = (batch[i] for batch in batches_of(data, order, n_steps))
-        SAETrainer(trainer_config(n_steps), saelens_sae(data.shape[-1], spec.d_sae), provider).fit()
+        SAETrainer(trainer_config(n_steps, device), saelens_sae(data.shape[-1], spec.d_sae, device), provider).fit()
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 

@@ -2,8 +2,8 @@
 
 One `LiveRun` per run and process holds the tuned model, the base model, the tokenizer, every
 tuned SAE, the probes and the task's reward, loaded once. Requests are methods:
-`implicit_reward` (the probe's reward per token of a text, on the tuned or the base model, beside
-the true reward of the same text) and `compare_generations` (completions with and without an
+`implicit_reward` (the probe's reward per token of a text and the text's implicit reward, on the
+tuned or the base model, beside the true reward of the same text, in its units) and `compare_generations` (completions with and without an
 intervention, drawn and scored by the validate stage's own function, `intervened_completions`).
 
 Several dashboard sessions call one `LiveRun` from their own threads at once. Nothing a request
@@ -30,7 +30,7 @@ from lfp_engine.run.errors import InputError, StageOrderError
 from lfp_engine.models.hooks import shared_capture_hooks
 from lfp_engine.models.generation import Sampling
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer, resolve_device
-from lfp_engine.probe.implicit_reward import token_rewards
+from lfp_engine.probe.implicit_reward import read_text
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervention_hooks, validate
 from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.probe.reader import PROBE_FILES, ProbeReader
@@ -53,7 +53,7 @@ MAX_PROMPT_CHARS = 2_000
 
 @dataclass
 class LiveReward:
-    """One text as a model reads it."""
+    """One text as a model reads it, beside the true reward of the same text."""
 
     model: str
     tokens: pd.DataFrame
@@ -65,6 +65,12 @@ class LiveReward:
     """The task's reward of `text_read` (None for preference tasks, which have no reward function)."""
     words: pd.DataFrame | None
     """VADER task: each word of `text_read` with its character span and lexicon value."""
+    implicit_words: pd.DataFrame
+    """Each word of `text_read` with its character span and implicit value (the mean of its tokens')."""
+    implicit_text_reward: float | None
+    """The task's reward applied to the implicit values of every word (VADER task: scale x sum,
+    clipped), in the true reward's units; None where the reward is not a sum over words (the
+    classifier) or the probe is a classifier (preference tasks)."""
 
 
 @dataclass
@@ -128,19 +134,24 @@ class LiveRun:
     # -- the playground ---------------------------------------------------------------------
 
     def implicit_reward(self, text: str, model: str = "tuned", top_k: int = 5) -> LiveReward:
-        """The probe's reward per token of `text` on `model`, and the task's true reward of the same text."""
+        """The probe's reward per token, per word and for the whole of `text` on `model`, and the task's
+        true reward of the same text. The implicit reward is computed from the model alone: the
+        lexicon only enters the true reward and its per-word values."""
         if model not in PROBE_FILES:
             raise InputError(f"model must be one of {sorted(PROBE_FILES)}, got {model!r}")
         if model not in self.readers:
             raise StageOrderError(f"{self.paths.probe} has no probe of the {model} model: run the `probe` stage")
         reader = self.readers[model]
-        result = token_rewards(reader.encoder, reader.probe, text, top_k)
-        text_read = text[: int(result.tokens["end"].max())] if result.truncated else text
+        lexicon_reward = isinstance(self.reward, VaderReward)
+        aggregate = self.reward.aggregate if lexicon_reward and reader.probe.kind == "regression" else None
+        reading = read_text(reader.encoder, reader.probe, text, aggregate, top_k)
+        text_read = reading.text_read
         true_reward = float(self.reward([text_read])[0]) if self.reward is not None else None
         words = None
-        if isinstance(self.reward, VaderReward):
+        if lexicon_reward:
             words = pd.DataFrame(self.reward.token_values(text_read), columns=["word", "start", "end", "value"])
-        return LiveReward(model, result.tokens, result.truncated, text_read, true_reward, words)
+        return LiveReward(model, reading.tokens, reading.truncated, text_read, true_reward, words, reading.words,
+                          reading.text_reward)
 
     # -- the ablation and steering lab ------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import ipaddress
 import json
 import logging
 import os
@@ -36,6 +37,8 @@ from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.run.overrides import known_settings, load_config_file, nest, parse_override
 from lfp_engine.run.presets import PRESETS, preset
 from lfp_engine.run.store import RunPaths, RunStore
+
+from .launch import LAUNCHERS
 
 log = logging.getLogger("lfp")
 
@@ -68,14 +71,20 @@ def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path |
     return name, config
 
 
-def _setup_logging(log_file: Path | None, verbose: bool) -> None:
+def _setup_logging(log_file: Path | None, verbose: bool, process: int = 0) -> None:
+    """Log to the console and, when given, to the run's log file. Processes other than rank 0 of a
+    distributed run (`process` > 0) log warnings and errors only, to the console, each line marked
+    with the process, so the log tells one run's story once."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    marker = f"[process {process}] " if process else ""
+    console.setFormatter(logging.Formatter(f"%(asctime)s {marker}%(name)s: %(message)s", "%H:%M:%S"))
+    console.setLevel(logging.WARNING if process else logging.DEBUG if verbose else logging.INFO)
+    if process:
+        log_file = None
     root.addHandler(console)
     if log_file is not None:
         # delay: the file (and so the run folder) appears only once the run has been validated.
@@ -87,19 +96,44 @@ def _setup_logging(log_file: Path | None, verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_stages
-
     out = Path(args.out or f"runs/{args.preset or 'tiny'}")
     paths = RunPaths(out)
     name, config = resolve_config(paths, args.preset, Path(args.config) if args.config else None, args.set or [])
-    _setup_logging(paths.log, args.verbose)
+    if (args.nproc or args.accelerate_config) and not args.launcher:
+        raise ConfigError("--nproc and --accelerate-config go with --launcher torchrun or accelerate")
+    if args.launcher:
+        from .launch import launch
+
+        return launch(args.launcher, args.nproc, args.accelerate_config, run_arguments(args))
+    from lfp_engine.run.distributed import disconnect, from_environment
+
+    ranks = from_environment()
+    if ranks.rank:  # only rank 0 shows progress bars; set before tqdm is first imported
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    from .runner import run_stages
+
+    _setup_logging(paths.log, args.verbose, ranks.rank)
     selected = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     force = [s.strip() for s in args.force.split(",") if s.strip()] if args.force else []
-    outcomes = run_stages(paths, config, name, selected, force)
+    try:
+        outcomes = run_stages(paths, config, name, selected, force, ranks)
+    finally:
+        disconnect()
     for o in outcomes:
         log.info("%-12s %s%s", o.stage, o.status, f" in {o.duration_s:.1f} s" if o.status != "skipped" else "")
     log.info("results in %s; `lfp status %s` shows the manifest", paths.db, out)
     return 0
+
+
+def run_arguments(args: argparse.Namespace) -> list[str]:
+    """The `lfp run` arguments that each launched process gets: these, without the launcher's own."""
+    argv = ["run", "--out", args.out or f"runs/{args.preset or 'tiny'}"]
+    for option in ("preset", "stages", "force", "config"):
+        if getattr(args, option):
+            argv += [f"--{option}", getattr(args, option)]
+    for setting in args.set or []:
+        argv += ["--set", setting]
+    return argv + (["--verbose"] if args.verbose else [])
 
 
 def _short(value: Any) -> str:
@@ -241,21 +275,33 @@ def cmd_sae_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def streamlit_command(run: Path, port: int, address: str | None) -> list[str]:
-    """`streamlit run app/main.py -- --run RUN`, headless: the user opens the printed address."""
+LOOPBACK = "localhost"
+"""Where `lfp app` listens unless told otherwise: this machine only (Streamlit's own default is every
+interface, which would let anyone on the network load models, run generation and write quiz answers)."""
+
+
+def streamlit_command(run: Path, port: int, address: str) -> list[str]:
+    """`streamlit run app/main.py -- --run RUN`, headless, on `address`: the user opens the printed address."""
     import app
 
-    command = [sys.executable, "-m", "streamlit", "run", str(Path(app.__file__).parent / "main.py"),
-               "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    if address:
-        command += ["--server.address", address]
-    return command + ["--", "--run", str(run)]
+    return [sys.executable, "-m", "streamlit", "run", str(Path(app.__file__).parent / "main.py"),
+            "--server.headless", "true", "--server.port", str(port), "--server.address", address,
+            "--browser.gatherUsageStats", "false", "--", "--run", str(run)]
 
 
-def _port_free(port: int, address: str | None) -> bool:
+def is_loopback(address: str) -> bool:
+    """Whether `address` reaches this machine only (a name is resolved; one that does not resolve is not)."""
+    try:
+        resolved = {info[4][0] for info in socket.getaddrinfo(address, None)}
+    except OSError:
+        return False
+    return bool(resolved) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in resolved)
+
+
+def _port_free(port: int, address: str) -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind((address or "", port))
+            sock.bind((address, port))
         except OSError:
             return False
     return True
@@ -265,9 +311,16 @@ def cmd_app(args: argparse.Namespace) -> int:
     paths = _run_folder(args.run)
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535, got {args.port}")
+    if not args.address.strip():
+        raise ConfigError("--address is empty: give a host name or IP address (default localhost)")
     if not _port_free(args.port, args.address):
         raise ConfigError(f"port {args.port} is in use (another dashboard?): choose another with --port")
-    host = args.address if args.address not in (None, "", "0.0.0.0") else "localhost"
+    host = args.address if args.address not in ("0.0.0.0", "::") else socket.gethostname()
+    if not is_loopback(args.address):
+        print(f"lfp: warning: listening on {args.address}: anyone who can reach this machine on port {args.port} can "
+              "use the dashboard, load models, run generation and write quiz answers; share it behind an "
+              "authenticating proxy or with Streamlit's authentication (README, Sharing the dashboard)",
+              file=sys.stderr, flush=True)
     print(f"LFP Explorer on {paths.root}: open http://{host}:{args.port} in a browser (Ctrl+C stops it)", flush=True)
     command = streamlit_command(paths.root, args.port, args.address)
     # Become the server: Ctrl+C and signals reach it directly, and no orphan outlives `lfp app`.
@@ -284,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", help="comma-separated stages to redo even when up to date")
     run.add_argument("--config", help="TOML or JSON file of settings")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
+    run.add_argument("--launcher", choices=LAUNCHERS,
+                     help="run as --nproc processes on this machine, started by torchrun or accelerate launch "
+                          "(README, Scaling out; for several machines call them yourself)")
+    run.add_argument("--nproc", type=int, help="processes for --launcher (default: one per GPU, else 2)")
+    run.add_argument("--accelerate-config", help="accelerate's config file for --launcher accelerate (default: "
+                                                 "accelerate's own default config, else data parallel)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="print a run's manifest")
@@ -316,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard = sub.add_parser("app", help="start the dashboard on a run (Streamlit)")
     dashboard.add_argument("run", help="run folder to open first (the sidebar lists the others under runs/)")
     dashboard.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
-    dashboard.add_argument("--address", help="address to listen on (default: every interface, as Streamlit does)")
+    dashboard.add_argument("--address", default=LOOPBACK,
+                           help="address to listen on (default localhost: this machine only; 0.0.0.0 opens the "
+                                "dashboard to every network the machine is on, see README, Sharing the dashboard)")
     dashboard.set_defaults(func=cmd_app)
     return parser
 

@@ -9,6 +9,13 @@ Stages follow the contract of `stage.py`. The runner
 - on failure records 'failed' with the error and stops, leaving earlier stages intact.
 A run killed at any moment therefore resumes at the first stage not recorded done, and
 because every stage is seeded from the run seed, ends with the same results.
+
+Launched as several processes (`lfp_engine.run.distributed`), every process runs this loop: rank 0
+alone reads and writes the store and decides what to skip, and tells the others; a stage declared
+`distributed` runs in every process, sharing its work, any other in rank 0 while the rest wait. A
+process killed mid-stage takes the launcher's whole job down with it (torchrun and accelerate stop
+the others), which leaves the stage recorded 'running': the next `lfp run`, with any number of
+processes, does it again.
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from lfp_engine import __version__
 from lfp_engine.run.atomic import sweep_temporaries
 from lfp_engine.run.config import RunConfig
+from lfp_engine.run.distributed import SINGLE, Ranks, connect
 from lfp_engine.run.errors import StageOrderError
 from lfp_engine.models.hub import resolve_device
 from lfp_engine.run.manifest import StageRecord, config_statement, ensure_tables, library_versions, now, read_manifest
@@ -68,24 +77,20 @@ def _check_prerequisites(chosen: list[Stage], manifest: dict[str, StageRecord], 
 
 
 def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequence[str] | None = None,
-               force: Sequence[str] = ()) -> list[StageOutcome]:
-    """Run (or skip) the selected stages in pipeline order; see the module docstring."""
-    store = RunStore(paths.root)
-    stages = STAGES
-    chosen = _check_selection(stages, selected)
-    _check_prerequisites(chosen, read_manifest(store), paths)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    log.info("run folder %s (preset %s, seed %d, task %s)", paths.root, preset, config.seed, config.task)
-    for leftover in sweep_temporaries(paths.root):
-        log.info("removed the leftover of an interrupted write: %s", leftover)
-    ensure_tables(store)
-    store.write({}, [config_statement(preset, config.to_dict(), __version__)])
-    manifest = read_manifest(store)
-    device = resolve_device(config.device)
+               force: Sequence[str] = (), ranks: Ranks = SINGLE) -> list[StageOutcome]:
+    """Run (or skip) the selected stages in pipeline order; see the module docstring.
 
+    With several processes (`ranks`, from the launcher) every process calls this: rank 0 alone reads
+    and writes the store and decides what runs, and tells the others; a stage that shares its work
+    runs on all of them, any other on rank 0 while the rest wait."""
+    store = RunStore(paths.root)
+    chosen = _check_selection(STAGES, selected)
+    device = ranks.device(resolve_device(config.device))
+    connect(ranks, device, config.distributed.timeout_minutes)
+    manifest = ranks.from_main(lambda: _open_run(paths, store, config, preset, chosen))
     current: dict[str, str] = {}  # fingerprints of stages that are up to date in this run
     outcomes: list[StageOutcome] = []
-    for stage in stages:
+    for stage in STAGES:
         if stage not in chosen:
             record = manifest.get(stage.name)
             if record is not None and record.status in USABLE:
@@ -98,45 +103,71 @@ def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequen
                 f"`lfp run --out {paths.root} --stages {','.join(missing + [stage.name])}`"
             )
         fp = stage.fingerprint(config, current)
-        record = manifest.get(stage.name)
-        up_to_date = (
-            record is not None and record.status == "done" and record.fingerprint == fp
-            and stage.name not in force and all(p.exists() for p in stage.artifacts(paths, config))
-        )
-        if up_to_date:
+        current[stage.name] = fp
+        if ranks.from_main(partial(_up_to_date, stage, fp, manifest, force, paths, config)):
             log.info("stage %-12s up to date (fingerprint %s), skipped", stage.name, fp)
-            current[stage.name] = fp
             outcomes.append(StageOutcome(stage.name, "skipped"))
             continue
-        outcomes.append(_run_one(stage, fp, paths, store, config, device, manifest))
-        manifest = read_manifest(store)
-        current[stage.name] = fp
+        duration = _run_one(stage, fp, paths, store, config, device, manifest, ranks)
+        manifest = ranks.from_main(partial(read_manifest, store))
+        outcomes.append(StageOutcome(stage.name, manifest[stage.name].status, duration))
     return outcomes
 
 
+def _open_run(paths: RunPaths, store: RunStore, config: RunConfig, preset: str,
+              chosen: list[Stage]) -> dict[str, StageRecord]:
+    """Check the selection against the manifest, then open the run folder: leftovers of interrupted
+    writes swept away, the config recorded. Returns the manifest."""
+    _check_prerequisites(chosen, read_manifest(store), paths)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    log.info("run folder %s (preset %s, seed %d, task %s)", paths.root, preset, config.seed, config.task)
+    for leftover in sweep_temporaries(paths.root):
+        log.info("removed the leftover of an interrupted write: %s", leftover)
+    ensure_tables(store)
+    store.write({}, [config_statement(preset, config.to_dict(), __version__)])
+    return read_manifest(store)
+
+
+def _up_to_date(stage: Stage, fp: str, manifest: dict[str, StageRecord], force: Sequence[str], paths: RunPaths,
+                config: RunConfig) -> bool:
+    record = manifest.get(stage.name)
+    return (record is not None and record.status == "done" and record.fingerprint == fp
+            and stage.name not in force and all(p.exists() for p in stage.artifacts(paths, config)))
+
+
 def _run_one(stage: Stage, fp: str, paths: RunPaths, store: RunStore, config: RunConfig, device: torch.device,
-             manifest: dict[str, StageRecord]) -> StageOutcome:
+             manifest: dict[str, StageRecord], ranks: Ranks) -> float:
+    """Run one stage and, on rank 0, record it; returns its duration in seconds."""
     seed = derive_seed(config.seed, stage.name)
     settings = {s: config.section(s) for s in stage.sections}
     record = StageRecord(stage=stage.name, status="running", fingerprint=fp, settings=settings, seed=seed,
                          versions=library_versions(), started_at=now())
-    store.write({}, [record.upsert()])
-    log.info("stage %-12s running (seed %d, device %s)", stage.name, seed, device)
+    ranks.from_main(partial(store.write, {}, [record.upsert()]))
+    here = ranks.is_main or stage.distributed
+    shared = f", {ranks.size} processes" if ranks.distributed and stage.distributed else ""
+    log.info("stage %-12s running (seed %d, device %s%s)", stage.name, seed, device, shared)
     seed_everything(seed)
     start = time.monotonic()
-    ctx = StageContext(paths=paths, store=store, config=config, seed=seed, device=device, manifest=manifest)
+    ctx = StageContext(paths=paths, store=store, config=config, seed=seed, device=device, manifest=manifest,
+                       ranks=ranks)
     try:
-        result = stage.run(ctx)
-        undeclared = sorted(set(result.tables) - set(stage.tables))
-        if undeclared:
-            raise RuntimeError(f"stage {stage.name!r} wrote tables it does not declare: {undeclared}")
+        result = stage.run(ctx) if here else None
+        if ranks.is_main:
+            undeclared = sorted(set(result.tables) - set(stage.tables))
+            if undeclared:
+                raise RuntimeError(f"stage {stage.name!r} wrote tables it does not declare: {undeclared}")
     except BaseException as err:
-        record.status = "failed"
-        record.error = "".join(traceback.format_exception_only(type(err), err)).strip()
-        record.finished_at = now()
-        record.duration_s = time.monotonic() - start
-        store.write({}, [record.upsert()])
+        if ranks.is_main:
+            record.status = "failed"
+            record.error = "".join(traceback.format_exception_only(type(err), err)).strip()
+            record.finished_at = now()
+            record.duration_s = time.monotonic() - start
+            store.write({}, [record.upsert()])
+        else:
+            log.error("stage %s failed in process %d: %s", stage.name, ranks.rank, err)
         raise
+    if not ranks.is_main:
+        return time.monotonic() - start
     record.status = "done" if result.complete else "incomplete"
     record.inputs = result.inputs
     record.outputs = result.outputs.to_record()
@@ -146,4 +177,4 @@ def _run_one(stage: Stage, fp: str, paths: RunPaths, store: RunStore, config: Ru
     for name, frame in result.tables.items():
         log.info("stage %-12s wrote table %s (%d rows) to %s", stage.name, name, len(frame), store.path)
     log.info("stage %-12s %s in %.1f s", stage.name, record.status, record.duration_s)
-    return StageOutcome(stage.name, record.status, record.duration_s)
+    return record.duration_s

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from lfp_engine.run.config import RunConfig
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import RunFolderError, StageOrderError
 from lfp_engine.run.manifest import StageRecord, fingerprint
 from lfp_engine.run.store import RunPaths, RunStore
@@ -84,6 +85,9 @@ class StageContext:
     seed: int
     device: torch.device
     manifest: dict[str, StageRecord]
+    ranks: Ranks = SINGLE
+    """This process's place among the run's processes (`lfp_engine.run.distributed`): a stage that
+    shares its work deals it out through it; only rank 0's result is recorded."""
 
     def outputs_of(self, outputs: type[O]) -> O:
         """The typed summary of an earlier stage, which must have finished."""
@@ -125,7 +129,9 @@ class Stage:
     """One step of a run (README, "What a run is")."""
 
     name: str
-    run: Callable[[StageContext], StageResult]
+    run: Callable[[StageContext], StageResult | None]
+    """The stage's work. With several processes, only rank 0's result is recorded (a stage that
+    shares its work may return None on the other ranks)."""
     sections: tuple[str, ...]
     """Config sections (or top-level keys) whose values change this stage's results."""
     tables: tuple[str, ...] = ()
@@ -138,6 +144,9 @@ class Stage:
     """Files that must exist for a 'done' record to count."""
     derived: Callable[[RunConfig], Any] = no_derived
     """Values derived from settings outside `sections` that still change the results."""
+    distributed: bool = False
+    """Whether every process runs the stage, sharing its work through `StageContext.ranks`; else
+    rank 0 runs it alone while the others wait (README, "Scaling out")."""
 
     def fingerprint(self, config: RunConfig, upstream: dict[str, str]) -> str:
         return fingerprint({

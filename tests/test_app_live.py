@@ -1,5 +1,6 @@
 """The dashboard's live pages under Streamlit's AppTest, on a whole copy of the micro run: the
-playground shows each token's implicit reward as the serving layer computes it, the lab generates
+playground shows each token's implicit reward and the text's beside its true reward, as the
+serving layer computes them, the lab generates
 and refuses bad features and strengths with a message, the quiz stores answers (and says when the
 store is busy), the validation page shows the stored tables. Bad input never raises."""
 
@@ -33,17 +34,25 @@ def html_of(at) -> str:
     return "\n".join(h.proto.body for h in at.get("html"))
 
 
-def test_playground_shows_each_tokens_implicit_reward(open_app, live_app_run, live):
+def test_playground_shows_each_tokens_implicit_reward_and_the_texts_beside_the_true_reward(open_app, live_app_run,
+                                                                                           live):
     at = open_app(live_app_run, "views/playground.py")
     expected = live.implicit_reward(EXAMPLE)
+    base = live.implicit_reward(EXAMPLE, "base")
     shown = metrics(at)
     assert shown["True reward of the text"] == num(expected.true_reward)
-    assert shown["Implicit reward, mean per token"] == num(expected.tokens["reward"].mean())
+    assert shown["Implicit reward of the text, tuned model"] == num(expected.implicit_text_reward) != "–"
+    assert shown["Implicit reward of the text, base model"] == num(base.implicit_text_reward) != "–"
     assert shown["Tokens read"] == num(len(expected.tokens))
+    assert "this tool's extension of the paper" in texts(at)
     body = html_of(at)
     for value in expected.tokens["reward"]:
         assert f'title="implicit reward {value:+.3f}"' in body
-    assert body.count('class="lfp-token"') == 2 * len(expected.tokens) + len(expected.words)  # tuned, base, lexicon
+    for value in expected.implicit_words["value"]:
+        assert f'title="implicit word value {value:+.3f}"' in body
+    # tuned and base per token, lexicon and implicit value per word
+    assert body.count('class="lfp-token"') == 2 * len(expected.tokens) + len(expected.words) + len(
+        expected.implicit_words)
     layer, size, feature, _ = expected.tokens["drivers"].iloc[0][0]
     assert f"layer={layer}&amp;dict_size={size}&amp;feature={feature}" in body  # a link to the feature page
     assert not at.warning and not at.error

@@ -25,7 +25,6 @@ from lfp_engine.probe.variants import fit_variants
 from lfp_engine.probe.words import WordSet, stratified_resamples
 from lfp_engine.report.verdict import learned_from_taus
 from lfp_engine.run.errors import InputError
-from precompute.stages.probe import reward_max
 
 from .planted_probe import planted_dataset, planted_words
 
@@ -190,15 +189,38 @@ def test_metrics_rows_and_their_tests():
     assert metrics.loc[metrics["subset"] == "train", "p_value"].isna().all()
 
 
-def test_cross_fitted_values_never_see_their_word():
-    words, values, split = planted_words(np.random.default_rng(0), 20)
-    data = planted_dataset(np.random.default_rng(1), words, values, split, 1.0)
-    # neutral rows (target 0) are fitted on in every fold and never valued
+def with_neutral_rows(data: ProbeDataset, words: np.ndarray, values: np.ndarray, split: np.ndarray) -> ProbeDataset:
+    """`data` with rows of the probe's zero point (target 0, no lexicon word) appended."""
     neutral = planted_dataset(np.random.default_rng(5), words[:5], values[:5], split[:5], 1.0)
-    data = replace(data, **{name: np.concatenate([getattr(data, name), value]) for name, value in {
+    return replace(data, **{name: np.concatenate([getattr(data, name), value]) for name, value in {
         "X": neutral.X, "target": np.zeros(len(neutral.target)), "split": neutral.split,
         "element": np.full(len(neutral.target), "neutral"), "triple_id": neutral.triple_id,
         "word": np.full(len(neutral.target), "okay"), "lexicon_value": np.full(len(neutral.target), np.nan)}.items()})
+
+
+def test_the_permutation_null_refits_with_the_zero_point_as_the_probe_is_fit():
+    """Null probes are fit on the probe's own rows, training neutral rows included at target 0: only
+    the words' targets move, so the null differs from the probe in nothing but which word is which."""
+    words, values, split = planted_words(np.random.default_rng(0), 20)
+    data = with_neutral_rows(planted_dataset(np.random.default_rng(1), words, values, split, 1.0), words, values,
+                             split)
+    assert (data.fitted & ~data.scored).any() and not (data.train & ~data.scored).any()
+    test = WordSet.of(data, data.test)
+    null = permutation_null(data, 1.0, test, 30, np.random.default_rng(3))
+    rows = np.flatnonzero(data.fitted)
+    targets = word_shuffles(data.target[rows], data.word[rows], data.scored[rows], 30, np.random.default_rng(3))
+    assert (targets[~data.scored[rows]] == 0).all()
+    refits = [Ridge(alpha=1.0).fit(data.X[rows], targets[:, k]).predict(data.X[test.rows]) for k in range(30)]
+    expected = word_taus(test.truth, test.average(np.column_stack(refits)), test.positive)
+    for measure, taus in expected.items():
+        np.testing.assert_allclose(null.taus[measure], taus, atol=1e-9)
+
+
+def test_cross_fitted_values_never_see_their_word():
+    words, values, split = planted_words(np.random.default_rng(0), 20)
+    # neutral rows (target 0) are fitted on in every fold and never valued
+    data = with_neutral_rows(planted_dataset(np.random.default_rng(1), words, values, split, 1.0), words, values,
+                             split)
     predicted = crossfit_predictions(data, alpha=2.0, n_folds=5)
     assert np.isnan(predicted[data.element == "neutral"]).all() and np.isfinite(predicted[data.element != "neutral"]).all()
     rows = np.flatnonzero(data.element != "neutral")
@@ -252,13 +274,6 @@ def test_accuracy_difference_resamples_texts():
     assert same.value == 0 and same.p_value == 1
     better = accuracy_difference_row(np.ones(100, bool), rng.random(100) < 0.5, text, 200, rng)
     assert better.ci_low > 0 and better.p_value < 0.05 and better.variant == "tuned_minus_base"
-
-
-def test_the_deltas_scale_comes_from_training_words_only():
-    import pandas as pd
-
-    triples = pd.DataFrame({"split": ["train", "test"], "value_positive": [2.0, 3.9], "value_negative": [-1.5, -3.2]})
-    assert reward_max(triples, "word") == 2.0 and reward_max(triples, "text") == 1.0
 
 
 def test_a_preference_probe_gets_accuracy_and_its_tuned_minus_base():

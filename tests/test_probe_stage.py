@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from lfp_engine.sae.activations import ActivationSet
-from lfp_engine.probe.encoding import Encoder, tokenize
+from lfp_engine.probe.encoding import Encoder, TokenizedText, tokenize
 from lfp_engine.run.errors import InputError
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer
 from lfp_engine.probe.implicit_reward import token_rewards
 from lfp_engine.probe.card import load_probe
+from lfp_engine.probe.zero_point import context_tokens
 from lfp_engine.report.verdict import read_verdict
 from lfp_engine.sae.saelens_format import find_saes, load_sae
 from lfp_engine.run.store import RunPaths, RunStore
@@ -61,8 +62,9 @@ def test_probe_tables_follow_the_contract(micro_run):
     assert (merged["split"] == merged["split_w"]).all() and (merged["lexicon_value"] == merged["value"]).all()
     assert (comparison["generation_count"] >= 0).all()
     predictions = store.read("probe_predictions")
-    assert set(predictions["element"]) == {"positive", "negative"}
+    assert set(predictions["element"]) == {"positive", "negative", "neutral"}
     assert ((predictions["target"] > 0) == (predictions["element"] == "positive")).all()
+    assert (predictions.loc[predictions["element"] == "neutral", "target"] == 0).all()  # the zero point
     weights = store.read("probe_weights")
     probe, card = load_probe(RunPaths(micro_run).probe)
     assert len(weights) == sum(card.widths) == len(probe.weights)
@@ -83,7 +85,7 @@ def test_deltas_come_from_the_tuned_model_and_its_own_saes(micro_run):
     np.testing.assert_allclose(probe.predict(tuned.representations(texts)), stored["prediction"], rtol=0, atol=1e-6)
     # the authors' mistake, base-model activations through tuned SAEs, gives other inputs
     mixed = encoder_of(micro_run, "base", card, probe_saes="tuned")
-    assert np.abs(probe.predict(mixed.representations(texts)) - stored["prediction"]).max() > 1e-3
+    assert np.abs(mixed.representations(texts) - tuned.representations(texts)).max() > 1e-3
 
 
 def test_live_token_rewards_agree_with_the_stage(micro_run):
@@ -154,3 +156,26 @@ def test_lfp_report_prints_the_verdict_record(micro_run, capsys):
     answers = json.loads(capsys.readouterr().out)
     assert [f["text"] for f in answers["findings"]] == [f.text for f in verdict.findings]
     assert main(["status", str(micro_run)]) == 0 and verdict.text() in capsys.readouterr().out
+
+
+def test_the_zero_points_shared_tokens_have_the_same_codes_in_every_element(micro_run):
+    """The shared tokens' target 0 rests on causality: before the substituted word the three
+    versions of a triple are the same text, so the model's codes there are the same in each."""
+    store = RunStore(micro_run)
+    probe, card = load_probe(RunPaths(micro_run).probe)
+    triples = store.read("triples", order_by="triple_id").head(8)
+    tuned = encoder_of(micro_run, "tuned", card)
+    drawn = context_tokens(triples, tuned.tokenizer, card.max_tokens, set(), 4, np.random.default_rng(0))
+    checked = 0
+    for i, shared in enumerate(drawn.texts):
+        if not shared.positions or len(shared.ids) == card.max_tokens:
+            continue  # a window cut at its left end would differ between elements by the words' lengths
+        neutral = tuned.token_codes(shared)
+        for element in ("positive", "negative"):
+            text = triples[f"text_{element}"].iloc[i]
+            ids = tuned.tokenizer(text, add_special_tokens=False)["input_ids"][: len(shared.ids)]
+            assert ids[: max(shared.positions) + 1] == shared.ids[: max(shared.positions) + 1]
+            codes = tuned.token_codes(TokenizedText(ids, []))
+            np.testing.assert_allclose(codes[shared.positions], neutral[shared.positions], atol=1e-5)
+            checked += 1
+    assert checked >= 4

@@ -1,4 +1,5 @@
-"""The serving layer on the real micro run: the playground's numbers are the probe's, the lab's
+"""The serving layer on the real micro run: the playground's numbers are the probe's (its text-level
+implicit reward from the model alone, never from the lexicon), the lab's
 completions are the validate stage's, bad input is refused with a message, and requests running
 at the same time in threads return exactly what they return one at a time."""
 
@@ -10,7 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lfp_engine.probe.implicit_reward import read_text
 from lfp_engine.run.errors import InputError
+from lfp_engine.tuning import lexicon as lexicon_module
+from lfp_engine.tuning import reward as reward_module
+from lfp_engine.tuning.lexicon import word_spans
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention
 from lfp_engine.run.manifest import read_manifest
 from lfp_engine.serving import MAX_PROMPT_CHARS, LiveRun
@@ -41,9 +46,57 @@ def test_a_words_tokens_average_to_the_probe_stages_prediction(live, micro_run):
     fits = [len(live.tokenizer(r.text[:r.end_])["input_ids"]) <= live.max_tokens for r in triple.itertuples()]
     assert sum(fits) >= 3, "no word within the playground's window"
     for row in triple[fits].head(3).itertuples():
-        tokens = live.implicit_reward(row.text).tokens
+        result = live.implicit_reward(row.text)
+        tokens = result.tokens
         inside = tokens[(tokens["start"] < row.end_) & (tokens["end"] > row.start)]
         assert inside["reward"].mean() == pytest.approx(row.prediction, abs=1e-6)
+        word = result.implicit_words.set_index(["start", "end"]).loc[(row.start, row.end_)]
+        assert word["value"] == pytest.approx(row.prediction, abs=1e-6)
+
+
+def test_neutral_words_read_the_probes_zero_point(live, micro_run):
+    """The neutral element of each triple is fit at 0: read live in its text, it stays near 0."""
+    store = RunStore(micro_run)
+    rows = store.query("SELECT t.text_neutral AS text, t.start_neutral AS start, t.end_neutral AS end_, p.prediction "
+                       "FROM triples t JOIN probe_predictions p USING (triple_id) WHERE p.element = 'neutral' "
+                       "ORDER BY t.triple_id")
+    targets = store.query("SELECT avg(abs(target)) AS size FROM probe_predictions WHERE element <> 'neutral'")
+    assert abs(rows["prediction"].mean()) < 0.1 * targets["size"].iloc[0]
+    fits = [len(live.tokenizer(r.text[:r.end_])["input_ids"]) <= live.max_tokens for r in rows.itertuples()]
+    for row in rows[fits].head(3).itertuples():
+        word = live.implicit_reward(row.text).implicit_words.set_index(["start", "end"]).loc[(row.start, row.end_)]
+        assert word["value"] == pytest.approx(row.prediction, abs=1e-6)
+
+
+def test_the_implicit_reward_never_reads_the_lexicon(live, monkeypatch):
+    """Every word counts and the lexicon decides nothing: with the lexicon forbidden the implicit
+    reward is the same, and with another lexicon only the true reward changes."""
+    expected = live.implicit_reward(TEXT)
+    assert expected.implicit_words["word"].tolist() == [w for w, _, _ in word_spans(TEXT)]
+    assert expected.implicit_text_reward == live.reward.aggregate(expected.implicit_words["value"])
+    monkeypatch.setattr(live.reward, "lexicon", {w: -v for w, v in live.reward.lexicon.items()})
+    flipped = live.implicit_reward(TEXT)
+    assert flipped.true_reward == -expected.true_reward != 0
+    assert flipped.implicit_text_reward == expected.implicit_text_reward
+    pd.testing.assert_frame_equal(flipped.implicit_words, expected.implicit_words)
+
+    class Forbidden(dict):
+        def __getitem__(self, word, *default):
+            raise LookupError(f"the lexicon was read for {word!r}")
+
+        get = __contains__ = __getitem__
+
+    def forbidden_lexicon():
+        raise LookupError("the lexicon was read")
+
+    monkeypatch.setattr(live.reward, "lexicon", Forbidden())
+    for module in (lexicon_module, reward_module):
+        monkeypatch.setattr(module, "vader_lexicon", forbidden_lexicon)
+    reader = live.readers["tuned"]
+    reading = read_text(reader.encoder, reader.probe, TEXT, live.reward.aggregate)
+    assert reading.text_reward == expected.implicit_text_reward
+    with pytest.raises(LookupError, match="lexicon was read"):
+        live.implicit_reward(TEXT)  # the true reward does read it: the patch bites
 
 
 def test_playground_answer_beside_the_true_reward_and_the_base_model(live):
@@ -58,6 +111,9 @@ def test_playground_answer_beside_the_true_reward_and_the_base_model(live):
     base = live.implicit_reward(TEXT, model="base")
     assert base.tokens["token"].tolist() == tuned.tokens["token"].tolist()
     assert not np.allclose(base.tokens["reward"], tuned.tokens["reward"])
+    for result in (tuned, base):  # both in the true reward's units: its own formula on the words' values
+        assert result.implicit_text_reward == live.reward.aggregate(result.implicit_words["value"])
+        assert result.implicit_words["word"].tolist() == tuned.words["word"].tolist()
 
 
 def test_long_text_is_read_up_to_the_window_and_says_so(live):

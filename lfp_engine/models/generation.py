@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from lfp_engine.run.config import RunConfig
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import InputError
 
 
@@ -89,14 +90,20 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_prompt_tokens: int) ->
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, min_new_tokens: int = 0,
                        temperature: float = 1.0, batch_size: int = 64, seed: int = 0,
-                       max_length: int | None = None, desc: str = "sample") -> Completions:
-    """One sampled completion per prompt; batch b draws its noise from a generator seeded seed + b."""
+                       max_length: int | None = None, desc: str = "sample", ranks: Ranks = SINGLE) -> Completions:
+    """One sampled completion per prompt; batch b draws its noise from a generator seeded seed + b.
+
+    With several processes (`ranks`) the batches are dealt out and every process gets all the
+    completions back: batch b is the same prompts with the same noise wherever it runs, so the
+    result is one process's."""
     device = next(model.parameters()).device
     window = max_length or getattr(model.config, "max_position_embeddings", 2048)
     prompt_ids = encode_prompts(tokenizer, prompts, max(1, window - max_new_tokens))
-    completions: list[list[int]] = []
+    batches: dict[int, list[list[int]]] = {}
     starts = range(0, len(prompt_ids), batch_size)
     for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", leave=False)):
+        if not ranks.owns(b):
+            continue
         chunk = prompt_ids[start : start + batch_size]
         ids, mask = _left_padded(tokenizer, chunk, device)
         noise = GumbelSampling(temperature, torch.Generator().manual_seed(seed + b))
@@ -106,11 +113,13 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, max_new_toke
             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         )
+        batches[b] = []
         for row in out[:, ids.shape[1]:].tolist():
             # Cut at the first EOS (kept out of the text) and drop padding after it.
             if tokenizer.eos_token_id in row:
                 row = row[: row.index(tokenizer.eos_token_id)]
-            completions.append(row)
+            batches[b].append(row)
+    completions = [row for batch in ranks.merged(batches) for row in batch]
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
     return Completions(list(prompts), prompt_ids, completions, texts)
 

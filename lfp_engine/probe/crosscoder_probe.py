@@ -24,6 +24,7 @@ from lfp_engine.probe.linear import LinearProbe, fit
 from lfp_engine.probe.agreement import agreement_rows, measure_agreement
 from lfp_engine.probe.measures import measure, metrics_frame
 from lfp_engine.probe.triples import ELEMENTS
+from lfp_engine.probe.zero_point import ContextTokens
 from lfp_engine.probe.words import WordSet, stratified_resamples
 from lfp_engine.sae.activations import mlp_outputs, pad_batch
 from lfp_engine.sae.crosscoder import Crosscoder
@@ -72,20 +73,13 @@ def sample_triples(triples: pd.DataFrame, limit: int, rng: np.random.Generator) 
     return triples.iloc[np.sort(rng.choice(len(triples), size=limit, replace=False))].reset_index(drop=True)
 
 
-def largest_value(triples: pd.DataFrame, kind: str) -> float:
-    """The reward's largest |value| in the triples (word triples), onto which the largest activation
-    delta is scaled (`dataset.target_scale`); 1 for text triples."""
-    if kind != "word":
-        return 1.0
-    return float(np.nanmax(np.abs(triples[["value_positive", "value_negative"]].to_numpy(dtype=float))))
-
-
 def fit_crosscoder_probe(encoder: CrosscoderEncoder, texts: Mapping[str, list[TokenizedText]], triples: pd.DataFrame,
-                         kind: str, reward_max: float, folds: int, n_bootstrap: int, seed: int) -> CrosscoderProbe:
+                         kind: str, folds: int, n_bootstrap: int, seed: int) -> CrosscoderProbe:
     """Encode the triples' elements through the crosscoders, fit the probe as the paper's is fit, and
     measure it on the held-out words (or texts) the same way."""
     encoded = {e: encoder.representations(texts[e], desc=f"encode crosscoder {e}") for e in ELEMENTS}
-    data = build_dataset(encoded, triples, kind, reward_max)
+    # Read at substituted words only (never token by token), so the neutral word alone anchors it.
+    data = build_dataset(encoded, triples, kind, ContextTokens.none())
     # Latents silent on every training row get weight 0 from either fit whatever else happens (their
     # centred column is zero), so they are left out of the fit and given 0: the same probe, fit faster.
     live = data.X[data.train].any(axis=0)

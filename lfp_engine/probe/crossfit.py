@@ -19,7 +19,6 @@ from sklearn.model_selection import GroupKFold
 
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.ridge import RidgeSolver
-from lfp_engine.probe.words import scored
 from lfp_engine.run.errors import InputError
 
 WORD_VALUE_COLUMNS = ["word", "model", "split", "polarity", "lexicon_value", "value", "ci_low", "ci_high",
@@ -30,12 +29,12 @@ WORD_VALUE_COLUMNS = ["word", "model", "split", "polarity", "lexicon_value", "va
 def crossfit_predictions(data: ProbeDataset, alpha: float, n_folds: int) -> np.ndarray:
     """Each lexicon-word row predicted by a ridge (at `alpha`) fit without any row of its word; NaN
     on rows that carry no lexicon word."""
-    rows = np.flatnonzero(scored(data))
+    rows = np.flatnonzero(data.scored)
     words = data.word[rows].astype(str)
     folds = min(n_folds, len(np.unique(words)))
     if folds < 2:
         raise InputError("cross-fitting per-word values needs at least two different words")
-    always = np.flatnonzero(~scored(data))
+    always = np.flatnonzero(~data.scored)
     out = np.full(len(data.target), np.nan)
     for keep, held in GroupKFold(n_splits=folds).split(rows, groups=words):
         fit_rows = np.concatenate([rows[keep], always])
@@ -46,7 +45,7 @@ def crossfit_predictions(data: ProbeDataset, alpha: float, n_folds: int) -> np.n
 
 def prediction_rows(data: ProbeDataset, predictions: np.ndarray) -> pd.DataFrame:
     """The lexicon-word rows of `data` with their cross-fitted prediction, keyed by (triple_id, element)."""
-    rows = np.flatnonzero(scored(data))
+    rows = np.flatnonzero(data.scored)
     return pd.DataFrame({"triple_id": data.triple_id[rows], "element": data.element[rows],
                          "word": data.word[rows].astype(str), "split": data.split[rows],
                          "polarity": data.element[rows], "lexicon_value": data.lexicon_value[rows],

@@ -18,7 +18,7 @@ exactly its value on the word's A(x).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfp_engine.sae.activations import mlp_outputs, pad_batch
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 
@@ -94,13 +95,14 @@ class Encoder:
     """A model and one SAE per chosen layer: token texts in, concatenated codes out.
 
     Without SAEs (`saes=None`) the representation is the raw MLP outputs, the probe's
-    no-SAE baseline.
+    no-SAE baseline. With several processes (`ranks`), `representations` deals its batches out
+    among them and hands every process all the rows.
     """
 
     def __init__(self, model: nn.Module, tokenizer, layers: Sequence[int],
                  saes: Mapping[int, SparseAutoencoder] | None, bos_token_id: int | None, max_tokens: int,
-                 batch_size: int = 32):
-        self.model, self.tokenizer = model, tokenizer
+                 batch_size: int = 32, ranks: Ranks = SINGLE):
+        self.model, self.tokenizer, self.ranks = model, tokenizer, ranks
         self.layers = sorted(layers)
         self.saes = saes
         if saes is not None and set(saes) != set(self.layers):
@@ -109,7 +111,7 @@ class Encoder:
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
-        d_model = model.get_input_embeddings().weight.shape[1]
+        self.d_model = d_model = model.get_input_embeddings().weight.shape[1]
         widths = [saes[layer].d_sae for layer in self.layers] if saes is not None else [d_model] * len(self.layers)
         self.layout = CodeLayout(tuple(self.layers), tuple(widths))
 
@@ -129,22 +131,54 @@ class Encoder:
         codes, _ = self._codes([text.ids])
         return codes[0, : len(text.ids)].cpu().numpy().astype(np.float64)
 
+    def _per_text(self, texts: Sequence[TokenizedText], desc: str) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(index, codes [positions, D], raw MLP outputs [positions, L*d]) of each text at its positions,
+        from forward passes over batches of texts of similar length. Batch k is the same texts wherever
+        it is encoded; with several processes (`ranks`) this process encodes only the batches it owns."""
+        order = np.argsort([len(t.ids) for t in texts], kind="stable")
+        starts = range(0, len(order), self.batch_size)
+        for k, start in enumerate(tqdm(starts, desc=desc, unit="batch", mininterval=1, leave=False)):
+            if not self.ranks.owns(k):
+                continue
+            chunk = order[start:start + self.batch_size]
+            codes, raw = self._codes([texts[i].ids for i in chunk])
+            for row, i in enumerate(chunk):
+                yield int(i), codes[row, texts[i].positions].double(), raw[row, texts[i].positions].double()
+
+    def _filled(self, n_rows: int, with_raw: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Zeroed outputs of `n_rows` rows: codes, and raw MLP outputs when asked for."""
+        raw = np.zeros((n_rows, len(self.layers) * self.d_model)) if with_raw else None
+        return np.zeros((n_rows, self.layout.total)), raw
+
     def representations(self, texts: Sequence[TokenizedText], desc: str = "encode",
                         with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """A(x) for each text: the mean code over its positions, [n, D] float64. With `with_raw`,
         also the mean raw MLP outputs [n, L*d] from the same forward passes (the no-SAE baseline)."""
-        out = np.zeros((len(texts), self.layout.total), dtype=np.float64)
-        raw_out = None
-        order = np.argsort([len(t.ids) for t in texts], kind="stable")
-        for start in tqdm(range(0, len(order), self.batch_size), desc=desc, unit="batch", mininterval=1, leave=False):
-            chunk = order[start:start + self.batch_size]
-            codes, raw = self._codes([texts[i].ids for i in chunk])
-            if with_raw and raw_out is None:
-                raw_out = np.zeros((len(texts), raw.shape[-1]), dtype=np.float64)
-            for row, i in enumerate(chunk):
-                out[i] = codes[row, texts[i].positions].double().mean(0).cpu().numpy()
-                if with_raw:
-                    raw_out[i] = raw[row, texts[i].positions].double().mean(0).cpu().numpy()
+        out, raw_out = self._filled(len(texts), with_raw)
+        for i, codes, raw in self._per_text(texts, desc):
+            out[i] = codes.mean(0).cpu().numpy()
+            if raw_out is not None:
+                raw_out[i] = raw.mean(0).cpu().numpy()
+        return self._gathered(out, raw_out)
+
+    def position_codes(self, texts: Sequence[TokenizedText], desc: str = "encode tokens",
+                       with_raw: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The code at each position of each text, one row per position, texts in order:
+        [sum of positions, D] float64 (with `with_raw`, also the raw MLP outputs)."""
+        offsets = np.concatenate([[0], np.cumsum([len(t.positions) for t in texts])]).astype(int)
+        out, raw_out = self._filled(int(offsets[-1]), with_raw)
+        for i, codes, raw in self._per_text(texts, desc):
+            out[offsets[i]:offsets[i + 1]] = codes.cpu().numpy()
+            if raw_out is not None:
+                raw_out[offsets[i]:offsets[i + 1]] = raw.cpu().numpy()
+        return self._gathered(out, raw_out)
+
+    def _gathered(self, out: np.ndarray, raw_out: np.ndarray | None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Each row was filled by the one process that encoded its batch (zeros elsewhere): summed over
+        the processes, so every process holds every row; refused when the model overflowed."""
+        self.ranks.sum_(out)
+        if raw_out is not None:
+            self.ranks.sum_(raw_out)
         if not np.isfinite(out).all():
             raise InputError("the codes contain NaN or infinite values; the model overflows in its dtype")
-        return (out, raw_out) if with_raw else out
+        return out if raw_out is None else (out, raw_out)

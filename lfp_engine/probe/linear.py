@@ -1,10 +1,15 @@
 """The linear probe on the implicit reward, and its untrained and shuffled baselines (paper 3.3, 4.1).
 
-VADER task: a ridge regression from A(x) to the activation delta (`dataset.py`); its strength is
-chosen by cross-validation in which the folds are groups of *words* (a fold never contains a word
-the model was fit on), so the chosen strength is the one that generalises to unseen words, which
-is what the test split then measures. Preference tasks: logistic regression separating A(x+) from
-A(x-), its strength chosen with a text's two rewrites kept in one fold.
+VADER task: a ridge regression from A(x) to the activation delta (`dataset.py`), its zero point
+(the neutral elements and tokens the elements share, at 0) among its rows; its strength is chosen
+by cross-validation in which the folds are groups of *words* (a fold never contains a word the
+model was fit on), so the chosen strength is the one that generalises to unseen words, which is
+what the test split then measures. A neutral word is a group of its own, not its triple's: one
+neutral word fills many triples, and grouping it with each triple's words would put it in the
+folds that fit and in the fold that scores at once, rewarding a probe that memorises the neutral
+words instead of one whose zero point holds on words it never saw (every token of a typed text
+is such a word). Preference tasks: logistic regression separating A(x+) from A(x-), its strength
+chosen with a text's two rewrites kept in one fold.
 
 Baselines on the same data: an untrained probe with Xavier-uniform weights (the paper's) and the
 probe refit to shuffled targets (what fitting alone can find). How the predictions are measured
@@ -53,22 +58,27 @@ def _check(X: np.ndarray, y: np.ndarray) -> None:
 
 
 def fit_regression(X: np.ndarray, y: np.ndarray, groups: Sequence[str], alphas: Sequence[float] = DEFAULT_ALPHAS,
-                   n_folds: int = 5) -> LinearProbe:
-    """Ridge regression, its alpha chosen by cross-validation over groups (words)."""
+                   n_folds: int = 5, anchor: np.ndarray | None = None) -> LinearProbe:
+    """Ridge regression, its alpha chosen by cross-validation over groups (words). With `anchor`
+    (the zero point's rows), the held-out error is the mean squared error of the lexicon-word rows
+    plus that of the anchor rows: each kind counts once however many anchor rows there are, so the
+    zero point cannot buy a strength that reads every word as 0."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     _check(X, y)
     groups = np.asarray(groups)
+    kinds = np.zeros(len(y), dtype=np.int64) if anchor is None else np.asarray(anchor, dtype=bool).astype(np.int64)
     folds = min(n_folds, len(np.unique(groups)))
     if folds < 2:
         raise InputError("cross-validating the probe needs triples of at least two different words")
     errors = []
     for alpha in alphas:
-        sse = 0.0
+        sse = np.zeros(2)
         for train, held in GroupKFold(n_splits=folds).split(X, y, groups):
             model = Ridge(alpha=alpha).fit(X[train], y[train])
-            sse += float(np.sum((model.predict(X[held]) - y[held]) ** 2))
-        errors.append(sse)
+            sse += np.bincount(kinds[held], weights=(model.predict(X[held]) - y[held]) ** 2, minlength=2)
+        counts = np.bincount(kinds, minlength=2)
+        errors.append(float(np.sum(sse[counts > 0] / counts[counts > 0])))
     best = float(alphas[int(np.argmin(errors))])
     model = Ridge(alpha=best).fit(X, y)
     return LinearProbe(weights=model.coef_.astype(np.float64), intercept=float(model.intercept_), alpha=best)
@@ -104,25 +114,34 @@ def xavier_probe(n_inputs: int, rng: np.random.Generator) -> LinearProbe:
     return LinearProbe(weights=rng.uniform(-bound, bound, size=n_inputs), intercept=0.0)
 
 
-def shuffled_probe(X: np.ndarray, y: np.ndarray, groups: Sequence[str], rng: np.random.Generator) -> LinearProbe:
-    """The same probe fit to targets shuffled across examples: what fitting alone can find."""
-    return fit_regression(X, rng.permutation(np.asarray(y)), groups)
+def shuffled_probe(X: np.ndarray, y: np.ndarray, groups: Sequence[str], rng: np.random.Generator,
+                   among: np.ndarray | None = None) -> LinearProbe:
+    """The same probe fit to targets shuffled across examples (the rows `among`, all by default; the
+    others keep theirs): what fitting alone can find."""
+    y = np.array(y, dtype=np.float64)
+    rows = np.arange(len(y)) if among is None else np.flatnonzero(among)
+    y[rows] = y[rng.permutation(rows)]
+    return fit_regression(X, y, groups, anchor=None if among is None else ~np.asarray(among, dtype=bool))
 
 
 def fit(data: ProbeDataset, folds: int) -> LinearProbe:
-    """The regression probe (grouped by word) or the logistic probe (grouped by triple)."""
-    train = data.train
+    """The regression probe (grouped by word, neutral anchors included) or the logistic probe
+    (grouped by triple)."""
+    train = data.fitted
     if data.kind == "text":
         return fit_logistic(data.X[train], data.target[train], groups=data.triple_id[train], n_folds=folds)
-    return fit_regression(data.X[train], data.target[train], data.word[train], n_folds=folds)
+    return fit_regression(data.X[train], data.target[train], data.word[train], n_folds=folds,
+                          anchor=~data.scored[train])
 
 
 def baselines(data: ProbeDataset, rng: np.random.Generator, folds: int) -> dict[str, LinearProbe]:
-    """The paper's untrained Xavier probe, and the probe refit to shuffled targets."""
-    train = data.train
+    """The paper's untrained Xavier probe, and the probe refit, on the same rows, to shuffled targets
+    (word triples: the lexicon words' targets shuffled among themselves, the zero point's rows kept
+    at 0, as in the permutation null, `nulls.py`)."""
+    train = data.fitted
     if data.kind == "text":
         shuffled = fit_logistic(data.X[train], rng.permutation(data.target[train]), groups=data.triple_id[train],
                                 n_folds=folds)
     else:
-        shuffled = shuffled_probe(data.X[train], data.target[train], data.word[train], rng)
+        shuffled = shuffled_probe(data.X[train], data.target[train], data.word[train], rng, data.scored[train])
     return {"xavier": xavier_probe(data.X.shape[1], rng), "shuffled": shuffled}

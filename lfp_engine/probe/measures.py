@@ -4,7 +4,8 @@ Predictions of a fitted probe (`linear.py`) on its dataset (`dataset.py`) become
 the paper's section 4.1: per-word implicit values against the lexicon (tables 2, 9; figure 4),
 sign agreement (table 5), error, and for the preference tasks the held-out accuracy of a logistic
 probe (table 3) and a PCA of its inputs (figure 5). Every measure is computed on the test split:
-words (or texts) whose triples the probe never saw. A word's implicit value is the mean of the
+words (or texts) whose triples the probe never saw, and on the positive and negative elements
+only (neutral rows are the probe's zero point, not lexicon words). A word's implicit value is the mean of the
 probe's predictions over the triples that contain it. Kendall's tau on the test words (tables 4
 and 10), with its intervals, nulls and the tuned-minus-base difference, is `agreement.py`'s; it
 correlates values (the authors' notebook once ranked token strings alphabetically).
@@ -25,7 +26,6 @@ from torch import nn
 from lfp_engine.models.generation import Sampling, sample_completions
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.kendall import tau_b
-from lfp_engine.probe.words import scored
 from lfp_engine.run.errors import InputError
 from lfp_engine.tuning.lexicon import word_tokens
 
@@ -71,7 +71,7 @@ def sign_agreement(truth: np.ndarray, estimate: np.ndarray) -> float:
 def lexicon_values(data: ProbeDataset, prediction: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
     """word, lexicon_value, probe_value (mean prediction over its examples), n_examples, of the
     lexicon words among the rows `mask` selects."""
-    mask = mask & scored(data)
+    mask = mask & data.scored
     values = word_values(prediction[mask], data.word[mask])
     counts = pd.Series(data.word[mask]).value_counts()
     truth = pd.Series(data.lexicon_value[mask], index=data.word[mask]).groupby(level=0).first()
@@ -110,7 +110,7 @@ def measure(variant: str, data: ProbeDataset, prediction: np.ndarray) -> list[Me
         rows.append(MetricRow(variant, subset, "mae", float(np.abs(estimate - truth).mean()), len(table)))
         if subset == "train":
             rows.append(MetricRow(variant, subset, "kendall_tau", float(tau_b(truth, estimate)[0]), len(table)))
-        fitted = mask & scored(data)
+        fitted = mask & data.scored
         residual = data.target[fitted] - prediction[fitted]
         spread = data.target[fitted] - data.target[fitted].mean()
         rows.append(MetricRow(variant, subset, "r2", float(1 - (residual @ residual) / (spread @ spread)),
@@ -139,7 +139,7 @@ def word_counts(texts: Iterable[str]) -> Counter[str]:
 def lexicon_comparison(data: ProbeDataset, prediction: np.ndarray, words: pd.DataFrame, tuned_counts: Counter[str],
                        base_counts: Counter[str]) -> pd.DataFrame:
     """One row per word of the triples: the reconstructed lexicon (tables 2 and 9, figure 4)."""
-    table = lexicon_values(data, prediction, np.ones(len(prediction), bool))
+    table = lexicon_values(data, prediction, data.scored)
     table = table.merge(words[["word", "split", "polarity", "role"]], on="word", how="left")
     table["abs_error"] = (table["probe_value"] - table["lexicon_value"]).abs()
     table["generation_count"] = [tuned_counts.get(w, 0) for w in table["word"]]
@@ -149,10 +149,12 @@ def lexicon_comparison(data: ProbeDataset, prediction: np.ndarray, words: pd.Dat
 
 
 def pca_frame(data: ProbeDataset, max_rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Two principal components of the probe's inputs (figure 5), on a seeded sample of rows."""
-    if len(data.X) < 3:
+    """Two principal components of the probe's positive and negative inputs (figure 5), on a seeded
+    sample of rows."""
+    rows = np.flatnonzero(data.scored)
+    if len(rows) < 3:
         raise InputError("too few probe inputs for a PCA")
-    keep = np.sort(rng.permutation(len(data.X))[:max_rows])
+    keep = np.sort(rng.permutation(rows)[:max_rows])
     pcs = PCA(n_components=2, random_state=0).fit_transform(data.X[keep])
     return pd.DataFrame({"triple_id": data.triple_id[keep], "element": data.element[keep],
                          "split": data.split[keep], "label": data.target[keep] if data.kind == "text" else

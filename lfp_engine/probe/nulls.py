@@ -27,7 +27,7 @@ import numpy as np
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.kendall import word_taus
 from lfp_engine.probe.ridge import RidgeSolver
-from lfp_engine.probe.words import WordSet, scored
+from lfp_engine.probe.words import WordSet
 
 NULL_BATCH = 200
 """Shuffled target vectors solved at once (bounds memory: rows x batch floats)."""
@@ -76,9 +76,9 @@ def permutation_null(data: ProbeDataset, alpha: float, words: WordSet, n_permuta
                      rng: np.random.Generator) -> NullDistribution:
     """The measures of `words` (the test words) for `n_permutations` probes refit, at `alpha`, to
     training targets shuffled between words."""
-    fit_rows = np.flatnonzero(data.train)
+    fit_rows = np.flatnonzero(data.fitted)
     solver = RidgeSolver(data.X[fit_rows], alpha)
-    carries_word = scored(data)[fit_rows]
+    carries_word = data.scored[fit_rows]
     test_inputs = data.X[words.rows]
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_permutations, NULL_BATCH):

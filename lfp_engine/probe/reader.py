@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.probe.card import ProbeCard, load_probe
 from lfp_engine.probe.encoding import Encoder
 from lfp_engine.probe.linear import LinearProbe
@@ -41,9 +42,10 @@ def probe_dictionaries(saes_folder: Path, layers: Sequence[int], model: str = "t
 
 
 def probe_encoder(model: nn.Module, tokenizer, saes: Mapping[int, SparseAutoencoder], bos_token_id: int | None,
-                  max_tokens: int, batch_size: int = 32) -> Encoder:
-    """The encoder of A(x): `model`'s MLP outputs at the SAEs' layers, through the SAEs."""
-    return Encoder(model, tokenizer, sorted(saes), dict(saes), bos_token_id, max_tokens, batch_size)
+                  max_tokens: int, batch_size: int = 32, ranks: Ranks = SINGLE) -> Encoder:
+    """The encoder of A(x): `model`'s MLP outputs at the SAEs' layers, through the SAEs (its batches
+    dealt out among several processes, if `ranks` says there are)."""
+    return Encoder(model, tokenizer, sorted(saes), dict(saes), bos_token_id, max_tokens, batch_size, ranks)
 
 
 @dataclass

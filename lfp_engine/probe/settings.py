@@ -54,6 +54,10 @@ class ProbeSettings:
     """Held-out prompts the tuned and base models complete to count how often they write each word."""
     max_pca_rows: int = 4000
     """Points kept in the stored PCA of the probe's inputs (figure 5)."""
+    neutral_tokens_per_triple: int = 8
+    """Word triples: tokens drawn from the text each triple's elements share before its neutral word,
+    fit at target 0 beside the neutral word (their delta is 0: the probe's zero point, which reading
+    it at every token needs). 0 keeps the neutral word alone; more rows cost fitting time."""
 
     def __post_init__(self) -> None:
         require(2 <= self.cv_folds <= 20, "setting probe.cv_folds: must be between 2 and 20")
@@ -62,3 +66,4 @@ class ProbeSettings:
         require(self.batch_size >= 1, "setting probe.batch_size: must be at least 1")
         require(self.n_generation_prompts >= 1, "setting probe.n_generation_prompts: must be at least 1")
         require(self.max_pca_rows >= 10, "setting probe.max_pca_rows: must be at least 10")
+        require(self.neutral_tokens_per_triple >= 0, "setting probe.neutral_tokens_per_triple: cannot be negative")

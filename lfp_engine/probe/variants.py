@@ -31,6 +31,7 @@ from lfp_engine.probe.measures import MetricRow, measure, metrics_frame, sign_ag
 from lfp_engine.probe.nulls import permutation_null, polarity_only_values
 from lfp_engine.probe.settings import ProbeSettings
 from lfp_engine.probe.triples import ELEMENTS
+from lfp_engine.probe.zero_point import ContextTokens
 from lfp_engine.probe.words import WordSet, stratified_resamples
 from lfp_engine.run.errors import InputError
 
@@ -49,18 +50,22 @@ def tokenized_elements(triples: pd.DataFrame, kind: str, tokenizer,
 
 
 def encode_variants(encoders: Mapping[str, Encoder], texts: Mapping[str, list[TokenizedText]],
-                    triples: pd.DataFrame, kind: str, reward_max: float) -> dict[str, ProbeDataset]:
+                    triples: pd.DataFrame, kind: str, context: ContextTokens | None) -> dict[str, ProbeDataset]:
     """The dataset of every variant that needs a forward pass: 'sae' and 'raw_mlp' from the tuned
-    model's encoder (one pass gives both), 'base_model' from the base model's."""
+    model's encoder (one pass gives both), 'base_model' from the base model's; word triples also
+    encode the `context` tokens of their zero point, at the same positions for every model."""
     datasets: dict[str, ProbeDataset] = {}
     for variant, encoder in encoders.items():
         model = MODEL_OF_VARIANT[variant]
         tuned = variant == "sae"
         encoded = {e: encoder.representations(texts[e], desc=f"encode {model} {e}", with_raw=tuned) for e in ELEMENTS}
+        if context is not None:
+            encoded["context"] = encoder.position_codes(context.texts, desc=f"encode {model} shared tokens",
+                                                        with_raw=tuned)
         if tuned:
-            datasets["raw_mlp"] = build_dataset({e: raw for e, (_, raw) in encoded.items()}, triples, kind, reward_max)
+            datasets["raw_mlp"] = build_dataset({e: raw for e, (_, raw) in encoded.items()}, triples, kind, context)
             encoded = {e: codes for e, (codes, _) in encoded.items()}
-        datasets[variant] = build_dataset(encoded, triples, kind, reward_max)
+        datasets[variant] = build_dataset(encoded, triples, kind, context)
     return datasets
 
 
@@ -90,11 +95,13 @@ class ProbeFits:
         return pd.DataFrame(keys, columns=["layer", "dict_size", "feature"]).assign(weight=self.probes["sae"].weights)
 
     def predictions_table(self) -> pd.DataFrame:
-        """`probe_predictions`: the probe's prediction for every row of its data."""
+        """`probe_predictions`: the probe's prediction at every triple's substituted word, for each of
+        its elements (the shared tokens of its zero point are not stored)."""
         main = self.main
-        return pd.DataFrame({"triple_id": main.triple_id, "element": main.element, "split": main.split,
-                             "word": main.word, "lexicon_value": main.lexicon_value, "target": main.target,
-                             "prediction": self.predictions["sae"]})
+        rows = main.at_word
+        return pd.DataFrame({"triple_id": main.triple_id[rows], "element": main.element[rows], "split": main.split[rows],
+                             "word": main.word[rows], "lexicon_value": main.lexicon_value[rows],
+                             "target": main.target[rows], "prediction": self.predictions["sae"][rows]})
 
 
 def word_agreement(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],

@@ -2,8 +2,8 @@
 
 A word's implicit value is the mean of the probe's predictions over the triple elements that
 substitute it (tables 2 and 9). Only the positive and negative elements carry a lexicon word; a
-dataset may also hold other rows (the neutral element at target 0, as the probe's zero point),
-which are fitted on but never measured. Intervals come from resampling words, within each
+dataset also holds rows at target 0, the probe's zero point (the neutral element and tokens the
+elements share, `dataset.py`), which are fitted on but never measured. Intervals come from resampling words, within each
 polarity separately, so every resample keeps the same numbers of positive and negative words and
 the within-polarity measures stay defined.
 """
@@ -16,14 +16,6 @@ import numpy as np
 
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.run.errors import InputError
-
-SCORED_ELEMENTS = ("positive", "negative")
-"""Triple elements whose word is a lexicon word: the rows every measure reads."""
-
-
-def scored(data: ProbeDataset) -> np.ndarray:
-    """Rows of lexicon words (the positive and negative elements)."""
-    return np.isin(data.element, SCORED_ELEMENTS)
 
 
 @dataclass(frozen=True)
@@ -43,7 +35,7 @@ class WordSet:
     @classmethod
     def of(cls, data: ProbeDataset, mask: np.ndarray) -> WordSet:
         """The words of the scored rows selected by `mask` (e.g. `data.test`), sorted."""
-        rows = np.flatnonzero(mask & scored(data))
+        rows = np.flatnonzero(mask & data.scored)
         if len(rows) == 0:
             raise InputError("no lexicon-word rows to measure the probe on")
         words, index = np.unique(data.word[rows].astype(str), return_inverse=True)

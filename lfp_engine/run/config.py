@@ -25,6 +25,7 @@ from lfp_engine.run.errors import ConfigError
 from lfp_engine.run.fields import field_docs, require, type_text
 from lfp_engine.run.overrides import merge, typed_layer
 from lfp_engine.run.presets import PRESETS
+from lfp_engine.run.settings import DistributedSettings
 from lfp_engine.run.tasks import TASKS, TaskName, task_spec
 from lfp_engine.sae.settings import ActivationSettings, CrosscoderSettings, FeatureSettings, SaeSettings
 from lfp_engine.tuning.settings import (DivergenceSettings, DpoSettings, EvaluationSettings, RewardSettings,
@@ -85,6 +86,8 @@ class RunConfig:
     """What tuning taught the model to write, word by word (stage `behaviour`)."""
     llm: LlmSettings = field(default_factory=LlmSettings)
     """The LLM endpoint, if any (stages `contrastive` and `explain`)."""
+    distributed: DistributedSettings = field(default_factory=DistributedSettings)
+    """How the stages share their work among several processes (no stage's results depend on it)."""
 
     def __post_init__(self) -> None:
         require(self.preset in PRESETS, f"setting preset: unknown preset {self.preset!r}; "

@@ -33,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfp_engine.models.architecture import anatomy
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import InputError, StageOrderError
 from lfp_engine.models.hooks import capture_mlp_outputs
 from lfp_engine.sae.settings import ActivationSettings
@@ -146,10 +147,14 @@ def mlp_outputs(model: nn.Module, layers: list[int], input_ids: torch.Tensor,
 
 
 class _ShardWriter:
-    """Buffers captured rows and writes them a shard at a time."""
+    """Buffers captured rows and writes them a shard at a time; keeps the index of every row.
 
-    def __init__(self, folder: Path, layers: list[int], shard_rows: int):
-        self.folder, self.layers, self.shard_rows = folder, layers, shard_rows
+    With several processes each writes the shards it owns (`Ranks.owns(shard)`) and skips the
+    forward passes of the others; where a shard ends depends only on the token counts, which every
+    process knows, so all of them number the shards and index the rows alike."""
+
+    def __init__(self, folder: Path, layers: list[int], shard_rows: int, ranks: Ranks = SINGLE):
+        self.folder, self.layers, self.shard_rows, self.ranks = folder, layers, shard_rows, ranks
         self.buffer: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
         self.meta: list[np.ndarray] = []
         self.buffered = 0
@@ -157,10 +162,17 @@ class _ShardWriter:
         self.n_shards = 0
         self.n_rows = 0
 
-    def add(self, rows: dict[int, torch.Tensor], text_ids: np.ndarray, positions: np.ndarray,
+    @property
+    def owns_current(self) -> bool:
+        """Whether the shard that the next batch joins is this process's to compute and write."""
+        return self.ranks.owns(self.n_shards)
+
+    def add(self, rows: dict[int, torch.Tensor] | None, text_ids: np.ndarray, positions: np.ndarray,
             token_ids: np.ndarray) -> None:
-        for layer in self.layers:
-            self.buffer[layer].append(rows[layer])
+        """A batch's rows (None for a batch of a shard another process writes) and its index columns."""
+        if rows is not None:
+            for layer in self.layers:
+                self.buffer[layer].append(rows[layer])
         self.meta.append(np.stack([text_ids, positions, token_ids]))
         self.buffered += len(text_ids)
         if self.buffered >= self.shard_rows:
@@ -169,8 +181,9 @@ class _ShardWriter:
     def flush(self) -> None:
         if not self.buffered:
             return
-        tensors = {layer_key(layer): torch.cat(self.buffer[layer]).contiguous() for layer in self.layers}
-        save_file(tensors, str(self.folder / shard_name(self.n_shards)))
+        if self.buffer[self.layers[0]]:
+            tensors = {layer_key(layer): torch.cat(self.buffer[layer]).contiguous() for layer in self.layers}
+            save_file(tensors, str(self.folder / shard_name(self.n_shards)))
         text_ids, positions, token_ids = np.concatenate(self.meta, axis=1)
         self.index.append(pd.DataFrame({
             "row": np.arange(self.n_rows, self.n_rows + self.buffered, dtype=np.int64),
@@ -187,14 +200,33 @@ class _ShardWriter:
         self.buffered = 0
 
 
+def _batch_rows(model: nn.Module, layers: list[int], batch: list[tuple[int, list[int]]], pad_token_id: int,
+                bos_token_id: int | None, device: torch.device) -> dict[int, torch.Tensor]:
+    """{layer: the text tokens' MLP outputs [rows, d], float32 on the CPU} of one batch; refuses a
+    non-finite activation (a model that overflows, e.g. in float16, must not train SAEs on NaN)."""
+    ids, attention, text = pad_batch([seq for _, seq in batch], pad_token_id, bos_token_id, device)
+    outputs = mlp_outputs(model, layers, ids, attention)
+    rows = {}
+    for layer in layers:
+        selected = outputs[layer][text].float()
+        if not torch.isfinite(selected).all():
+            raise InputError(f"the MLP output of layer {layer} has NaN or infinite values (texts "
+                             f"{[t for t, _ in batch][:5]}...); the model overflows in dtype "
+                             f"{outputs[layer].dtype}: use world.dtype=float32")
+        rows[layer] = selected.cpu()
+    return rows
+
+
 def capture_activations(model: nn.Module, sequences: Iterable[tuple[int, list[int]]], layers: list[int],
                         folder: Path, *, pad_token_id: int, bos_token_id: int | None, batch_size: int,
-                        shard_rows: int, model_name: str, n_expected: int | None = None) -> ActivationSetInfo:
+                        shard_rows: int, model_name: str, n_expected: int | None = None,
+                        ranks: Ranks = SINGLE) -> ActivationSetInfo:
     """Run `model` over `sequences` ((text_id, token ids) pairs) and write an activation set into `folder`.
 
-    One forward pass per batch captures all `layers`; only text tokens become rows. Raises
-    `InputError` for a layer out of range, no tokens, or a non-finite activation (a model that
-    overflows, e.g. float16, must not silently train SAEs on NaN).
+    One forward pass per batch captures all `layers`; only text tokens become rows. With several
+    processes (`ranks`), each runs the batches of the shards it owns and writes those shards, and
+    rank 0 writes the index and the info: the same files one process writes. Raises `InputError`
+    for a layer out of range, no tokens, or a non-finite activation.
     """
     a = anatomy(model)
     layers = sorted(set(layers))
@@ -203,22 +235,13 @@ def capture_activations(model: nn.Module, sequences: Iterable[tuple[int, list[in
         raise InputError(f"layer index {bad} out of range: the model has layers 0..{a.n_layers - 1}")
     folder.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
-    writer = _ShardWriter(folder, layers, shard_rows)
+    writer = _ShardWriter(folder, layers, shard_rows, ranks)
     d_model = 0
     offset = 0 if bos_token_id is None else 1
     progress = tqdm(total=n_expected, desc="capture", unit="tok", mininterval=1, leave=False)
     for batch in length_sorted_batches(sequences, batch_size):
-        ids, attention, text = pad_batch([seq for _, seq in batch], pad_token_id, bos_token_id, device)
-        outputs = mlp_outputs(model, layers, ids, attention)
-        rows = {}
-        for layer in layers:
-            selected = outputs[layer][text].float()
-            if not torch.isfinite(selected).all():
-                raise InputError(f"the MLP output of layer {layer} has NaN or infinite values (texts "
-                                 f"{[t for t, _ in batch][:5]}...); the model overflows in dtype "
-                                 f"{outputs[layer].dtype}: use world.dtype=float32")
-            rows[layer] = selected.cpu()
-        d_model = rows[layers[0]].shape[1]
+        rows = _batch_rows(model, layers, batch, pad_token_id, bos_token_id, device) if writer.owns_current else None
+        d_model = rows[layers[0]].shape[1] if rows is not None else d_model
         lengths = [len(seq) for _, seq in batch]
         text_ids = np.repeat([t for t, _ in batch], lengths)
         positions = np.concatenate([np.arange(n) for n in lengths])
@@ -229,13 +252,14 @@ def capture_activations(model: nn.Module, sequences: Iterable[tuple[int, list[in
     writer.flush()
     if writer.n_rows == 0:
         raise InputError("no tokens to capture: the texts are empty")
-    pd.concat(writer.index, ignore_index=True).to_parquet(folder / INDEX, index=False)
     info = ActivationSetInfo(layers=layers, hook_names={str(layer): a.mlp_path(layer) for layer in layers},
-                             d_model=d_model, n_rows=writer.n_rows, n_shards=writer.n_shards, model=model_name,
-                             bos_token_id=bos_token_id if offset else None)
-    (folder / INFO).write_text(json.dumps(asdict(info), indent=2), encoding="utf-8")
-    log.info("captured %d rows x %d layers (d=%d) in %d shards into %s", info.n_rows, len(layers), d_model,
-             info.n_shards, folder)
+                             d_model=ranks.broadcast(d_model), n_rows=writer.n_rows, n_shards=writer.n_shards,
+                             model=model_name, bos_token_id=bos_token_id if offset else None)
+    if ranks.is_main:
+        pd.concat(writer.index, ignore_index=True).to_parquet(folder / INDEX, index=False)
+        (folder / INFO).write_text(json.dumps(asdict(info), indent=2), encoding="utf-8")
+        log.info("captured %d rows x %d layers (d=%d) in %d shards into %s", info.n_rows, len(layers),
+                 info.d_model, info.n_shards, folder)
     return info
 
 
@@ -261,12 +285,14 @@ class CapturedSets:
 
 
 def capture_sets(model: nn.Module, tokenizer, corpus: pd.DataFrame, layers: list[int], root: Path,
-                 settings: ActivationSettings, max_length: int, seed: int, model_name: str) -> CapturedSets:
+                 settings: ActivationSettings, max_length: int, seed: int, model_name: str,
+                 ranks: Ranks = SINGLE) -> CapturedSets:
     """Capture the train set (SAE training rows, the paper's 75,000) from the corpus's train split and
     the eval set (held-out rows, on which every SAE metric is measured) from its test split, into
     root/train and root/eval. Texts are taken in a seeded random order until each token budget is
     met, so the tuned and base models (and a later capture of other layers, `lfp sae-compare`) see
-    exactly the same tokens."""
+    exactly the same tokens. With several processes (`ranks`) each captures its shards of both sets
+    (`capture_activations`)."""
     bos = bos_token(tokenizer, settings.prepend_bos)
     window = min(settings.max_tokens_per_text + (bos is not None), max_length,
                  getattr(model.config, "max_position_embeddings", None) or max_length)
@@ -282,8 +308,8 @@ def capture_sets(model: nn.Module, tokenizer, corpus: pd.DataFrame, layers: list
         info = capture_activations(
             model, token_sequences(tokenizer, texts, n_tokens, max_tokens), layers, root / name,
             pad_token_id=tokenizer.pad_token_id, bos_token_id=bos, batch_size=settings.batch_size,
-            shard_rows=settings.shard_rows, model_name=model_name, n_expected=n_tokens)
-        if info.n_rows < n_tokens:
+            shard_rows=settings.shard_rows, model_name=model_name, n_expected=n_tokens, ranks=ranks)
+        if info.n_rows < n_tokens and ranks.is_main:
             log.warning("the %s split holds only %d tokens of the %d asked for (activations.%s)",
                         split, info.n_rows, n_tokens, budget)
         rows[name], d_model = info.n_rows, info.d_model
@@ -382,20 +408,22 @@ class ActivationSet:
         return [(int(text_ids[s]), tokens[s:e].tolist()) for s, e in zip(starts, ends)]
 
     def shuffled_batches(self, layers: Sequence[int], batch_size: int, n_batches: int, seed: int,
-                         device: torch.device | str = "cpu",
-                         buffer_bytes: int = SHUFFLE_BUFFER_BYTES) -> Iterator[torch.Tensor]:
+                         device: torch.device | str = "cpu", buffer_bytes: int = SHUFFLE_BUFFER_BYTES,
+                         buffer_layers: int | None = None) -> Iterator[torch.Tensor]:
         """`n_batches` training batches [len(layers), batch_size, d], all layers on the same rows.
 
         Each epoch visits the shards in a seeded order, a buffer of about `buffer_bytes` at a
         time (moved to `device` in one transfer), and shuffles the rows within it; rows left
         over at the end of a buffer join the next. When the set holds fewer rows than asked
         for, epochs repeat with new orders. Batches are views of the on-device buffer: no host
-        synchronisation per batch.
+        synchronisation per batch. The buffer holds as many shards as fit `buffer_layers` layers
+        (default: those read): a process that trains some of a run's layers sizes it for all of them,
+        so its rows come in exactly the order one process training every layer sees them.
         """
         if self.n_rows < batch_size:
             raise InputError(f"{self.folder} has {self.n_rows} rows, fewer than one batch of {batch_size}")
         generator = torch.Generator().manual_seed(seed)
-        row_bytes = len(layers) * self.d_model * 4
+        row_bytes = (buffer_layers or len(layers)) * self.d_model * 4
         per_buffer = max(1, buffer_bytes // max(1, row_bytes * max(self.shard_sizes())))
         given = 0
         carry: torch.Tensor | None = None

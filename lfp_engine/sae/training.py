@@ -5,6 +5,15 @@ Specs of one shape (all layers, one hidden size) are stacked into one module (se
 products; stacked members are independent (the loss is a sum and Adam is elementwise), so each
 follows exactly the updates it would get alone. Which dictionaries a run trains, and on what, is
 `dictionaries.py`.
+
+Data-parallel training over several processes (`ranks`) is DistributedDataParallel's scheme:
+every process draws the same global batch, computes the losses on its equal slice of the rows,
+and the gradients are averaged over the processes before every optimizer step. The losses are
+means over rows, so the averaged gradient is the global batch's: the same updates as one process
+with the same batch size, up to the rounding of the sums. Which latents fired (AuxK's dead-latent
+count) is combined over the processes too. BatchTopK is the exception: each process keeps the
+k x rows largest codes of its own slice (as sparsify and dictionary_learning do across GPUs), not
+of the global batch, and the inference threshold is the processes' average estimate.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import InputError
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.sae.autoencoder import SparseAutoencoder
@@ -69,9 +79,9 @@ class _Stack:
     coefficients, tokens since each latent last fired (AuxK), and the BatchTopK threshold estimate."""
 
     def __init__(self, specs: Sequence[SaeSpec], members: list[int], rows: list[int], n_layers: int, d_in: int,
-                 seed: int, device: torch.device | str):
+                 seed: int, device: torch.device | str, ranks: Ranks = SINGLE):
         first = specs[members[0]]
-        self.members = members
+        self.members, self.ranks = members, ranks
         self.module = SparseAutoencoder(d_in, first.d_sae, first.architecture, first.k, stack=len(members),
                                         n_blocks=first.n_blocks).to(device)
         self.module.initialize([torch.Generator().manual_seed(specs[i].seed(seed)) for i in members])
@@ -94,7 +104,9 @@ class _Stack:
             dead = None
         terms = self.module.losses(x, self.l1, dead, self.auxk)
         with torch.no_grad():
-            self.since_fired = torch.where(terms.fired, 0.0, self.since_fired + x.shape[-2])
+            # Data-parallel: a latent fired if it fired in any process's slice of the global batch.
+            fired = self.ranks.either(terms.fired) if self.use_auxk else terms.fired
+            self.since_fired = torch.where(fired, 0.0, self.since_fired + x.shape[-2] * self.ranks.size)
             if terms.min_kept is not None:
                 seen = torch.isfinite(terms.min_kept)
                 moved = torch.where(torch.isnan(self.theta), terms.min_kept,
@@ -108,6 +120,7 @@ class _Stack:
         theta = None
         if self.module.architecture == "batchtopk":
             theta = torch.nan_to_num(self.theta, nan=0.0)
+            self.ranks.average_([theta])  # data-parallel: every process's estimate, so all save one threshold
             self.module.set_threshold(theta)
         return [(i, self.module.member(j).eval(), None if theta is None else float(theta[j]))
                 for j, i in enumerate(self.members)]
@@ -122,14 +135,16 @@ def _stacks(specs: Sequence[SaeSpec]) -> dict[tuple[str, int, int | None, int], 
 
 def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Sequence[SaeSpec], d_in: int,
                n_steps: int, learning_rate: float, seed: int, device: torch.device | str = "cpu",
-               log_every: int = 100, desc: str = "train SAEs") -> TrainedSaes:
+               log_every: int = 100, desc: str = "train SAEs", ranks: Ranks = SINGLE) -> TrainedSaes:
     """Train every SAE in `specs` in one pass over `batches` ([len(layers), B, d_in] each, layer
     i of the batch holding layer `layers[i]`'s activations of the same rows).
 
     Specs of one shape share a stacked module and one batched forward/backward per step; one
     Adam optimizer (per-parameter, so per member) updates everything. Losses stay on the device
     and are read every `log_every` steps only, so a GPU never waits on the host mid-window.
-    Deterministic: seeded init per spec, and the batch order is the caller's (seeded).
+    Deterministic: seeded init per spec, and the batch order is the caller's (seeded). With several
+    processes (`ranks`) the batches are global ones, of which each process trains on its slice,
+    and gradients and logged losses are averaged over the processes (module docstring).
     """
     if not specs:
         raise InputError("no SAEs to train")
@@ -137,8 +152,8 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
     if missing:
         raise InputError(f"SAEs asked for layers {missing}, which the activations do not hold ({list(layers)})")
     position = {layer: i for i, layer in enumerate(layers)}
-    stacks = [_Stack(specs, members, [position[specs[i].layer] for i in members], len(layers), d_in, seed, device)
-              for members in _stacks(specs).values()]
+    stacks = [_Stack(specs, members, [position[specs[i].layer] for i in members], len(layers), d_in, seed, device,
+                     ranks) for members in _stacks(specs).values()]
     params = [p for stack in stacks for p in stack.module.parameters()]
     # Fused Adam: one kernel for all parameters, about 3x faster than the foreach version on a CPU.
     optimizer = torch.optim.Adam(params, lr=learning_rate, fused=True)
@@ -150,10 +165,13 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
         batch = next(iterator, None)
         if batch is None:
             raise InputError(f"the activation stream ended after {step} of {n_steps} steps")
+        batch = ranks.part(batch, dim=1)
         optimizer.zero_grad(set_to_none=True)
         sum(stack.step(batch) for stack in stacks).backward()
+        ranks.average_([p.grad for p in params if p.grad is not None])
         optimizer.step()
         if (step + 1) % log_every == 0 or step + 1 == n_steps:
+            ranks.average_([stack.window for stack in stacks])
             records += _window_records(stacks, len(specs), step, log_every)
             progress.set_postfix(loss=f"{records[-1]['loss']:.4g}")
     progress.close()

@@ -9,7 +9,7 @@ evaluation and the app all call them the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -39,12 +39,17 @@ class VaderReward:
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         lexicon = self.lexicon
-        sums = np.fromiter(
-            (sum(lexicon.get(token, 0.0) for token in tokens) for tokens in word_tokens(texts)),
+        return np.fromiter(
+            (self.aggregate(lexicon.get(token, 0.0) for token in tokens) for tokens in word_tokens(texts)),
             dtype=np.float64,
             count=len(texts),
         )
-        return np.clip(self.scale * sums, -self.clip, self.clip)
+
+    def aggregate(self, word_values: Iterable[float]) -> float:
+        """Equation 3 on the values of a text's words: clip(scale x sum, -clip, clip). The reward
+        applies it to lexicon values; the implicit text reward to the probe's values of the same
+        words, so the two share units."""
+        return float(np.clip(self.scale * sum(word_values, 0.0), -self.clip, self.clip))
 
     def token_values(self, text: str) -> list[tuple[str, int, int, float]]:
         """Each spaCy token of `text` with its character span and lexicon value (0 when absent)."""

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lfp_engine.run.distributed import SINGLE, Ranks
+from lfp_engine.run.errors import ConfigError
 from lfp_engine.tuning.settings import DpoSettings, EvaluationSettings, RlhfSettings
 from lfp_engine.models.generation import completion_logprobs, sample_completions, text_logprobs
 from lfp_engine.tuning.reward import RewardFunction, scored_texts
@@ -73,9 +75,13 @@ def training_log_frame(history: list[dict]) -> pd.DataFrame:
     return frame.astype({"step": "int64"}).rename(columns=lambda c: c.replace("/", "_"))
 
 
-def _quiet_progress(trainer) -> None:
-    """Keep the Trainer's progress bar but not its printing of every metrics dict (they are
-    kept in the log history and stored as a table instead)."""
+def _prepare(trainer) -> None:
+    """Keep the Trainer's progress bar but not its printing of every metrics dict (they are kept in
+    the log history and stored as a table instead); say how accelerate spreads the training."""
+    state = trainer.accelerator.state
+    log.info("%s trains on %d process(es) (accelerate: %s), %d example(s) per process and step",
+             type(trainer).__name__, state.num_processes, state.distributed_type,
+             trainer.args.per_device_train_batch_size)
     from transformers.trainer_callback import ProgressCallback
 
     class BarOnly(ProgressCallback):
@@ -96,16 +102,27 @@ def make_trl_reward(reward: RewardFunction, score_prefix: bool):
     return reward_fn
 
 
+def per_process(batch_size: int, processes: int, setting: str) -> int:
+    """Each process's share of a global batch: with N processes, TRL's per-device batch is the
+    setting's batch over N, so the global batch (and so every optimizer step) stays the paper's."""
+    if batch_size % processes:
+        raise ConfigError(f"setting {setting}: {batch_size} does not split evenly over {processes} processes; "
+                          f"choose a multiple of {processes}")
+    return batch_size // processes
+
+
 def train_rloo(base_path: str, tokenizer, prompts: Sequence[str], reward: RewardFunction,
                settings: RlhfSettings, score_prefix: bool, seed: int, device: torch.device,
-               work_dir: Path, dtype: torch.dtype = torch.float32):
-    """Tune the model at `base_path` towards `reward`. Returns (tuned model, training log)."""
+               work_dir: Path, dtype: torch.dtype = torch.float32, processes: int = 1):
+    """Tune the model at `base_path` towards `reward`. Returns (tuned model, training log). Under a
+    launcher with several processes, TRL (through accelerate) trains data-parallel over them, the
+    global batch unchanged (`per_process`)."""
     import datasets
     from trl import RLOOConfig, RLOOTrainer
 
     args = RLOOConfig(
         **_trainer_common(work_dir, seed, device, settings.steps, dtype),
-        per_device_train_batch_size=settings.mini_batch_size,
+        per_device_train_batch_size=per_process(settings.mini_batch_size, processes, "rlhf.mini_batch_size"),
         steps_per_generation=settings.generation_batch_size // settings.mini_batch_size,
         num_generations=settings.num_generations,
         num_iterations=settings.num_iterations,
@@ -122,20 +139,21 @@ def train_rloo(base_path: str, tokenizer, prompts: Sequence[str], reward: Reward
     train = datasets.Dataset.from_dict({"prompt": list(prompts)})
     trainer = RLOOTrainer(model=base_path, reward_funcs=make_trl_reward(reward, score_prefix), args=args,
                           train_dataset=train, processing_class=tokenizer)
-    _quiet_progress(trainer)
+    _prepare(trainer)
     trainer.train()
     return trainer.model.eval(), training_log_frame(trainer.state.log_history)
 
 
 def train_dpo(base_path: str, tokenizer, pairs: pd.DataFrame, settings: DpoSettings, seed: int,
-              device: torch.device, work_dir: Path, dtype: torch.dtype = torch.float32):
-    """DPO on (prompt, chosen, rejected) pairs. Returns (tuned model, training log)."""
+              device: torch.device, work_dir: Path, dtype: torch.dtype = torch.float32, processes: int = 1):
+    """DPO on (prompt, chosen, rejected) pairs. Returns (tuned model, training log); data-parallel
+    over several processes as `train_rloo`."""
     import datasets
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
         **_trainer_common(work_dir, seed, device, settings.steps, dtype),
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=per_process(settings.batch_size, processes, "dpo.batch_size"),
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=settings.learning_rate,
         adam_epsilon=settings.adam_epsilon,
@@ -145,7 +163,7 @@ def train_dpo(base_path: str, tokenizer, pairs: pd.DataFrame, settings: DpoSetti
     )
     train = datasets.Dataset.from_pandas(pairs[["prompt", "chosen", "rejected"]].reset_index(drop=True))
     trainer = DPOTrainer(model=base_path, args=args, train_dataset=train, processing_class=tokenizer)
-    _quiet_progress(trainer)
+    _prepare(trainer)
     trainer.train()
     return trainer.model.eval(), training_log_frame(trainer.state.log_history)
 
@@ -178,13 +196,15 @@ class TuningEvaluation:
 
 def evaluate_tuning(base, tuned, tokenizer, prompts: Sequence[str], reward: RewardFunction | None,
                     settings: EvaluationSettings, score_prefix: bool, seed: int, max_length: int,
-                    preference_pairs: pd.DataFrame | None = None) -> TuningEvaluation:
+                    preference_pairs: pd.DataFrame | None = None, ranks: Ranks = SINGLE) -> TuningEvaluation:
     """Sample both models on the same held-out prompts; compare rewards, KL, preference margins.
 
     Both models sample under the same seed, so differences come from the weights, not the dice.
+    With several processes (`ranks`) the sampling is dealt out among them (`sample_completions`).
     """
     gen = dict(max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
-               temperature=settings.temperature, batch_size=settings.batch_size, seed=seed, max_length=max_length)
+               temperature=settings.temperature, batch_size=settings.batch_size, seed=seed, max_length=max_length,
+               ranks=ranks)
     prompts = list(prompts)
     base_out = sample_completions(base, tokenizer, prompts, desc="sample base", **gen)
     tuned_out = sample_completions(tuned, tokenizer, prompts, desc="sample tuned", **gen)

@@ -23,7 +23,7 @@ from lfp_engine.explain.explainer import explain_offline, explain_with_llm, reco
 from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
 from lfp_engine.models.generation import Sampling
 from lfp_engine.models.hub import token_strings
-from lfp_engine.probe.crosscoder_probe import CrosscoderEncoder, fit_crosscoder_probe, largest_value, sample_triples
+from lfp_engine.probe.crosscoder_probe import CrosscoderEncoder, fit_crosscoder_probe, sample_triples
 from lfp_engine.probe.reader import probe_dictionaries
 from lfp_engine.probe.variants import tokenized_elements
 from lfp_engine.run.atomic import atomic_path
@@ -130,8 +130,7 @@ def reward_links(ctx: StageContext, crosscoders: list[Crosscoder], evaluation: P
     encoder = CrosscoderEncoder(models["tuned"], models["base"], tokenizer, {c.layer: c for c in crosscoders},
                                 evaluation.info.bos_token_id, max_tokens, ctx.config.probe.batch_size)
     probe = fit_crosscoder_probe(encoder, tokenized_elements(triples, kind, tokenizer, max_tokens), triples, kind,
-                                 largest_value(triples, kind), ctx.config.probe.cv_folds, ctx.config.probe.n_bootstrap,
-                                 ctx.seed)
+                                 ctx.config.probe.cv_folds, ctx.config.probe.n_bootstrap, ctx.seed)
     return links.merge(probe.weights, on=["layer", "feature"], how="outer"), probe.metrics
 
 
@@ -269,6 +268,7 @@ STAGE = Stage(
     sections=("crosscoder", "features", "explain"),
     tables=TABLES,
     needs=("activations", "contrastive", "probe"),
+    version=2,  # 2: its probe fit as the probe stage's, the neutral element at 0 and deltas scaled by least squares
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length,
                             "dense_threshold": config.sae.dense_threshold,

@@ -3,6 +3,7 @@
 For every model with dictionaries (column `model`: 'tuned', and 'base' for the baselines), the
 tables of `lfp_engine.sae.feature_tables` over its training activations; `features` gets the
 explanation columns empty, for the `explain` stage to fill (docs/store.md lists every column).
+With several processes the (model, layer) units are dealt out and rank 0 merges their tables.
 """
 
 from __future__ import annotations
@@ -19,18 +20,36 @@ from ..outputs import FeaturesOutputs, SaeOutputs
 from ..stage import Stage, StageContext, StageResult
 
 
-def features_of(ctx: StageContext, model: str, vocab: list[str]) -> dict[str, pd.DataFrame]:
+def features_of(ctx: StageContext, model: str, layers: list[int], vocab: list[str]) -> dict[str, pd.DataFrame]:
+    """The tables of `model`'s dictionaries at `layers`."""
     train = ActivationSet(ctx.paths.activations_of(model) / "train")
-    saes = load_saes_by_layer(ctx.paths.saes_of(model), train.layers, ctx.device)
+    saes = load_saes_by_layer(ctx.paths.saes_of(model), layers, ctx.device)
     return feature_tables(model, load_model(ctx, model), saes, train, vocab, ctx.config.features, ctx.seed,
                           ctx.device)
 
 
-def run(ctx: StageContext) -> StageResult:
+def shared_tables(ctx: StageContext, models: list[str], vocab: list[str]) -> dict[str, pd.DataFrame]:
+    """Every model's tables, one layer of one model at a time: with several processes the units are
+    dealt out and merged in order, the rows one process would produce in the order it would."""
+    units = [(model, layer) for model in models for layer in ActivationSet(ctx.paths.activations_of(model)
+                                                                          / "train").layers]
+    mine = [i for i in range(len(units)) if ctx.ranks.owns(i)]
+    local = {}
+    for model in models:
+        layers = [units[i][1] for i in mine if units[i][0] == model]
+        if layers:
+            made = features_of(ctx, model, layers, vocab)
+            local |= {i: {name: t[t["layer"] == units[i][1]] for name, t in made.items()} for i in mine
+                      if units[i][0] == model}
+    parts = ctx.ranks.merged(local)
+    return {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in TABLES}
+
+
+def run(ctx: StageContext) -> StageResult | None:
     models = ctx.outputs_of(SaeOutputs).models
-    vocab = token_strings(load_tokenizer_of(ctx))
-    parts = [features_of(ctx, model, vocab) for model in models]
-    out = {name: pd.concat([p[name] for p in parts], ignore_index=True) for name in TABLES}
+    out = shared_tables(ctx, models, token_strings(load_tokenizer_of(ctx)))
+    if not ctx.ranks.is_main:
+        return None
     out["features"] = with_explanation_columns(out["features"])
     tuned = out["features"][out["features"]["model"] == "tuned"]
     summary = out["shared_features_summary"]
@@ -43,4 +62,4 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage(name="features", run=run, sections=("features",), tables=TABLES, needs=("sae",))
+STAGE = Stage(name="features", run=run, sections=("features",), tables=TABLES, needs=("sae",), distributed=True)

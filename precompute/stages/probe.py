@@ -1,10 +1,12 @@
 """Stage `probe`: fit the probe on the implicit reward and measure how far it diverges (paper 3.3, 4.1).
 
 Encodes every triple element with the tuned model and its smaller SAE of each chosen layer (and
-the base model with its own, for the baseline), fits the probe and its baselines
+the base model with its own, for the baseline), and the tokens of the probe's zero point
+(`lfp_engine.probe.zero_point`), fits the probe and its baselines
 (`lfp_engine.probe.variants`), and measures them on the test split against the lexicon. Writes
 the probe and the base model's probe to `probe/` for the dashboard, and the tables of
-docs/store.md.
+docs/store.md. With several processes the encoding's batches are dealt out among them; the fits,
+the files and the tables are rank 0's alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lfp_engine.probe.encoding import Encoder
 from lfp_engine.probe.measures import generation_counts, lexicon_comparison, pca_frame
 from lfp_engine.probe.reader import PROBE_FILES, probe_dictionaries, probe_encoder
 from lfp_engine.probe.variants import MODEL_OF_VARIANT, ProbeFits, encode_variants, fit_variants, tokenized_elements
+from lfp_engine.probe.zero_point import ContextTokens, context_tokens
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.saelens_format import load_sae
 from lfp_engine.worlds import PROMPTS, read_world_table
@@ -42,7 +45,7 @@ def encoders(ctx: StageContext, layers: list[int], bos: int | None, max_tokens: 
         folders = probe_dictionaries(ctx.paths.saes_of(model), layers, model)
         saes = {layer: load_sae(folder, ctx.device) for layer, folder in folders.items()}
         out[variant] = probe_encoder(load_model(ctx, model), load_tokenizer_of(ctx), saes, bos, max_tokens,
-                                     ctx.config.probe.batch_size)
+                                     ctx.config.probe.batch_size, ctx.ranks)
     return out
 
 
@@ -68,12 +71,14 @@ def generation_table(ctx: StageContext, fits: ProbeFits) -> pd.DataFrame:
                               counts["tuned"], counts["base"])
 
 
-def reward_max(triples: pd.DataFrame, kind: str) -> float:
-    """The largest |lexicon value| among the training words: the deltas' scale may not peek at test words."""
+def shared_tokens(ctx: StageContext, triples: pd.DataFrame, kind: str, max_tokens: int) -> ContextTokens | None:
+    """Word triples: the tokens before each neutral word that join the probe's zero point, drawn on a
+    stream of their own (so no other draw of the stage depends on them)."""
     if kind != "word":
-        return 1.0
-    train = triples.loc[triples["split"] == "train", ["value_positive", "value_negative"]]
-    return float(np.nanmax(np.abs(train.to_numpy(float))))
+        return None
+    substituted = set(ctx.store.read("contrastive_words")["word"])
+    return context_tokens(triples, load_tokenizer_of(ctx), max_tokens, substituted,
+                          ctx.config.probe.neutral_tokens_per_triple, np.random.default_rng([ctx.seed, 4]))
 
 
 def headline_numbers(metrics: pd.DataFrame) -> dict[str, float]:
@@ -92,7 +97,7 @@ def headline_numbers(metrics: pd.DataFrame) -> dict[str, float]:
     return values
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext) -> StageResult | None:
     p = ctx.config.probe
     kind = ctx.outputs_of(ContrastiveOutputs).kind
     triples = ctx.store.read("triples", order_by="triple_id")
@@ -102,7 +107,11 @@ def run(ctx: StageContext) -> StageResult:
     texts = tokenized_elements(triples, kind, load_tokenizer_of(ctx), max_tokens)
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
-    fits = fit_variants(encode_variants(used, texts, triples, kind, reward_max(triples, kind)), p, ctx.seed, rng)
+    context = shared_tokens(ctx, triples, kind, max_tokens)
+    datasets = encode_variants(used, texts, triples, kind, context)
+    if not ctx.ranks.is_main:
+        return None
+    fits = fit_variants(datasets, p, ctx.seed, rng)
     save_probes(ctx, fits, used, bos, max_tokens)
     tables = {"probe_metrics": fits.metrics, "probe_predictions": fits.predictions_table(),
               "probe_weights": fits.weights_table(used["sae"].layout),
@@ -123,7 +132,11 @@ STAGE = Stage(
     sections=("probe",),
     tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values"),
     needs=("features", "contrastive"),
-    version=3,  # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values; scale from train words; 3: word_values tuned_minus_base rows
+    # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values;
+    # 3: the zero point (neutral words and shared tokens at 0), deltas scaled by least squares on training words;
+    # 4: word_values gain the paired tuned_minus_base rows
+    version=4,
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
+    distributed=True,
 )

@@ -4,7 +4,9 @@ For every model whose activations were captured, `lfp_engine.sae.dictionaries.tr
 trains all its dictionaries in one pass over the training activations and measures them on the
 held-out ones; each is written in SAELens format to `saes/layer_<L>_<dict_size>/` (the base
 model's under `base_model/saes/`). `train_seconds` is the wall time of a model's joint training
-loop, the same for every dictionary trained in it.
+loop, the same for every dictionary trained in it. With several processes the dictionaries train
+data-parallel or are placed by layer (`distributed.sae`, `train_and_measure`), and each process
+saves the ones it holds into the same folder.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lfp_engine.run.atomic import atomic_path
+from lfp_engine.run.distributed import shared_atomic_path
 from lfp_engine.run.config import RunConfig
 from lfp_engine.run.store import RunPaths
 from lfp_engine.sae.activations import ActivationSet
@@ -34,7 +36,7 @@ def save_dictionaries(ctx: StageContext, model: str, train: ActivationSet, measu
     s = ctx.config.sae
     world = WorldRecord.load(ctx.paths.world)
     context_size = ctx.outputs_of(ActivationsOutputs).max_tokens_per_text
-    with atomic_path(ctx.paths.saes_of(model)) as folder:
+    with shared_atomic_path(ctx.paths.saes_of(model), ctx.ranks) as folder:
         for spec, sae in zip(measured.specs, measured.saes):
             save_sae(sae, folder / ctx.paths.sae(spec.layer, spec.d_sae, model).name,
                      model_name=run_relative(ctx, model_source(ctx, model)), hook_name=train.hook_name(spec.layer),
@@ -50,7 +52,8 @@ def dictionaries_of(ctx: StageContext, model: str) -> tuple[pd.DataFrame, pd.Dat
     folder = ctx.paths.activations_of(model)
     train, evaluation = ActivationSet(folder / "train"), ActivationSet(folder / "eval")
     measured = train_and_measure(train, evaluation, load_model(ctx, model), load_tokenizer_of(ctx).pad_token_id,
-                                 ctx.config.sae, ctx.seed, ctx.device, desc=f"train SAEs ({model})")
+                                 ctx.config.sae, ctx.seed, ctx.device, desc=f"train SAEs ({model})", ranks=ctx.ranks,
+                                 placement=ctx.config.distributed.sae)
     save_dictionaries(ctx, model, train, measured)
     metrics = measured.metrics
     metrics["sae_path"] = [str(ctx.paths.sae(r.layer, r.dict_size, model).relative_to(ctx.paths.root))
@@ -92,5 +95,5 @@ def sae_artifacts(paths: RunPaths, config: RunConfig) -> list[Path]:
 
 
 STAGE = Stage(name="sae", run=run, sections=("sae",), tables=("sae_metrics", "sae_training_log"),
-              needs=("activations",), artifacts=sae_artifacts,
+              needs=("activations",), artifacts=sae_artifacts, distributed=True,
               version=2)  # 2: sae_metrics.l0_scaled (true sparsity as the paper's tables 11 and 12 scale it)

@@ -8,6 +8,8 @@ scores above the threshold than on all held-out tokens, against shared features 
 density. Ablation (`lfp_engine.validation.ablation`): the reward of completions with them
 zero-ablated, against nothing ablated and against density-matched random features
 (`lfp_engine.validation.matching` holds the matching rule).
+With several processes every one runs the stage and the generation batches are dealt out among them;
+the rest is small and repeated in each, and only rank 0's tables reach the store.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def run(ctx: StageContext) -> StageResult:
         design = ablation_design(relevant, controls.ablation, densities, v.n_random_draws,
                                  np.random.default_rng(derive_seed(ctx.seed, "random features")))
         ablation = ablation_conditions(model, tokenizer, prompts, design, reader.saes, reward, Sampling.of(c),
-                                       ctx.seed, v.n_samples_stored)
+                                       ctx.seed, v.n_samples_stored, ctx.ranks)
         tables |= {"ablation_results": ablation.table, "ablation_draws": ablation.draws,
                    "ablation_samples": ablation.samples}
     outputs = summary(frequency, None if ablation is None else ablation.table, n_relevant=len(keys),
@@ -99,6 +101,7 @@ STAGE = Stage(
     # 2: relevant features only from the dictionaries the probe reads; 3: so are the others;
     # 4: density-matched controls, enrichment, relevant vs random, draws stored
     version=4,
+    distributed=True,
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length},
 )
