@@ -22,8 +22,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from lfp_engine.report.divergence import divergence_table
 from lfp_engine.report.headline import Headline, read_headline, reward_metric
-from lfp_engine.report.verdict import Verdict, diverging, read_verdict
+from lfp_engine.report.verdict import Verdict, read_verdict
 from lfp_engine.run.store import RunStore
 from lfp_engine.sae.keys import FeatureKey
 
@@ -143,8 +144,9 @@ class RunData:
             "(SELECT word, lexicon_value FROM world_lexicon ORDER BY lexicon_value ASC, word LIMIT ?)", [n, n])
 
     def world_lexicon_summary(self) -> pd.DataFrame:
-        return self._q("SELECT polarity, heldout, count(*) AS words, sum(corpus_count) AS corpus_occurrences "
-                       "FROM world_lexicon GROUP BY ALL ORDER BY polarity, heldout")
+        kind = "kind" if "kind" in self._q("SELECT * FROM world_lexicon LIMIT 0").columns else "'ordinary' AS kind"
+        return self._q(f"SELECT {kind}, polarity, heldout, count(*) AS words, sum(corpus_count) AS corpus_occurrences "
+                       "FROM world_lexicon GROUP BY ALL ORDER BY kind, polarity, heldout")
 
     def rlhf_rewards(self) -> pd.DataFrame:
         return self._q("SELECT * FROM rlhf_rewards ORDER BY metric, model = 'tuned'")
@@ -269,13 +271,31 @@ class RunData:
         """Every word's cross-fitted value per model, with its interval."""
         return self._q("SELECT * FROM word_values ORDER BY model DESC, lexicon_value DESC, word")
 
-    def diverging_words(self) -> pd.DataFrame:
-        """The tuned model's words read with the opposite sign (the verdict's rule and order), beside the
-        base model's reading of each."""
-        values = self.word_values()
-        base = values.loc[values["model"] == "base", ["word", "value", "ci_low", "ci_high"]]
-        flipped = diverging(values, "tuned")[["word", "split", "lexicon_value", "value", "ci_low", "ci_high"]]
-        return flipped.merge(base, on="word", how="left", suffixes=("", "_base"))
+    def divergence_report(self) -> pd.DataFrame:
+        """The divergence report, ranked (`lfp_divergence`; before the word_report stage has run,
+        computed from `word_values`), with each word's planted kind where the world has one."""
+        tables = self.tables()
+        if "lfp_divergence" in tables:
+            report = self._q("SELECT * FROM lfp_divergence ORDER BY rank")
+        elif "word_values" in tables:
+            report = divergence_table(self.word_values())
+        else:
+            return pd.DataFrame()
+        if "world_lexicon" in tables:
+            truth = self._q("SELECT word, kind, corpus_value FROM world_lexicon")
+            report = report.merge(truth, on="word", how="left")
+        return report
+
+    def divergence_recovery(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM divergence_recovery ORDER BY evidence DESC, kind")
+
+    def behaviour_kinds(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM behaviour_kinds ORDER BY kind, polarity")
+
+    def behaviour_examples(self, kind: str, polarity: str, n: int = 3) -> list[str]:
+        """The words of a planted group the base model wrote most (the examples a sentence names)."""
+        return self._q("SELECT word FROM behaviour_words WHERE kind = ? AND polarity = ? ORDER BY base_count DESC, "
+                       "word LIMIT ?", [kind, polarity, n])["word"].tolist()
 
     def probe_pca(self) -> pd.DataFrame:
         return self._q("SELECT * FROM probe_pca ORDER BY triple_id, element")

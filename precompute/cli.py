@@ -183,6 +183,7 @@ NO_ANSWERS = "No answers yet: the `rlhf` and `probe` stages give them (`lfp run 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """The verdict (`lfp_engine.report.verdict`): the same record the Story and Lexicon pages show."""
+    from lfp_engine.report.divergence import report_text
     from lfp_engine.report.verdict import read_verdict
 
     paths = _run_folder(args.run)
@@ -195,6 +196,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     print(f"run {paths.root}: preset {preset}, task {config.get('task')}, seed {config.get('seed')}\n")
     print(verdict.text() or NO_ANSWERS.format(run=args.run))
+    tables = store.tables()
+    if "lfp_divergence" in tables:
+        recovery = store.read("divergence_recovery") if "divergence_recovery" in tables else None
+        print("\n" + report_text(store.read("lfp_divergence", order_by="rank"), recovery))
     return 0
 
 

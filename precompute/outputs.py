@@ -179,3 +179,27 @@ class CrosscoderOutputs(StageOutputs):
     """The tuned-only latents with the strongest link to the reward, 'layer/dict_size/feature', best first."""
     probe_headline: dict[str, float] = field(default_factory=dict)
     """The probe on crosscoder codes on the test split ('kendall_tau' or 'accuracy', and '_p')."""
+
+
+@dataclass(frozen=True)
+class BehaviourOutputs(StageOutputs):
+    stage: ClassVar[str] = "behaviour"
+    n_openings: int
+    """Held-out openings both models completed (0: the world has no planted ground truth)."""
+    n_words: int
+    """Words of the world's ground truth counted."""
+    n_changed: int
+    """Of them, words whose use tuning changed (McNemar, Benjamini-Hochberg q < 0.05)."""
+
+
+@dataclass(frozen=True)
+class WordReportOutputs(StageOutputs):
+    stage: ClassVar[str] = "word_report"
+    n_words: int
+    """Words in the divergence report (`lfp_divergence`)."""
+    n_divergent: int
+    """Words flagged divergent (the rule of `lfp_engine.report.divergence`)."""
+    recall: dict[str, float] = field(default_factory=dict)
+    """Planted kind -> share of its words flagged (worlds with ground truth)."""
+    precision: float | None = None
+    """Share of the flagged words that are planted (worlds with ground truth; None: nothing flagged)."""

@@ -102,10 +102,11 @@ def live_app_run(micro_run, tmp_path_factory) -> Path:
     return target
 
 
-LATER_STAGES = ("contrastive", "probe", "explain", "validate")
+LATER_STAGES = ("contrastive", "probe", "word_report", "explain", "validate")
 LATER_TABLES = ("triples", "contrastive_words", "probe_metrics", "probe_predictions", "probe_weights", "probe_pca",
-                "lexicon_comparison", "feature_explanations", "explanation_summary", "annotation_questions",
-                "annotations", "feature_frequency", "ablation_results", "ablation_draws", "ablation_samples")
+                "lexicon_comparison", "word_values", "lfp_divergence", "divergence_recovery", "feature_explanations",
+                "explanation_summary", "annotation_questions", "annotations", "feature_frequency", "ablation_results",
+                "ablation_draws", "ablation_samples")
 
 
 def strip_to_features(run: Path) -> Path:

@@ -25,6 +25,7 @@ from lfp_engine.run.manifest import StageRecord, now
 from lfp_engine.probe.agreement import accuracy_difference_row, agreement_rows, difference_rows, measure_agreement
 from lfp_engine.probe.kendall import word_taus
 from lfp_engine.probe.measures import MetricRow, metrics_frame, sign_agreement, word_values
+from lfp_engine.report.divergence import divergence_table, recovery_table
 from lfp_engine.probe.nulls import NullDistribution
 from lfp_engine.probe.words import WordSet, stratified_resamples
 from lfp_engine.run.store import RunStore
@@ -208,8 +209,13 @@ def add_contract_tables(run: Path, *, probe: str = "regression", explain: bool =
         tables |= explanation_tables(store, rng)
         statements += [_record("explain", {"n_explained": len(tables["feature_explanations"])}),
                        plant_markup_example(store)]
+    if "word_values" in tables:  # the word_report stage's tables, of these word values
+        behaviour = store.read("behaviour_words") if "behaviour_words" in store.tables() else None
+        tables["lfp_divergence"] = divergence_table(tables["word_values"], behaviour)
+        tables["divergence_recovery"] = recovery_table(tables["lfp_divergence"], store.read("world_lexicon"))
     if probe == "logistic":  # a preference task has no per-word tables
-        store.drop(sorted(store.tables() & {"lexicon_comparison", "word_values"}))
+        store.drop(sorted(store.tables() & {"lexicon_comparison", "word_values", "lfp_divergence",
+                                            "divergence_recovery"}))
     store.write(tables, statements)
     return run
 

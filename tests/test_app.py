@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lfp_engine.report.divergence import PLANTED, featured, plain_example
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
 from lfp_engine.report.verdict import read_verdict
 from app.runs import run_label
@@ -59,6 +60,11 @@ def test_story_shows_the_stores_numbers(open_app, app_runs):
     words = [line for line in texts(at).splitlines() if line.startswith("For example:")]
     top = store.query("SELECT word FROM world_lexicon ORDER BY lexicon_value DESC, word LIMIT 1")["word"].iloc[0]
     assert words and f"**{top}**" in words[0]
+    truth = store.read("world_lexicon").set_index("word")["kind"]  # one divergence told in plain words
+    example = featured(store.read("lfp_divergence", order_by="rank"), truth.index[truth != "ordinary"])
+    assert f"{plain_example(example)} {PLANTED[truth[example.word]]}" in [m.value for m in at.markdown]
+    said = [m.value for m in at.markdown if m.value.startswith("Words the reviews use ")]
+    assert len(said) == len(store.read("behaviour_kinds", "kind <> 'ordinary'"))  # what tuning taught it to write
 
 
 def test_story_answers_a_preference_task_with_accuracy(open_app, app_runs):
@@ -222,17 +228,22 @@ def test_lexicon_page_shows_the_stores_numbers(open_app, app_runs):
     for variant in test["variant"].unique():
         assert baselines.loc[variant, "kendall_tau"] == pytest.approx(
             test.query("variant == @variant and metric == 'kendall_tau'")["value"].iloc[0])
-    assert len(at.dataframe[-2].value) == len(store.read("word_values"))
-    lexicon = at.dataframe[-3].value
+    report, recovery = store.read("lfp_divergence", order_by="rank"), store.read("divergence_recovery")
+    shown_report = at.dataframe[-4].value
+    assert shown_report["word"].tolist() == report["word"].tolist() and "kind" in shown_report.columns
+    assert len(at.dataframe[-3].value) == len(store.read("word_values"))
+    assert at.dataframe[-1].value["n_flagged"].tolist() == recovery.sort_values(
+        ["evidence", "kind"], ascending=[False, True])["n_flagged"].tolist()
+    lexicon = at.dataframe[-5].value
     assert len(lexicon) == len(store.read("lexicon_comparison"))
     at.text_input(key="lexicon_search").set_value("GREAT").run()
-    found = at.dataframe[-3].value
+    found = at.dataframe[-5].value
     expected = store.read("lexicon_comparison")
     assert sorted(found["word"]) == sorted(expected[expected["word"].str.contains("great")]["word"])
     merged = found.merge(expected, on="word", suffixes=("", "_store"))
     assert (merged["probe_value"] == merged["probe_value_store"]).all()
     world = store.query("SELECT count(*) AS n FROM world_lexicon")["n"].iloc[0]
-    assert at.dataframe[-1].value["words"].sum() == world
+    assert at.dataframe[-2].value["words"].sum() == world
 
 
 def test_compare_page_puts_two_runs_side_by_side(open_app, app_runs):

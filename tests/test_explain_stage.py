@@ -37,7 +37,10 @@ def test_offline_explanations_cover_every_shared_feature(micro_run):
     assert set(explained["model"]) == {"tuned", "base"} and (explained["status"] == "ok").all()
     assert explained["relevance"].notna().all()  # a sentiment task: offline relevance from the lexicon
     assert explained["relevance_detail"].str.contains("r = ").all()
-    assert explained["detection_score"].between(0, 1).all()  # dense features too: quiet windows, not silent ones
+    # dense features too (quiet windows, not silent ones); a toy layer-0 feature at one constant activation on every
+    # '.' (or on blank tokens) has no window quieter than its examples, or no word to judge by, and no score
+    scored = explained["detection_score"].notna()
+    assert scored.mean() >= 0.9 and explained.loc[scored, "detection_score"].between(0, 1).all()
     summary = store.read("explanation_summary")
     assert set(summary["model"]) == {"tuned", "base"}
     assert (summary["n_explained"] == explained.groupby("model").size().loc[summary["model"]].to_numpy()).all()
@@ -111,8 +114,12 @@ def test_failed_explanations_are_recorded_and_retried(micro_run, tmp_path, monke
             return ""
         return healthy(messages)
 
+    def explanation_prompts(server) -> list[str]:
+        return [r["body"]["messages"][-1]["content"] for r in server.requests
+                if "summarise in one sentence" in r["body"]["messages"][0]["content"]]
+
     def explanation_requests(server) -> int:
-        return sum("summarise in one sentence" in r["body"]["messages"][0]["content"] for r in server.requests)
+        return len(explanation_prompts(server))
 
     with FakeLLM(flaky) as server:
         argv = ["run", "--out", str(out), "--stages", "explain", "--set", f"llm.base_url={server.base_url}",
@@ -123,8 +130,13 @@ def test_failed_explanations_are_recorded_and_retried(micro_run, tmp_path, monke
         failed = RunStore(out).read("feature_explanations", where="status = ?", params=["failed"])
         assert len(failed) == 5 and failed["explanation"].isna().all() and failed["error"].str.contains("unusable").all()
         first = explanation_requests(server)
+        # two features with the same evidence send the same prompt (e.g. a layer tuning left alone): the retry
+        # asks only for failed prompts the cache has no answer to (a twin's answer in the first run counts)
+        prompts = explanation_prompts(server)
+        failed_prompts = set(prompts[:5]) - set(prompts[5:])
+        assert len(failed_prompts) >= 3
         assert main(argv) == 0  # not up to date: runs again and asks only for what failed
-        assert explanation_requests(server) - first == 5
+        assert explanation_requests(server) - first == len(failed_prompts)
         assert read_manifest(RunStore(out))["explain"].status == "done"
         assert (RunStore(out).read("feature_explanations")["status"] == "ok").all()
 

@@ -8,13 +8,14 @@ from dataclasses import replace
 from itertools import combinations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 
 from lfp_engine.probe.agreement import accuracy_difference_row, bootstrap_p
-from lfp_engine.probe.crossfit import WORD_VALUE_COLUMNS, crossfit_predictions
+from lfp_engine.probe.crossfit import WORD_VALUE_COLUMNS, crossfit_predictions, paired_difference_rows, word_value_table
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.kendall import tau_b, word_taus
 from lfp_engine.probe.nulls import permutation_null, word_shuffles
@@ -23,6 +24,7 @@ from lfp_engine.probe.settings import ProbeSettings
 from lfp_engine.probe.variants import fit_variants
 from lfp_engine.probe.words import WordSet, stratified_resamples
 from lfp_engine.report.verdict import learned_from_taus
+from lfp_engine.run.errors import InputError
 
 from .planted_probe import planted_dataset, planted_words
 
@@ -231,9 +233,30 @@ def test_cross_fitted_values_never_see_their_word():
     np.testing.assert_allclose(predicted[rows[held]], reference.predict(data.X[rows[held]]), rtol=1e-8, atol=1e-10)
     fits = fit_variants({"sae": data, "base_model": data}, SETTINGS, seed=0, rng=np.random.default_rng(0))
     table = fits.word_values
-    assert list(table.columns) == WORD_VALUE_COLUMNS and set(table["model"]) == {"tuned", "base"}
-    assert len(table) == 2 * len(words) and "okay" not in set(table["word"])
+    assert list(table.columns) == WORD_VALUE_COLUMNS and set(table["model"]) == {"tuned", "base", "tuned_minus_base"}
+    assert len(table) == 3 * len(words) and "okay" not in set(table["word"])
     assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
+    same = table[table["model"] == "tuned_minus_base"]  # the same data as both models: no difference
+    assert (same[["value", "ci_low", "ci_high"]].abs() < 1e-12).all().all()
+
+
+def test_tuned_minus_base_word_values_are_paired_row_differences():
+    rng = np.random.default_rng(8)
+    tuned = pd.DataFrame({"triple_id": np.repeat(np.arange(20), 2), "element": ["positive", "negative"] * 20,
+                          "word": ["good", "bad"] * 20, "split": "train", "lexicon_value": [1.9, -2.5] * 20})
+    tuned["polarity"] = tuned["element"]
+    context = rng.normal(0, 1.0, len(tuned))  # large context effects shared by both models
+    tuned["prediction"] = context + 0.3
+    base = tuned.assign(prediction=context + rng.normal(0, 0.05, len(tuned))).iloc[::-1]  # row order must not matter
+    difference = paired_difference_rows(tuned, base)
+    table = word_value_table(difference, "tuned_minus_base", 500, np.random.default_rng(0)).set_index("word")
+    values = {model: word_value_table(frame, model, 500, np.random.default_rng(0)).set_index("word")
+              for model, frame in (("tuned", tuned), ("base", base))}
+    np.testing.assert_allclose(table["value"], values["tuned"]["value"] - values["base"]["value"], atol=1e-12)
+    assert (table["ci_low"] > 0.2).all() and (table["ci_high"] < 0.4).all()  # paired: the context cancels
+    assert (values["tuned"]["ci_high"] - values["tuned"]["ci_low"] > 0.5).all()
+    with pytest.raises(InputError, match="same rows"):
+        paired_difference_rows(tuned, base.iloc[1:])
 
 
 def test_resamples_keep_polarity_counts_and_the_bootstrap_p_is_two_sided():

@@ -53,7 +53,7 @@ def test_probe_tables_follow_the_contract(micro_run):
     signs = metrics[metrics["metric"] == "sign_agreement"]
     assert {"test", "test_positive", "test_negative"} <= set(signs[signs["variant"] == "sae"]["subset"])
     values = store.read("word_values")
-    assert set(values["model"]) == {"tuned", "base"} and (values["ci_low"] <= values["ci_high"]).all()
+    assert set(values["model"]) == {"tuned", "base", "tuned_minus_base"} and (values["ci_low"] <= values["ci_high"]).all()
     assert set(values["word"]) == set(store.read("contrastive_words")["word"]) and (values["n_examples"] > 0).all()
     comparison = store.read("lexicon_comparison")
     words = store.read("contrastive_words")
@@ -92,9 +92,14 @@ def test_live_token_rewards_agree_with_the_stage(micro_run):
     store = RunStore(micro_run)
     probe, card = load_probe(RunPaths(micro_run).probe)
     encoder = encoder_of(micro_run, "tuned", card)
-    triples = store.read("triples", where="split = ?", params=["test"], order_by="triple_id").head(5)
+    triples = store.read("triples", where="split = ? AND kind = 'word'", params=["test"], order_by="triple_id")
+    # the live reading starts at the text's first token: compare where the text up to the word fits its window
+    fits = [len(encoder.tokenizer(t[:end], add_special_tokens=False)["input_ids"]) < card.max_tokens
+            for t, end in zip(triples["text_negative"], triples["end_negative"])]
+    triples = triples[fits].head(5)
     stored = store.read("probe_predictions", where="element = ? AND split = ?", params=["negative", "test"],
-                        order_by="triple_id").head(5)
+                        order_by="triple_id").set_index("triple_id").loc[triples["triple_id"]]
+    assert len(triples) == 5
     for row, expected in zip(triples.itertuples(), stored["prediction"], strict=True):
         text = row.text_negative[: row.end_negative]  # the activations at the word see only what precedes it
         live = token_rewards(encoder, probe, text, top_k=3)

@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 
 from lfp_engine.probe.measures import MetricRow, metrics_frame
+from lfp_engine.report.divergence import divergence_table
 from lfp_engine.report.verdict import (
     ANSWERS,
     SIGNIFICANCE,
     Reading,
     Verdict,
     classify,
-    divergence_from_words,
+    divergence_from_report,
     learned_from_accuracy,
     learned_from_taus,
     outdated_probe,
@@ -110,27 +111,33 @@ def test_preference_tasks_answer_from_accuracy():
 
 
 def word_values(rows) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["word", "model", "lexicon_value", "value", "ci_low", "ci_high"])
+    """word_values of (word, lexicon, tuned (value, low, high), base (value, low, high))."""
+    out = []
+    for word, lexicon, tuned, base in rows:
+        for model, (value, low, high) in (("tuned", tuned), ("base", base)):
+            out.append((word, model, "train", "positive" if lexicon > 0 else "negative", lexicon, value, low, high))
+    return pd.DataFrame(out, columns=["word", "model", "split", "polarity", "lexicon_value", "value", "ci_low",
+                                      "ci_high"])
 
 
 def test_divergence_names_the_words_read_with_the_opposite_sign_clearest_first():
     table = word_values([
-        ("great", "tuned", 3.1, 2.0, 1.5, 2.5),
-        ("dull", "tuned", -1.8, 0.9, 0.2, 1.5),     # opposite, 0.2 past zero
-        ("fine", "tuned", 1.0, -1.2, -1.6, -0.8),   # opposite, 0.8 past zero: named first
-        ("meh", "tuned", -0.5, 0.1, -0.3, 0.5),     # unclear
-        ("dull", "base", -1.8, 0.5, 0.1, 0.9),      # the base model read it the wrong way too
-        ("fine", "base", 1.0, 0.4, 0.1, 0.7),
+        ("great", 3.1, (2.0, 1.5, 2.5), (2.0, 1.5, 2.5)),
+        ("dull", -1.8, (0.9, 0.2, 1.6), (0.5, 0.1, 0.9)),     # against the reward, z -2.6; the base model too
+        ("fine", 1.0, (-1.2, -1.6, -0.8), (0.4, 0.1, 0.7)),   # against the reward, z -5.9: named first
+        ("meh", -0.5, (0.1, -0.3, 0.5), (0.1, -0.3, 0.5)),    # unclear
     ])
-    finding = divergence_from_words(table)
+    finding = divergence_from_report(divergence_table(table))
     assert finding.answer == "opposite_sign"
     assert finding.headline == "In 2 of 4 words, the tuned model reads the opposite sign of the reward."
-    assert "1 read with the reward's sign, 1 are unclear (their interval includes 0) and 2 read with the " \
-           "opposite sign" in finding.text
-    assert finding.sentences[1] == ("The clearest: 'fine' (reward +1) reads -1.2 (95% CI -1.6 to -0.8); 'dull' "
-                                    "(reward -1.8) reads +0.9 (95% CI 0.2 to 1.5).")
-    assert finding.sentences[2] == "1 of them read with the opposite sign in the base model too, before tuning."
-    calm = divergence_from_words(table[table["word"] != "fine"].assign(ci_low=lambda t: t["ci_low"].clip(upper=-0.1)))
+    assert "1 read with the reward's sign, 1 are unclear and 2 read against it" in finding.text
+    assert finding.sentences[1] == ("The clearest: 'fine' (reward +1) reads -1.2 (95% CI -1.6 to -0.8) in the tuned "
+                                    "model and +0.4 (95% CI 0.1 to 0.7) before tuning; 'dull' (reward -1.8) reads +0.9 "
+                                    "(95% CI 0.2 to 1.6) in the tuned model and +0.5 (95% CI 0.1 to 0.9) before "
+                                    "tuning.")
+    assert finding.sentences[2] == "Of the 2: 1 read against the reward before tuning too, unchanged by it; 1 read " \
+                                   "with the reward before tuning."
+    calm = divergence_from_report(divergence_table(table[table["word"].isin(["great", "meh"])]))
     assert calm.answer == "nowhere_clear" and calm.headline.startswith("Nowhere clearly")
 
 

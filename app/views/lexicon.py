@@ -1,12 +1,18 @@
 """Lexicon: the reward the probe reads out of the tuned model, word by word, against the true
 reward (paper 4.1: Kendall tau, sign agreement, tables 2, 4, 5, 9, 10 and figure 4), beside every
 baseline and control, with the engine's verdict (`lfp_engine.report.verdict`, as `lfp report`
-prints it); for preference tasks, the probe's accuracy and figure 5."""
+prints it); the divergence report, ranked, and what it recovers of a planted world's truth
+(`lfp_engine.report.divergence`); for preference tasks, the probe's accuracy and figure 5."""
 
 import streamlit as st
 
 from app import charts, ui
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
+
+REPORT_SHOWN = ("rank", "word", "kind", "split", "lexicon_value", "tuned_value", "tuned_ci_low", "tuned_ci_high",
+                "base_value", "base_ci_low", "base_ci_high", "difference", "difference_ci_low", "difference_ci_high",
+                "q_opposite", "divergent", "behaviour_difference", "behaviour_q", "reason")
+"""The columns of the divergence report the page shows (`kind` where the world planted one)."""
 
 run = ui.current_run()
 st.title("Lexicon: the reward as the model learned it")
@@ -109,18 +115,42 @@ if tau is not None and run.has("lexicon_comparison"):
                "from the tuned and the base model.")
 
 if (divergence := verdict.get("divergence")) is not None:
-    st.header("Where the model's reading diverges from the reward")
+    st.header("The divergence report: where the model's reading disagrees with the reward")
     st.markdown(divergence.text)
-    values = run.word_values()
-    st.dataframe(values, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(c.replace("_", " "), format="%.2f")
-        for c in ("lexicon_value", "value", "ci_low", "ci_high")})
-    ui.explain("Every word, read by a probe fitted without it (word-grouped folds), in the tuned and in the base "
-               "model; the interval is a bootstrap over the sentences the word was substituted into.")
+    report = run.divergence_report()
+    st.dataframe(report[[c for c in REPORT_SHOWN if c in report.columns]], hide_index=True, column_config={
+        c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
+        for c in REPORT_SHOWN if c not in ("rank", "word", "kind", "divergent", "reason", "split")})
+    ui.explain("Every word, ranked: the most clearly against the reward first. Values are read by a probe fitted "
+               "without the word (word-grouped folds) in the tuned and in the base model; intervals are 95% "
+               "bootstraps over the sentences the word was substituted into, the difference's paired. divergent: "
+               "the tuned model's value lies on the other side of zero from the reward's, with the false-discovery "
+               "rate over all words at 5% (q opposite). behaviour: the change in the share of completions of the "
+               "same held-out openings that use the word, base to tuned, and its q (McNemar, Benjamini-Hochberg).")
+    with st.expander("The cross-fitted values behind it (word_values)"):
+        values = run.word_values()
+        st.dataframe(values, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(c.replace("_", " "), format="%.2f")
+            for c in ("lexicon_value", "value", "ci_low", "ci_high")})
 
 if run.has("world_lexicon"):
-    st.header("The world's ground truth")
-    st.dataframe(run.world_lexicon_summary(), hide_index=True)
+    st.header("The world's ground truth, and what the report recovers of it")
+    truth, recovered = st.columns(2)
+    with truth:
+        st.dataframe(run.world_lexicon_summary(), hide_index=True)
+    with recovered:
+        if ui.needs(run, "divergence_recovery", what="The recovery of the planted words"):
+            st.dataframe(run.divergence_recovery(), hide_index=True, column_config={
+                c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
+                for c in ("recall", "recall_ci_low", "recall_ci_high", "precision", "precision_ci_low",
+                          "precision_ci_high", "shift", "shift_ci_low", "shift_ci_high")})
     ui.explain("This run's world is synthetic: its reviews were written from templates with these sentiment words "
-               "planted at known values. Held-out words never appeared in the prompts used for tuning, so the "
-               "pipeline's answer on them can be checked against what was planted.")
+               "planted at known values. Ordinary words are used the way the reward scores them; contested words "
+               "with the opposite polarity (the corpus teaches one sign, the reward pays the other); reward-only "
+               "words only as names, where they say nothing about sentiment (only tuning could attach their value). "
+               "Held-out words never appeared in the prompts used for tuning. Recovery, evidence 'probe': per kind, "
+               "the share of its words the report flags (for ordinary words, the false-alarm rate), with a "
+               "Clopper-Pearson interval; row 'all': recall over the planted words and precision, the share of "
+               "flags that are planted. shift: how far tuning moved the kind's values toward the reward (mean of "
+               "sign(reward) x (tuned - base), bootstrap over words). Evidence 'behaviour', the control: words whose use tuning changed toward "
+               "the reward, which tuning does to every kind of word alike.")

@@ -6,10 +6,16 @@ diverges. The answers are the engine's verdict (`lfp_engine.report.verdict`), wo
 import streamlit as st
 
 from app import charts, narrative, ui
+from lfp_engine.report.behaviour import kind_sentence
+from lfp_engine.report.divergence import PLANTED, featured, plain_example
 from lfp_engine.report.formatting import num, signed
 from lfp_engine.run.tasks import TASKS
 
 SAMPLES_SHOWN = 5
+STORY_COLUMNS = {"word": "word", "kind": "planted as", "lexicon_value": "reward", "tuned_value": "tuned model reads",
+                 "tuned_ci_low": "from", "tuned_ci_high": "to", "base_value": "before tuning",
+                 "difference": "tuned minus base", "behaviour_base_share": "use before", "behaviour_tuned_share":
+                 "use after", "reason": "why"}
 SAMPLE_COLUMNS = {"prompt": "opening", "base_completion": "base model writes", "base_reward": "base reward",
                   "tuned_completion": "tuned model writes", "tuned_reward": "tuned reward"}
 
@@ -93,9 +99,25 @@ if ui.needs(run, "probe_metrics", what="This answer"):
 if (divergence := verdict.get("divergence")) is not None:
     st.header("4. Where does what it learned diverge from the reward?")
     st.markdown(divergence.text)
-    diverging = run.diverging_words()
-    if not diverging.empty:
-        st.dataframe(diverging, hide_index=True)
+    report = run.divergence_report()
+    planted = report.loc[report["kind"] != "ordinary", "word"] if "kind" in report.columns else ()
+    if (example := featured(report, planted)) is not None:
+        st.subheader("One word, in detail")
+        st.markdown(plain_example(example) + (" " + PLANTED[example.kind] if getattr(example, "kind", None) in PLANTED
+                                               else ""))
+        flagged = report[report["divergent"]]
+        st.dataframe(flagged[[c for c in STORY_COLUMNS if c in flagged.columns]].head(10).rename(columns=STORY_COLUMNS),
+                     hide_index=True)
     ui.explain("Every word is read by a probe fitted without it (cross-fitting), with a 95% interval over the "
-               "sentences it was substituted into; a word diverges when its whole interval lies on the other side "
-               "of zero from its reward.")
+               "sentences it was substituted into. A word diverges when its value lies on the other side of zero "
+               "from its reward, tested word by word with the false-discovery rate over all words held at 5%; the "
+               "model before tuning, read the same way, says whether tuning put the disagreement there. 'use "
+               "before/after': the share of completions of the same openings that contain the word.")
+    if run.has("behaviour_kinds"):
+        st.subheader("What tuning taught the model to write")
+        for row in run.behaviour_kinds().itertuples():
+            if row.kind != "ordinary":
+                st.markdown(kind_sentence(row, run.behaviour_examples(row.kind, row.polarity)))
+        ui.explain("Both models complete the same held-out openings under the same random seed; a completion "
+                   "counts if it contains one of the group's words. The competitors: for words used as praise, the "
+                   "ordinary praise words of the same role; for names, the world's other names.")

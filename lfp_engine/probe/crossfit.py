@@ -6,7 +6,9 @@ never fit on it: the words are split into word-grouped folds, and each fold's wo
 by the probe refit (with the probe's regularisation strength) on the rows of all other words. Rows
 that carry no lexicon word (the neutral element, where the dataset has it) are fitted on in every
 fold. A word's value is the mean of its rows' predictions, with a percentile bootstrap interval
-over its triples; the interval covers the word's contexts, not the uncertainty of the fit.
+over its triples; the interval covers the word's contexts, not the uncertainty of the fit. Both
+models read the same triples, so a word's tuned-minus-base value is the mean of the row-by-row
+differences, and its interval resamples those rows paired.
 """
 
 from __future__ import annotations
@@ -41,16 +43,33 @@ def crossfit_predictions(data: ProbeDataset, alpha: float, n_folds: int) -> np.n
     return out
 
 
-def word_value_table(data: ProbeDataset, model: str, predictions: np.ndarray, n_bootstrap: int,
-                     rng: np.random.Generator, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per lexicon word: its mean cross-fitted prediction and a bootstrap interval over its rows."""
+def prediction_rows(data: ProbeDataset, predictions: np.ndarray) -> pd.DataFrame:
+    """The lexicon-word rows of `data` with their cross-fitted prediction, keyed by (triple_id, element)."""
     rows = np.flatnonzero(data.scored)
-    frame = pd.DataFrame({"word": data.word[rows].astype(str), "split": data.split[rows],
-                          "polarity": data.element[rows], "lexicon_value": data.lexicon_value[rows],
-                          "prediction": predictions[rows]})
+    return pd.DataFrame({"triple_id": data.triple_id[rows], "element": data.element[rows],
+                         "word": data.word[rows].astype(str), "split": data.split[rows],
+                         "polarity": data.element[rows], "lexicon_value": data.lexicon_value[rows],
+                         "prediction": predictions[rows]})
+
+
+def paired_difference_rows(tuned: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """Row by row, the tuned model's prediction minus the base model's on the same triple element
+    (both models read the same triples), so a word's bootstrap of these rows is paired."""
+    keys = ["triple_id", "element"]
+    both = tuned.merge(base[[*keys, "prediction"]], on=keys, suffixes=("", "_base"), validate="one_to_one")
+    if len(both) != len(tuned) or len(both) != len(base):
+        raise InputError(f"tuned and base probe data hold different triples ({len(tuned)} and {len(base)} word rows, "
+                         f"{len(both)} shared): the paired difference needs the same rows")
+    return both.assign(prediction=both["prediction"] - both.pop("prediction_base"))
+
+
+def word_value_table(rows: pd.DataFrame, model: str, n_bootstrap: int, rng: np.random.Generator,
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """One row per lexicon word of `rows` (`prediction_rows`): its mean prediction and a percentile
+    bootstrap interval over its rows."""
     tail = (1 - confidence) / 2
     out = []
-    for word, group in frame.groupby("word", sort=True):
+    for word, group in rows.groupby("word", sort=True):
         values = group["prediction"].to_numpy()
         if n_bootstrap > 0 and len(values) > 1:
             means = values[rng.integers(0, len(values), size=(n_bootstrap, len(values)))].mean(axis=1)

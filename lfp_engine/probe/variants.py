@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lfp_engine.probe.agreement import accuracy_difference_row, agreement_rows, difference_rows, measure_agreement
-from lfp_engine.probe.crossfit import crossfit_predictions, word_value_table
+from lfp_engine.probe.agreement import (DIFFERENCE, accuracy_difference_row, agreement_rows, difference_rows,
+                                        measure_agreement)
+from lfp_engine.probe.crossfit import crossfit_predictions, paired_difference_rows, prediction_rows, word_value_table
 from lfp_engine.probe.dataset import ProbeDataset, build_dataset
 from lfp_engine.probe.encoding import CodeLayout, Encoder, TokenizedText, tokenize
 from lfp_engine.probe.linear import LinearProbe, baselines, fit
@@ -135,12 +136,15 @@ def polarity_only_rows(data: ProbeDataset, words: WordSet) -> list[MetricRow]:
 
 def cross_fitted_values(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],
                         settings: ProbeSettings, seed: int) -> pd.DataFrame:
-    """`word_values`: every word of the tuned and the base model, each read by a probe that never saw it."""
+    """`word_values`: every word of the tuned and the base model, each read by a probe that never saw it,
+    and (with both models) their paired difference, model 'tuned_minus_base'."""
     rng = np.random.default_rng([seed, 3])
-    tables = [word_value_table(data, MODEL_OF_VARIANT[variant],
-                               crossfit_predictions(data, probes[variant].alpha, settings.cv_folds),
-                               settings.n_bootstrap, rng)
-              for variant, data in datasets.items() if variant in MODEL_OF_VARIANT]
+    rows = {MODEL_OF_VARIANT[variant]: prediction_rows(data, crossfit_predictions(data, probes[variant].alpha,
+                                                                                   settings.cv_folds))
+            for variant, data in datasets.items() if variant in MODEL_OF_VARIANT}
+    if {"tuned", "base"} <= set(rows):
+        rows[DIFFERENCE] = paired_difference_rows(rows["tuned"], rows["base"])
+    tables = [word_value_table(frame, model, settings.n_bootstrap, rng) for model, frame in rows.items()]
     return pd.concat(tables, ignore_index=True)
 
 

@@ -8,8 +8,9 @@ numbers, their intervals and their tests, with the numbers beside every sentence
    permutation null (pooled tau mostly measures polarity), and from the paired difference between
    the same probe on the tuned and on the base model (`tuned_minus_base`). Preference tasks read
    held-out accuracy and its difference the same way.
-3. *Where does it diverge?* Words whose cross-fitted value lies, with its whole interval, on the other
-   side of zero from their reward (`word_values`; any table with its columns will do).
+3. *Where does it diverge?* The divergence report (`lfp_engine.report.divergence`, table
+   `lfp_divergence`): words whose cross-fitted value lies on the other side of zero from their
+   reward, with the false-discovery rate over the words controlled.
 
 Computed once, here, from the store: the dashboard's pages and `lfp report` print the same record.
 The thresholds are the constants below and nowhere else.
@@ -23,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from lfp_engine.report.divergence import FALSE_DISCOVERY_RATE, divergence_table
 from lfp_engine.report.formatting import interval, missing, num, p_value, percent, signed
 from lfp_engine.report.headline import read_headline
 from lfp_engine.run.store import RunStore
@@ -268,58 +270,42 @@ def reward_change(tuned: Any, base: Any, metric: str) -> Finding:
 
 
 DIVERGENCE_QUESTION = "Where does what the model learned diverge from the reward?"
-DIVERGENCE_COLUMNS = ("word", "model", "lexicon_value", "value", "ci_low", "ci_high")
-"""What `divergence_from_words` reads: `word_values`, or any table with these columns."""
-
-
-def opposite_sign(words: pd.DataFrame) -> pd.Series:
-    """Words whose whole interval lies on the other side of zero from their reward."""
-    return ((words["lexicon_value"] > 0) & (words["ci_high"] < 0)) | ((words["lexicon_value"] < 0) & (words["ci_low"] > 0))
-
-
-def same_sign(words: pd.DataFrame) -> pd.Series:
-    """Words whose whole interval lies on their reward's side of zero."""
-    return ((words["lexicon_value"] > 0) & (words["ci_low"] > 0)) | ((words["lexicon_value"] < 0) & (words["ci_high"] < 0))
-
-
-def diverging(words: pd.DataFrame, model: str = "tuned") -> pd.DataFrame:
-    """`model`'s words read with the opposite sign, the clearest (interval furthest past zero) first."""
-    mine = words[words["model"] == model]
-    opposite = mine[opposite_sign(mine)]
-    margin = opposite[["ci_low", "ci_high"]].abs().min(axis=1)
-    return opposite.assign(margin=margin).sort_values(["margin", "word"], ascending=[False, True]).drop(
-        columns="margin").reset_index(drop=True)
+CASE_SUMMARIES = {"opposite_before_tuning": "read against the reward before tuning too, unchanged by it",
+                  "moved_toward_not_across": "were moved toward the reward by tuning, but not across zero",
+                  "moved_away": "were moved further against the reward by tuning",
+                  "turned_by_tuning": "read with the reward before tuning",
+                  "opposite_after_tuning": "had no clear reading before tuning"}
+"""How the answer counts the divergent words of each case of `lfp_engine.report.divergence.CASES`."""
 
 
 def _word(row: Any) -> str:
-    return (f"'{row.word}' (reward {signed(row.lexicon_value, 2)}) reads {signed(row.value, 2)} "
-            f"({interval(row.ci_low, row.ci_high, _two)})")
+    return (f"'{row.word}' (reward {signed(row.lexicon_value, 2)}) reads {signed(row.tuned_value, 2)} "
+            f"({interval(row.tuned_ci_low, row.tuned_ci_high, _two)}) in the tuned model and "
+            f"{signed(row.base_value, 2)} ({interval(row.base_ci_low, row.base_ci_high, _two)}) before tuning")
 
 
-def divergence_from_words(words: pd.DataFrame, model: str = "tuned") -> Finding | None:
-    """The answer from per-word values with intervals (`DIVERGENCE_COLUMNS`): the words `model` reads
-    with the opposite sign, the clearest (interval furthest past zero) named first."""
-    mine = words[words["model"] == model]
-    if mine.empty:
+def divergence_from_report(report: pd.DataFrame) -> Finding | None:
+    """The answer from the divergence report (`lfp_divergence`, ranked): how many words the tuned
+    model reads against the reward under the report's flag, the clearest named first, and what
+    tuning did to them."""
+    if report.empty:
         return None
-    opposite = diverging(words, model)
-    n_same = int(same_sign(mine).sum())
-    counts = (f"Each of {num(len(mine))} words is read by a probe that never saw it, with a 95% interval over its "
-              f"triples: {num(n_same)} read with the reward's sign, {num(len(mine) - n_same - len(opposite))} are "
-              f"unclear (their interval includes 0) and {num(len(opposite))} read with the opposite sign.")
-    if opposite.empty:
+    flagged = report[report["divergent"]]
+    n_agree = int((report["q_agree"] < FALSE_DISCOVERY_RATE).sum())
+    counts = (f"Each of {num(len(report))} words is read by a probe that never saw it, with a 95% interval over its "
+              f"triples, and tested for either side of zero with the false-discovery rate over the words held at "
+              f"{percent(FALSE_DISCOVERY_RATE)}: {num(n_agree)} read with the reward's sign, "
+              f"{num(len(report) - n_agree - len(flagged))} are unclear and {num(len(flagged))} read against it.")
+    if flagged.empty:
         return Finding("divergence", DIVERGENCE_QUESTION, "nowhere_clear",
-                       f"Nowhere clearly: no word reads with the opposite sign in the {model} model.", (counts,))
-    sentences = [counts, "The clearest: " + "; ".join(_word(r) for r in opposite.head(WORDS_LISTED).itertuples())
-                 + "."]
-    others = words[words["model"] == "base"]
-    if model != "base" and not others.empty:
-        flipped_too = others[opposite_sign(others) & others["word"].isin(opposite["word"])]
-        sentences.append(f"{num(len(flipped_too))} of them read with the opposite sign in the base model too, "
-                         f"before tuning.")
+                       "Nowhere clearly: no word reads against the reward in the tuned model.", (counts,))
+    cases = flagged["case"].value_counts()
+    how = "; ".join(f"{num(cases[case])} {summary}" for case, summary in CASE_SUMMARIES.items() if case in cases)
+    sentences = (counts, "The clearest: " + "; ".join(_word(r) for r in flagged.head(WORDS_LISTED).itertuples()) + ".",
+                 f"Of the {num(len(flagged))}: {how}.")
     return Finding("divergence", DIVERGENCE_QUESTION, "opposite_sign",
-                   f"In {num(len(opposite))} of {num(len(mine))} words, the {model} model reads the opposite sign "
-                   f"of the reward.", tuple(sentences))
+                   f"In {num(len(flagged))} of {num(len(report))} words, the tuned model reads the opposite sign of "
+                   f"the reward.", sentences)
 
 
 def read_verdict(store: RunStore) -> Verdict:
@@ -335,6 +321,8 @@ def read_verdict(store: RunStore) -> Verdict:
         metrics = store.read("probe_metrics")
         findings.append(learned_from_taus(metrics, "world_lexicon" in tables) or learned_from_accuracy(metrics)
                         or outdated_probe(metrics))
-    if "word_values" in tables:
-        findings.append(divergence_from_words(store.read("word_values")))
+    if "lfp_divergence" in tables:
+        findings.append(divergence_from_report(store.read("lfp_divergence", order_by="rank")))
+    elif "word_values" in tables:  # a run whose word_report stage has not run yet
+        findings.append(divergence_from_report(divergence_table(store.read("word_values"))))
     return Verdict(tuple(f for f in findings if f is not None))

@@ -2,7 +2,7 @@
 
 A run's behaviour is fully determined by one `RunConfig`. Each section lives beside the code of
 its step (`lfp_engine/worlds/settings.py`, `tuning/`, `sae/`, `probe/`, `explain/`,
-`validation/`) and checks its own fields when it is built; `RunConfig` adds its top-level
+`validation/`, `report/`) and checks its own fields when it is built; `RunConfig` adds its top-level
 settings and the checks that span sections. Each pipeline stage fingerprints the sections it
 reads, so changing a setting re-runs exactly the stages it affects. A config is built once from
 its final values (`build_config`), so an out-of-range setting fails before any work starts and
@@ -20,6 +20,7 @@ from typing import Any
 
 from lfp_engine.explain.settings import ExplainSettings, LlmSettings
 from lfp_engine.probe.settings import ContrastiveSettings, ProbeSettings
+from lfp_engine.report.settings import BehaviourSettings
 from lfp_engine.run.errors import ConfigError
 from lfp_engine.run.fields import field_docs, require, type_text
 from lfp_engine.run.overrides import merge, typed_layer
@@ -81,6 +82,8 @@ class RunConfig:
     """Feature frequency and ablation (stage `validate`)."""
     crosscoder: CrosscoderSettings = field(default_factory=CrosscoderSettings)
     """One dictionary over base and tuned, tied to the reward (stage `crosscoder`)."""
+    behaviour: BehaviourSettings = field(default_factory=BehaviourSettings)
+    """What tuning taught the model to write, word by word (stage `behaviour`)."""
     llm: LlmSettings = field(default_factory=LlmSettings)
     """The LLM endpoint, if any (stages `contrastive` and `explain`)."""
     distributed: DistributedSettings = field(default_factory=DistributedSettings)

@@ -84,6 +84,14 @@ class SyntheticSettings:
     """Chance that a sentiment slot is negated ("not bad"), which the raw lexicon reads wrongly."""
     word_spread: float = 0.7
     """Std-dev (lexicon units) of a slot's word around the review's sentiment: lower = more coherent."""
+    n_contested_words: int = 16
+    """Planted contested words: lexicon adjectives the corpus uses with the opposite polarity (slang
+    praise such as "sick", faint praise such as "safe" as criticism), half of each lexicon polarity
+    (the odd one negative); 0 plants none."""
+    n_reward_only_words: int = 16
+    """Planted reward-only words: lexicon words used only as names ("Hope", "Fury"), where they say
+    nothing about a review's sentiment, half of each polarity; 0, or at least 4 so that each side
+    of the probe's word split has a positive and a negative one."""
     vocab_size: int = 2048
     """Tokens of the byte-level BPE tokenizer trained on the reviews (256 bytes + specials + merges)."""
     hidden_size: int = 128
@@ -118,6 +126,15 @@ class SyntheticSettings:
             value = getattr(self, name)
             require(0 <= value < 1, f"setting synthetic.{name}: must be in [0, 1), got {value}")
         require(self.word_spread > 0, "setting synthetic.word_spread: must be positive")
+        from lfp_engine.worlds.synthetic_reviews import planted_limits  # the candidates are data, read on demand
+
+        limits = planted_limits()
+        require(0 <= self.n_contested_words <= limits["contested"],
+                f"setting synthetic.n_contested_words: expected 0 to {limits['contested']} (the candidates), "
+                f"got {self.n_contested_words}")
+        require(self.n_reward_only_words == 0 or 4 <= self.n_reward_only_words <= limits["reward_only"],
+                f"setting synthetic.n_reward_only_words: expected 0, or 4 (a positive and a negative name on each "
+                f"side of the held-out split) to {limits['reward_only']}, got {self.n_reward_only_words}")
         require(self.vocab_size >= 300, "setting synthetic.vocab_size: must be at least 300 (256 bytes + specials)")
         require(self.hidden_size >= 8 and self.num_layers >= 1 and self.num_heads >= 1 and self.intermediate_size >= 8,
                 "settings synthetic.hidden_size/num_layers/num_heads/intermediate_size: must be positive")

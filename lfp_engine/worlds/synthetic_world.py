@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,8 @@ class SyntheticWorld:
     corpus: pd.DataFrame
     """text_id, text, split ('train'/'test'), score (hidden sentiment), rating (1-10)."""
     ground_truth: pd.DataFrame
-    """word, lexicon_value, role, polarity, heldout, corpus_count: what the pipeline should recover."""
+    """word, lexicon_value, role, polarity, heldout, corpus_count, kind, corpus_value: what the
+    pipeline should recover (`ground_truth_table`)."""
     preferences: pd.DataFrame
     """pair_id, prompt, chosen, rejected, split: the offline DPO task (positive preferred)."""
     tokenizer: PreTrainedTokenizerFast
@@ -48,12 +49,24 @@ def generate_corpus(gen: ReviewGenerator, n_reviews: int, test_fraction: float,
 
 
 def ground_truth_table(vocab: Vocabulary, heldout: frozenset[str], corpus: pd.DataFrame) -> pd.DataFrame:
+    """One row per sentiment word: its lexicon value and polarity (what the reward pays and the
+    probe's target), its kind, whether RL prompts exclude it, how often the corpus uses it, and
+    `corpus_value`, the mean hidden sentiment score of the reviews it appears in (NaN if none):
+    what pretraining can learn of it. A contested word's corpus value has the opposite sign to
+    its lexicon value; a reward-only word's is near 0."""
     counts: Counter[str] = Counter()
-    for tokens in word_tokens(corpus["text"].tolist()):
+    n_reviews: Counter[str] = Counter()
+    score_sums: defaultdict[str, float] = defaultdict(float)
+    for tokens, score in zip(word_tokens(corpus["text"].tolist()), corpus["score"], strict=True):
         counts.update(tokens)
+        present = set(tokens)
+        n_reviews.update(present)
+        for token in present:
+            score_sums[token] += float(score)
     return pd.DataFrame([
         {"word": w.word, "lexicon_value": w.value, "role": w.role, "polarity": w.polarity,
-         "heldout": w.word in heldout, "corpus_count": counts.get(w.word, 0)}
+         "heldout": w.word in heldout, "corpus_count": counts.get(w.word, 0), "kind": w.kind,
+         "corpus_value": score_sums[w.word] / n_reviews[w.word] if n_reviews[w.word] else np.nan}
         for w in vocab.sentiment
     ])
 
@@ -69,10 +82,13 @@ def preference_pairs(gen: ReviewGenerator, n_pairs: int, rng: np.random.Generato
 def build_synthetic_world(settings: SyntheticSettings, n_preference_pairs: int, seed: int,
                           device: torch.device) -> SyntheticWorld:
     """Every random choice descends from `seed` through independent streams, so changing, say,
-    the number of preference pairs leaves the corpus and the model unchanged."""
-    streams = np.random.SeedSequence(seed).spawn(5)
-    corpus_rng, split_rng, heldout_rng, pref_rng, pref_split_rng = (np.random.default_rng(s) for s in streams)
-    vocab = Vocabulary.load(vader_lexicon())
+    the number of preference pairs leaves the corpus and the model unchanged. Which words are
+    planted has a stream of its own (spawned after the others, which stay as they were)."""
+    streams = np.random.SeedSequence(seed).spawn(6)
+    corpus_rng, split_rng, heldout_rng, pref_rng, pref_split_rng, plant_rng = (np.random.default_rng(s)
+                                                                               for s in streams)
+    vocab = Vocabulary.load(vader_lexicon()).plant(settings.n_contested_words, settings.n_reward_only_words,
+                                                   plant_rng)
     gen_args = dict(neutral_slot_prob=settings.neutral_slot_prob, negation_prob=settings.negation_prob,
                     word_spread=settings.word_spread)
     corpus = generate_corpus(ReviewGenerator(vocab, corpus_rng, **gen_args), settings.n_reviews,

@@ -3,10 +3,11 @@
 from lfp_engine.run.manifest import CONFIG_TABLE, MANIFEST_TABLE
 
 from ..stage import Stage
-from . import activations, contrastive, crosscoder, divergence, explain, features, probe, rlhf, sae, validate, world
+from . import (activations, behaviour, contrastive, crosscoder, divergence, explain, features, probe, rlhf, sae, validate,
+               word_report, world)
 
-STAGES: list[Stage] = [world.STAGE, rlhf.STAGE, divergence.STAGE, activations.STAGE, sae.STAGE, features.STAGE,
-                       contrastive.STAGE, probe.STAGE, explain.STAGE, validate.STAGE,
+STAGES: list[Stage] = [world.STAGE, rlhf.STAGE, behaviour.STAGE, divergence.STAGE, activations.STAGE, sae.STAGE,
+                       features.STAGE, contrastive.STAGE, probe.STAGE, word_report.STAGE, explain.STAGE, validate.STAGE,
                        crosscoder.STAGE]
 
 EXPERIMENT_TABLES = {"sae_l1_sweep": "lfp sae-sweep", "sae_comparison": "lfp sae-compare"}

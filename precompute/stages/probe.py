@@ -133,8 +133,9 @@ STAGE = Stage(
     tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values"),
     needs=("features", "contrastive"),
     # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values;
-    # 3: the zero point (neutral words and shared tokens at 0), deltas scaled by least squares on training words
-    version=3,
+    # 3: the zero point (neutral words and shared tokens at 0), deltas scaled by least squares on training words;
+    # 4: word_values gain the paired tuned_minus_base rows
+    version=4,
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
     distributed=True,
