@@ -86,7 +86,11 @@ def test_lab_compares_unmodified_and_modified_completions(open_app, live_app_run
     at.selectbox(key="lab_dictionary").set_value(key)
     at.number_input(key="lab_index").set_value(1)
     at.button(key="lab_add").click().run()
-    assert at.multiselect(key="lab_features").value == [f"{key[0]}/{key[1]}/1"]
+    # The features judged relevant start chosen (the planted micro world has some); the added one joins them.
+    relevant = [f"{layer}/{size}/{f}" for (layer, size), fs in sorted(live.relevant.items()) for f in sorted(fs)]
+    added = f"{key[0]}/{key[1]}/1"
+    assert at.multiselect(key="lab_features").value == list(dict.fromkeys([*relevant, added]))
+    at.multiselect(key="lab_features").set_value([added]).run()
     at.number_input(key="lab_samples").set_value(4)
     at.number_input(key="lab_tokens").set_value(10)
     at.button(key="lab_run").click().run()
