@@ -3,6 +3,7 @@ against scipy and hand computations."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,7 +17,8 @@ from lfp_engine.run.errors import InputError
 from lfp_engine.probe.dataset import build_dataset, target_scale
 from lfp_engine.probe.implicit_reward import word_rewards
 from lfp_engine.probe.kendall import tau_b
-from lfp_engine.probe.linear import fit, fit_logistic, fit_regression, shuffled_probe, xavier_probe
+from lfp_engine.probe.linear import (DEFAULT_ALPHAS, cv_errors, fit, fit_logistic, fit_regression,
+                                     fit_sharing_strength, shuffled_probe, xavier_probe)
 from lfp_engine.probe.measures import sign_agreement, word_values
 from lfp_engine.probe.zero_point import ContextTokens, context_tokens
 from lfp_engine.tuning.reward import VaderReward
@@ -90,6 +92,46 @@ def test_the_zero_points_rows_count_once_in_choosing_the_strength():
     assert np.corrcoef(probe.predict(X[:n_words]), y[:n_words])[0, 1] > 0.5
 
 
+def test_cv_groups_hold_out_words_and_the_zero_points_texts():
+    """A lexicon word's rows are one group wherever they occur; a zero-point row goes with its
+    triple's text, so a fold that holds out a text holds out its neutral word and shared tokens."""
+    reps, triples, context = planted_triples()
+    data = build_dataset(reps, triples, "word", context)
+    groups = data.cv_groups
+    assert (groups[data.scored] == data.word[data.scored].astype(str)).all()
+    assert (groups[~data.scored] == np.char.add("text:", data.triple_id[~data.scored].astype(str))).all()
+    for keep, held in GroupKFold(n_splits=5).split(data.X, groups=groups):
+        assert not set(data.word[keep][data.scored[keep]]) & set(data.word[held][data.scored[held]])
+        assert not set(data.triple_id[keep][~data.scored[keep]]) & set(data.triple_id[held][~data.scored[held]])
+
+
+def test_the_tuned_and_base_probes_share_the_strength_of_least_summed_error():
+    """Two models' data on the same rows: one strength for both, the argmin of their summed held-out
+    errors (sklearn's grouped cross-validated predictions), even where each alone would pick another."""
+    reps, triples, context = planted_triples()
+    data = build_dataset(reps, triples, "word", context)
+    rng = np.random.default_rng(5)
+    noisy = dataclasses.replace(data, X=data.X + rng.normal(0, 3.0 * data.X.std(), size=data.X.shape))
+    rows = data.fitted
+    summed = np.zeros(len(DEFAULT_ALPHAS))
+    for d in (data, noisy):
+        for i, alpha in enumerate(DEFAULT_ALPHAS):
+            held = cross_val_predict(Ridge(alpha=alpha), d.X[rows], d.target[rows], groups=d.cv_groups[rows],
+                                     cv=GroupKFold(n_splits=5))
+            errors = (held - d.target[rows]) ** 2
+            summed[i] += errors[d.scored[rows]].mean() + errors[~d.scored[rows]].mean()
+    alone = [fit(d, folds=5).alpha for d in (data, noisy)]
+    assert alone[0] != alone[1]  # the planted case: each model alone would choose its own strength
+    shared = fit_sharing_strength([data, noisy], folds=5)
+    assert shared[0].alpha == shared[1].alpha == DEFAULT_ALPHAS[int(np.argmin(summed))]
+    assert np.allclose(cv_errors(data.X[rows], data.target[rows], data.cv_groups[rows], DEFAULT_ALPHAS, 5,
+                                 ~data.scored[rows]) + cv_errors(noisy.X[rows], noisy.target[rows],
+                                                                 noisy.cv_groups[rows], DEFAULT_ALPHAS, 5,
+                                                                 ~noisy.scored[rows]), summed)
+    ref = Ridge(alpha=shared[1].alpha).fit(noisy.X[rows], noisy.target[rows])
+    assert np.allclose(shared[1].weights, ref.coef_) and shared[1].intercept == pytest.approx(ref.intercept_)
+
+
 def test_target_scale_is_the_least_squares_gain_onto_lexicon_values():
     deltas, values = np.array([0.5, -2.0, 1.0]), np.array([1.5, -3.0, 1.0])
     gain = target_scale(deltas, values)
@@ -156,7 +198,7 @@ def test_the_neutral_element_is_the_probes_zero_point():
     assert data.at_word.tolist() == [True] * 3 * n + [False] * m
     neutral = ~data.scored
     assert (data.target[neutral] == 0).all() and (data.lexicon_value[neutral] == 0).all()
-    assert data.word[2 * n: 3 * n].tolist() == triples["word_neutral"].tolist()  # a neutral word is its own CV group
+    assert data.word[2 * n: 3 * n].tolist() == triples["word_neutral"].tolist()
     assert data.split[3 * n:].tolist() == triples["split"].to_numpy()[context.triple].tolist()
     assert not data.train[neutral].any() and not data.test[neutral].any() and data.fitted[neutral].any()
     probe = fit(data, folds=5)

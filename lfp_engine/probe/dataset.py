@@ -72,11 +72,27 @@ class ProbeDataset:
     triple_id: np.ndarray
     word: np.ndarray
     """The substituted word (word triples; the neutral word on neutral rows, the token's own word on
-    context rows), None for text triples. Also the probe's cross-validation group: a neutral word is
-    a group of its own."""
+    context rows), None for text triples. A lexicon word's rows are also its cross-validation group
+    (`cv_groups`)."""
     lexicon_value: np.ndarray
     """The word's lexicon value (0 on neutral rows)."""
     scale: float
+
+    @property
+    def cv_groups(self) -> np.ndarray:
+        """The probe's cross-validation groups: a lexicon word's rows are its word, so a held-out fold
+        holds only words the probe was not fit on (what the test split then measures); a zero-point
+        row (neutral word, shared token) goes with its text, so a held-out fold holds the ordinary
+        tokens of texts the probe never read. That is the zero point's use: the playground reads the
+        common words of a new text, words the corpus is full of, and they must read about 0 there.
+        Grouping these rows by their own word instead asked the zero point to hold on words never
+        seen at all: on the tiny world that error dominated the choice of strength and drove it to
+        the grid's largest value, which reads every word near 0 (docs/benchmarks.md, implicit reward).
+        Text triples: the triple (a text's two rewrites stay together)."""
+        texts = np.char.add("text:", self.triple_id.astype(str))
+        if self.kind != "word":
+            return texts
+        return np.where(self.scored, self.word.astype(str), texts)
 
     @property
     def scored(self) -> np.ndarray:

@@ -26,7 +26,7 @@ from lfp_engine.probe.agreement import (DIFFERENCE, accuracy_difference_row, agr
 from lfp_engine.probe.crossfit import crossfit_predictions, paired_difference_rows, prediction_rows, word_value_table
 from lfp_engine.probe.dataset import ProbeDataset, build_dataset
 from lfp_engine.probe.encoding import CodeLayout, Encoder, TokenizedText, tokenize
-from lfp_engine.probe.linear import LinearProbe, baselines, fit
+from lfp_engine.probe.linear import LinearProbe, baselines, fit, fit_sharing_strength
 from lfp_engine.probe.measures import MetricRow, measure, metrics_frame, sign_agreement
 from lfp_engine.probe.nulls import permutation_null, polarity_only_values
 from lfp_engine.probe.settings import ProbeSettings
@@ -152,7 +152,10 @@ def fit_variants(datasets: Mapping[str, ProbeDataset], settings: ProbeSettings, 
                  rng: np.random.Generator) -> ProbeFits:
     """Fit every variant's probe on its train rows, and the baselines on the probe's own data;
     measure all of them against their controls."""
-    probes = {variant: fit(data, settings.cv_folds) for variant, data in datasets.items()}
+    probes = {variant: fit(data, settings.cv_folds) for variant, data in datasets.items()
+              if variant not in MODEL_OF_VARIANT}
+    paired = [variant for variant in MODEL_OF_VARIANT if variant in datasets]
+    probes |= dict(zip(paired, fit_sharing_strength([datasets[v] for v in paired], settings.cv_folds), strict=True))
     main = datasets["sae"]
     readouts = {**probes, **baselines(main, rng, settings.cv_folds)}
     predictions = {name: probe.predict(datasets.get(name, main).X) for name, probe in readouts.items()}

@@ -134,8 +134,9 @@ STAGE = Stage(
     needs=("features", "contrastive"),
     # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values;
     # 3: the zero point (neutral words and shared tokens at 0), deltas scaled by least squares on training words;
-    # 4: word_values gain the paired tuned_minus_base rows
-    version=4,
+    # 4: word_values gain the paired tuned_minus_base rows;
+    # 5: the zero point's rows cross-validated by text, the tuned and base probes at one shared strength
+    version=5,
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
     distributed=True,
