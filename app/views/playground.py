@@ -82,6 +82,6 @@ else:
     st.html(reward_heat(shown, ends, base.tokens["reward"], scale, "base model's implicit reward"))
     st.altair_chart(charts.token_rewards({"tuned": tuned.tokens, "base": base.tokens}, pieces))
     ui.explain("Base model: the model before tuning, read by its own probe, fit exactly as the tuned model's was but "
-               "on the base model's SAE features, and put in the lexicon's units the same way, on the same training "
-               "words, so the two lines share one scale. Where they part, the two models' features carry the reward "
+               "on the base model's SAE features, put in the lexicon's units the same way, on the same training words, "
+               "and at the same regularisation strength, so the two lines share one scale. Where they part, the two models' features carry the reward "
                "differently: tuning is one cause, each probe's own fitting noise another.")

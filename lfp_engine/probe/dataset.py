@@ -12,8 +12,8 @@ the probe is read over whole texts (`implicit_reward.py`).
 For word triples the deltas are put in the reward's units by one gain, fit by least squares of
 gain x delta on the lexicon values of the *training* rows (the paper normalises the deltas "to
 be in the same range as the fine-tuning reward"). Fitting each model's deltas against the same
-lexicon values on the same training words puts the tuned and the base model's probes on one
-scale; one positive gain cannot reorder words or texts, so it sets units and decides no rank
+lexicon values on the same training words puts the tuned and the base model's targets on one
+scale (their probes also share one strength, `linear.py`); one positive gain cannot reorder words or texts, so it sets units and decides no rank
 agreement measured later. For text triples (preference tasks) the target is the class,
 preferred (1) or not (0), and there is no neutral row.
 """
