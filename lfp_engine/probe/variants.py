@@ -150,8 +150,9 @@ def cross_fitted_values(datasets: Mapping[str, ProbeDataset], probes: Mapping[st
 
 def fit_variants(datasets: Mapping[str, ProbeDataset], settings: ProbeSettings, seed: int,
                  rng: np.random.Generator) -> ProbeFits:
-    """Fit every variant's probe on its train rows, and the baselines on the probe's own data;
-    measure all of them against their controls."""
+    """Fit every variant's probe on its train rows (the tuned and the base model's at one shared
+    strength, `linear.fit_sharing_strength`), and the baselines on the probe's own data; measure all
+    of them against their controls."""
     probes = {variant: fit(data, settings.cv_folds) for variant, data in datasets.items()
               if variant not in MODEL_OF_VARIANT}
     paired = [variant for variant in MODEL_OF_VARIANT if variant in datasets]
