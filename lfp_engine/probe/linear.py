@@ -139,19 +139,17 @@ def shuffled_probe(X: np.ndarray, y: np.ndarray, groups: Sequence[str], rng: np.
 def fit(data: ProbeDataset, folds: int) -> LinearProbe:
     """The regression probe (word- and text-grouped folds, `ProbeDataset.cv_groups`, neutral anchors
     included) or the logistic probe (grouped by triple)."""
-    train = data.fitted
-    if data.kind == "text":
-        return fit_logistic(data.X[train], data.target[train], groups=data.triple_id[train], n_folds=folds)
-    return fit_regression(data.X[train], data.target[train], data.cv_groups[train], n_folds=folds,
-                          anchor=~data.scored[train])
+    return fit_sharing_strength([data], folds)[0]
 
 
 def fit_sharing_strength(datasets: Sequence[ProbeDataset], folds: int) -> list[LinearProbe]:
     """Regression probes on several models' codes of the same triples, at the one strength whose
     held-out errors summed over all of them is least: their predictions are then comparable row by
-    row (the tuned and the base model). Logistic probes are fit each on its own."""
+    row (the tuned and the base model). Logistic probes are fit each on its own, a text's two
+    rewrites kept in one fold."""
     if any(data.kind == "text" for data in datasets):
-        return [fit(data, folds) for data in datasets]
+        return [fit_logistic(data.X[data.fitted], data.target[data.fitted], groups=data.triple_id[data.fitted],
+                             n_folds=folds) for data in datasets]
     errors = sum(cv_errors(data.X[data.fitted], data.target[data.fitted], data.cv_groups[data.fitted],
                            DEFAULT_ALPHAS, folds, ~data.scored[data.fitted]) for data in datasets)
     alpha = float(DEFAULT_ALPHAS[int(np.argmin(errors))])
