@@ -21,9 +21,8 @@ from lfp_engine.probe.kendall import SUBSETS, word_taus
 from lfp_engine.probe.measures import MetricRow
 from lfp_engine.probe.nulls import NullDistribution
 from lfp_engine.probe.words import WordSet
+from lfp_engine.statistics import percentile_interval
 
-CONFIDENCE = 0.95
-"""Level of every interval in `probe_metrics`."""
 DIFFERENCE = "tuned_minus_base"
 """The variant name of the paired differences."""
 PERMUTATION_TEST = "permutation"
@@ -39,15 +38,6 @@ class Agreement:
     resampled: Mapping[str, np.ndarray]
     null: NullDistribution | None
     n_words: Mapping[str, int]
-
-
-def percentile_interval(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if len(finite) == 0:
-        return float("nan"), float("nan")
-    tail = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(finite, [tail, 1 - tail])
-    return float(low), float(high)
 
 
 def measure_agreement(variant: str, words: WordSet, values: np.ndarray, resamples: np.ndarray,

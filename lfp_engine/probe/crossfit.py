@@ -20,6 +20,7 @@ from sklearn.model_selection import GroupKFold
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.ridge import RidgeSolver
 from lfp_engine.run.errors import InputError
+from lfp_engine.statistics import percentile_interval, resampled_means
 
 WORD_VALUE_COLUMNS = ["word", "model", "split", "polarity", "lexicon_value", "value", "ci_low", "ci_high",
                       "n_examples"]
@@ -63,17 +64,14 @@ def paired_difference_rows(tuned: pd.DataFrame, base: pd.DataFrame) -> pd.DataFr
     return both.assign(prediction=both["prediction"] - both.pop("prediction_base"))
 
 
-def word_value_table(rows: pd.DataFrame, model: str, n_bootstrap: int, rng: np.random.Generator,
-                     confidence: float = 0.95) -> pd.DataFrame:
-    """One row per lexicon word of `rows` (`prediction_rows`): its mean prediction and a percentile
+def word_value_table(rows: pd.DataFrame, model: str, n_bootstrap: int, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per lexicon word of `rows` (`prediction_rows`): its mean prediction and a 95% percentile
     bootstrap interval over its rows."""
-    tail = (1 - confidence) / 2
     out = []
     for word, group in rows.groupby("word", sort=True):
         values = group["prediction"].to_numpy()
         if n_bootstrap > 0 and len(values) > 1:
-            means = values[rng.integers(0, len(values), size=(n_bootstrap, len(values)))].mean(axis=1)
-            low, high = np.quantile(means, [tail, 1 - tail])
+            low, high = percentile_interval(resampled_means(values, n_bootstrap, rng))
         else:
             low = high = float("nan")
         first = group.iloc[0]

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from lfp_engine.run.errors import InputError
+from lfp_engine.statistics import percentile_interval, resampled_means
 
 FALSE_DISCOVERY_RATE = 0.05
 """Benjamini-Hochberg level of every test of the report (the flag's included)."""
@@ -201,9 +202,8 @@ def toward_reward(report: pd.DataFrame, words: set[str], n_bootstrap: int, rng: 
     shift = shift[np.isfinite(shift)]
     if len(shift) == 0:
         return (np.nan, np.nan, np.nan)
-    means = shift[rng.integers(0, len(shift), size=(n_bootstrap, len(shift)))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return (float(shift.mean()), float(low), float(high))
+    low, high = percentile_interval(resampled_means(shift, n_bootstrap, rng))
+    return (float(shift.mean()), low, high)
 
 
 def _recovery_rows(evidence: str, flagged: set[str], read: set[str], truth: pd.DataFrame,

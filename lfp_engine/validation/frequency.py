@@ -29,6 +29,7 @@ from scipy import stats
 from lfp_engine.probe.reader import ProbeReader
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.keys import DictionaryKey, FeatureKey
+from lfp_engine.statistics import percentile_interval, resampled_means
 
 EVAL_BATCH_ROWS = 4096
 COLUMNS = ["group", "compared_with", "n_features", "n_live", "n_inputs", "threshold", "firing_rate", "density",
@@ -75,20 +76,6 @@ class FiringCounter:
             frames.append(pd.DataFrame({"layer": layer, "dict_size": size, "feature": np.arange(len(counts)),
                                         "firing_rate": rate, "density": density, "enrichment": enrichment}))
         return pd.concat(frames, ignore_index=True)
-
-
-def resampled_means(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of `n_bootstrap` resamples (with replacement, same size) of `values`."""
-    return values[rng.integers(0, len(values), size=(n_bootstrap, len(values)))].mean(axis=1)
-
-
-def percentile_interval(samples: np.ndarray) -> tuple[float, float]:
-    """The 95% percentile interval of the finite `samples` (NaN when there are none)."""
-    samples = samples[np.isfinite(samples)]
-    if not len(samples):
-        return float("nan"), float("nan")
-    low, high = np.quantile(samples, [0.025, 0.975])
-    return float(low), float(high)
 
 
 def _notes(n_strong: int, n_relevant: int, n_relevant_live: int, n_control: int) -> dict[str, str | None]:
