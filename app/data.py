@@ -282,7 +282,7 @@ class RunData:
         else:
             return pd.DataFrame()
         if "world_lexicon" in tables:
-            truth = self._q("SELECT word, kind, corpus_value FROM world_lexicon")
+            truth = self._q("SELECT word, kind FROM world_lexicon")
             report = report.merge(truth, on="word", how="left")
         return report
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -44,6 +45,12 @@ class Sampling:
         e = config.evaluation
         return cls(e.max_new_tokens, e.min_new_tokens, e.temperature, e.batch_size, config.world.max_length,
                    config.reward.score_prefix)
+
+    def draws(self) -> dict[str, Any]:
+        """The keyword arguments of `sample_completions` these settings fix (all but seed, desc, ranks)."""
+        return dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
+                    temperature=self.temperature, batch_size=self.batch_size, max_length=self.max_length)
+
 
 class GumbelSampling(LogitsProcessor):
     """Perturb temperature-scaled logits with Gumbel noise from a private generator."""

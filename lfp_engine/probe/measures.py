@@ -121,10 +121,7 @@ def measure(variant: str, data: ProbeDataset, prediction: np.ndarray) -> list[Me
 def generation_counts(model: nn.Module, tokenizer, prompts: Sequence[str], sampling: Sampling, seed: int,
                       desc: str = "sample") -> Counter[str]:
     """How often a model writes each word when it completes `prompts` (figure 4's x axis)."""
-    completions = sample_completions(model, tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
-                                     min_new_tokens=sampling.min_new_tokens, temperature=sampling.temperature,
-                                     batch_size=sampling.batch_size, seed=seed, max_length=sampling.max_length,
-                                     desc=desc)
+    completions = sample_completions(model, tokenizer, prompts, seed=seed, desc=desc, **sampling.draws())
     return word_counts(completions.texts)
 
 

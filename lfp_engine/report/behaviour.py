@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lfp_engine.report.verdict import SIGNIFICANCE
 from lfp_engine.run.errors import InputError
 from lfp_engine.tuning.lexicon import word_tokens
 from lfp_engine.worlds.synthetic_reviews import CONTESTED, KINDS, ORDINARY, REWARD_ONLY
@@ -284,7 +285,7 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def kind_sentence(row, examples: Sequence[str] = (), significance: float = 0.05) -> str:
+def kind_sentence(row, examples: Sequence[str] = ()) -> str:
     """One planted group's change in use (a row of `behaviour_kinds`), in plain words."""
     scored = "positive" if row.polarity == "positive" else "negative"
     named = f" (such as {', '.join(repr(w) for w in examples)})" if examples else ""
@@ -295,7 +296,7 @@ def kind_sentence(row, examples: Sequence[str] = (), significance: float = 0.05)
         who = f"Words the reviews use only as names but the reward scores as {scored}{named}"
     else:
         who = f"Ordinary {scored} words{named}"
-    change = ("more often" if row.share_difference > 0 else "less often") if row.p_value < significance else \
+    change = ("more often" if row.share_difference > 0 else "less often") if row.p_value < SIGNIFICANCE else \
         "about as often (no measurable change)"
     text = (f"{who}: the tuned model writes them {change}, in {100 * row.tuned_share:.1f}% of completions against "
             f"{100 * row.base_share:.1f}% before tuning ({_points(row.share_difference)} points, 95% CI "

@@ -72,10 +72,7 @@ def intervened_completions(model: nn.Module, tokenizer, prompts: Sequence[str], 
     `paired`: the base model and crosscoders, for interventions on crosscoder latents. With several
     processes (`ranks`) the generation batches are dealt out (`sample_completions`)."""
     with intervening(intervention, saes, paired):
-        out = sample_completions(model, tokenizer, prompts, max_new_tokens=sampling.max_new_tokens,
-                                 min_new_tokens=sampling.min_new_tokens, temperature=sampling.temperature,
-                                 batch_size=sampling.batch_size, seed=seed, max_length=sampling.max_length,
-                                 desc=desc, ranks=ranks)
+        out = sample_completions(model, tokenizer, prompts, seed=seed, desc=desc, ranks=ranks, **sampling.draws())
     return ScoredCompletions(out.texts, reward(scored_texts(prompts, out.texts, sampling.score_prefix)))
 
 

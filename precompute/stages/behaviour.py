@@ -12,9 +12,9 @@ import logging
 
 import numpy as np
 
-from lfp_engine.models.generation import sample_completions
+from lfp_engine.models.generation import Sampling, sample_completions
 from lfp_engine.report.behaviour import behaviour_tables, count_usage
-from lfp_engine.report.verdict import SIGNIFICANCE
+from lfp_engine.report.divergence import FALSE_DISCOVERY_RATE
 from lfp_engine.tuning.lexicon import vader_lexicon
 from lfp_engine.worlds import CORPUS, read_world_table
 from lfp_engine.worlds.prompts import token_prefixes
@@ -38,17 +38,17 @@ def run(ctx: StageContext) -> StageResult:
     reviews = corpus.loc[corpus["split"] == "test", "text"].head(c.behaviour.n_openings).tolist()
     tokenizer = load_tokenizer_of(ctx)
     openings = token_prefixes(reviews, tokenizer, np.full(len(reviews), c.behaviour.opening_tokens))
-    e = c.evaluation
-    generation = dict(max_new_tokens=e.max_new_tokens, min_new_tokens=e.min_new_tokens, temperature=e.temperature,
-                      batch_size=e.batch_size, seed=ctx.seed, max_length=c.world.max_length)
-    base = sample_completions(load_base(ctx), tokenizer, openings, desc="behaviour base", **generation).texts
-    tuned = sample_completions(load_tuned(ctx), tokenizer, openings, desc="behaviour tuned", **generation).texts
+    generation = Sampling.of(c).draws()
+    base = sample_completions(load_base(ctx), tokenizer, openings, seed=ctx.seed, desc="behaviour base",
+                              **generation).texts
+    tuned = sample_completions(load_tuned(ctx), tokenizer, openings, seed=ctx.seed, desc="behaviour tuned",
+                               **generation).texts
     names = Vocabulary.load(vader_lexicon()).neutral["name"]
     usage = count_usage(base, tuned, [*truth["word"], *names])
     tables = behaviour_tables(usage, truth, names, n_bootstrap=c.behaviour.n_bootstrap, seed=ctx.seed)
-    n_changed = int((tables.words["q_value"] < SIGNIFICANCE).sum())
+    n_changed = int((tables.words["q_value"] < FALSE_DISCOVERY_RATE).sum())
     log.info("behaviour: %d openings, %d of %d words changed in use (q < %s)", len(openings), n_changed,
-             len(tables.words), SIGNIFICANCE)
+             len(tables.words), FALSE_DISCOVERY_RATE)
     outputs = BehaviourOutputs(n_openings=len(openings), n_words=len(tables.words), n_changed=n_changed)
     return StageResult(outputs=outputs,
                        tables={"behaviour_words": tables.words, "behaviour_kinds": tables.kinds},
