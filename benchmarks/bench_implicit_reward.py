@@ -2,12 +2,16 @@
 
     PYTHONPATH=. python -m benchmarks.bench_implicit_reward --run runs/tiny [--per-kind 100] [--seed 0]
 
-Sentences come from the synthetic world's own generator (`lfp_engine/worlds/synthetic_reviews.py`)
+Sentences come from the synthetic world's generator and templates (`lfp_engine/worlds/synthetic_reviews.py`)
 under a seed of their own: the first one or two sentences after a review skeleton's opening,
 filled for a positive score (1 to 3), a negative one (-3 to -1), or with neutral words in every
-sentiment slot, as many of each kind. Two sets: *held-out words*, whose sentiment slots draw only
-the probe's test words (never in its training triples, nor in RL prompts), and *all words*, the
-world's whole vocabulary. Each sentence is read by `LiveRun.implicit_reward` on the tuned and on
+sentiment slot, as many of each kind. The vocabulary is the world's *before planting*
+(`Vocabulary.load`): every sentiment word is used as the lexicon scores it, so the sentences ask
+whether the implicit reward ranks text the way the reward does where the two should agree; no
+reward-only names appear, and a word the run planted as contested (in the ordinary pools, e.g.
+'ridiculous') is used with its lexicon polarity, against the corpus's. Two sets: *held-out
+words*, whose sentiment slots draw only the probe's test words (never in its training triples,
+nor in RL prompts), and *all words*, that whole vocabulary. Each sentence is read by `LiveRun.implicit_reward` on the tuned and on
 the base model (each through its own probe), which gives the text's implicit reward beside the
 task's true reward.
 

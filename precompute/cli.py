@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.launcher:
         from .launch import launch
 
-        return launch(args.launcher, args.nproc, args.accelerate_config, run_arguments(args))
+        return launch(args.launcher, args.nproc, args.accelerate_config, run_arguments(args, out))
     from lfp_engine.run.distributed import disconnect, from_environment
 
     ranks = from_environment()
@@ -125,9 +125,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_arguments(args: argparse.Namespace) -> list[str]:
-    """The `lfp run` arguments that each launched process gets: these, without the launcher's own."""
-    argv = ["run", "--out", args.out or f"runs/{args.preset or 'tiny'}"]
+def run_arguments(args: argparse.Namespace, out: Path) -> list[str]:
+    """The `lfp run` arguments that each launched process gets: these (the run folder `cmd_run`
+    resolved), without the launcher's own."""
+    argv = ["run", "--out", str(out)]
     for option in ("preset", "stages", "force", "config"):
         if getattr(args, option):
             argv += [f"--{option}", getattr(args, option)]

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from lfp_engine.report.divergence import (FALSE_DISCOVERY_RATE, RECOVERY_COLUMNS, REPORT_COLUMNS, divergence_table,
-                                          featured, plain_example, recovery_table, side_z)
+                                          featured, plain_example, recovery_sentence, recovery_table, side_z)
 from lfp_engine.run.errors import InputError
 
 Z = stats.norm.ppf(0.975)
@@ -122,6 +122,23 @@ def test_recovery_counts_flags_per_planted_kind_and_precision():
     assert probe.loc["contested", "shift_ci_low"] <= probe.loc["contested", "shift"] <= probe.loc["contested",
                                                                                                     "shift_ci_high"]
     assert np.isnan(behaviour.loc["contested", "shift"])
+
+
+def test_the_recovery_is_told_beside_its_false_alarms():
+    """The plain sentence the Story page shows: per planted kind what was found, the ordinary words'
+    false-alarm rate beside it, and the precision, each with the table's Clopper-Pearson interval."""
+    report = pd.DataFrame({"word": list("abcdef"), "lexicon_value": [1, -1, 1, 2, -2, 1],
+                           "divergent": [True, True, False, True, False, False],
+                           "behaviour_difference": [np.nan] * 6, "behaviour_q": [np.nan] * 6, "difference": [0.0] * 6})
+    truth = pd.DataFrame({"word": list("abcdef"), "lexicon_value": [1, -1, 1, 2, -2, 1],
+                          "kind": ["contested", "contested", "contested", "ordinary", "reward_only", "ordinary"]})
+    text = recovery_sentence(recovery_table(report, truth))
+    contested = stats.binomtest(2, 3).proportion_ci(0.95, method="exact")
+    assert (f"2 of 3 contested words (67%, 95% CI {100 * contested.low:.0f} to {100 * contested.high:.0f}%)"
+            in text)
+    assert "0 of 1 reward-only words (0%" in text
+    assert "1 of 2 ordinary words (50%" in text and "false alarms" in text
+    assert "of its 3 flags, 67% are planted words" in text
 
 
 def test_recovery_without_behaviour_has_only_the_probe_and_no_precision_without_flags():

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from lfp_engine.run.manifest import read_manifest
+from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.run.store import RunStore
 from precompute.stages import STAGES
 
@@ -189,4 +189,5 @@ def test_rloo_runs_data_parallel_on_two_processes(micro_run, tmp_path):
     assert "RLOOTrainer trains on 2 process(es) (accelerate: DistributedType.MULTI_CPU), 4 example(s)" in text
     manifest = read_manifest(RunStore(run))
     assert manifest["rlhf"].status == "done" and manifest["rlhf"].outputs["method"] == "rloo"
-    assert RunStore(run).read("rlhf_training_log")["step"].max() == 8
+    steps = read_config(RunStore(run))[1]["rlhf"]["steps"]
+    assert RunStore(run).read("rlhf_training_log")["step"].max() == steps

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import charts, narrative, ui
 from lfp_engine.report.behaviour import kind_sentence
-from lfp_engine.report.divergence import PLANTED, featured, plain_example
+from lfp_engine.report.divergence import PLANTED, featured, plain_example, recovery_sentence
 from lfp_engine.report.formatting import num, signed
 from lfp_engine.run.tasks import TASKS
 
@@ -105,6 +105,8 @@ if (divergence := verdict.get("divergence")) is not None:
         st.subheader("One word, in detail")
         st.markdown(plain_example(example) + (" " + PLANTED[example.kind] if getattr(example, "kind", None) in PLANTED
                                                else ""))
+        if run.has("divergence_recovery"):
+            st.markdown(recovery_sentence(run.divergence_recovery()))
         flagged = report[report["divergent"]]
         st.dataframe(flagged[[c for c in STORY_COLUMNS if c in flagged.columns]].head(10).rename(columns=STORY_COLUMNS),
                      hide_index=True)

@@ -292,6 +292,29 @@ PLANTED = {"contested": "The world planted it as a contested word: the reviews u
                        "is a false alarm of the report, or something the model learned that nobody planted."}
 """What a planted world's ground truth says about a word of the report (its `kind`)."""
 
+def recovery_sentence(recovery: pd.DataFrame) -> str:
+    """The probe's recovery of a planted world (`divergence_recovery`) in plain words, with the
+    false-alarm rate on ordinary words beside it: the control a featured planted word must be read
+    against (it is chosen among the planted words, so on its own it shows only that one was found)."""
+    probe = recovery[recovery["evidence"] == "probe"].set_index("kind")
+
+    def found(kind: str, label: str) -> str:
+        r = probe.loc[kind]
+        return (f"{int(r.n_flagged)} of {int(r.n_words)} {label} ({100 * r.recall:.0f}%, 95% CI "
+                f"{100 * r.recall_ci_low:.0f} to {100 * r.recall_ci_high:.0f}%)")
+
+    planted = [found(kind, label) for kind, label in (("contested", "contested words"),
+                                                      ("reward_only", "reward-only words")) if kind in probe.index]
+    text = "Checked against what the world planted, the report flags " + " and ".join(planted)
+    if "ordinary" in probe.index:
+        text += f", against {found('ordinary', 'ordinary words')} that nobody planted (false alarms)"
+    total = probe.loc["all"] if "all" in probe.index else None
+    if total is not None and total.n_flagged:
+        text += (f"; of its {int(total.n_flagged)} flags, {100 * total.precision:.0f}% are planted words (95% CI "
+                 f"{100 * total.precision_ci_low:.0f} to {100 * total.precision_ci_high:.0f}%)")
+    return text + "."
+
+
 REPORT_LISTED = 10
 """Words of the report `lfp report` prints (the most divergent first)."""
 
