@@ -39,12 +39,11 @@ import pandas as pd
 import torch
 
 from benchmarks.bench_live import median_ms, text_of
-from benchmarks.bench_sae import BATCH, L1, batches_of, time_ours, time_saelens_each
+from benchmarks.bench_sae import BATCH, time_ours, time_saelens_each, training_inputs
 from lfp_engine.models.hub import load_causal_lm
 from lfp_engine.run.presets import preset
 from lfp_engine.run.store import RunPaths, RunStore
 from lfp_engine.sae.activations import ActivationSet
-from lfp_engine.sae.training import SaeSpec
 from lfp_engine.serving import LiveRun
 from lfp_engine.validation.ablation import intervened_completions
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention
@@ -102,13 +101,9 @@ def hub_settings(world_run: Path, folder: Path) -> list[str]:
 def sae_throughput(run: Path, device: torch.device, n_examples: int) -> list[dict]:
     """Tokens per second of SAE training on the run's activations: ours (all dictionaries in one
     loop) and SAELens's trainer (one at a time), on the same batches in the same order."""
-    acts = ActivationSet(run / "activations" / "train")
-    layers = acts.layers
-    data = torch.cat([acts.shard(s, layers) for s in range(acts.info.n_shards)], dim=1).to(device)
-    n_steps = min(n_examples, data.shape[1]) // BATCH
-    order = torch.randperm(data.shape[1], generator=torch.Generator().manual_seed(0)).to(device)
-    specs = [SaeSpec(layer, m * acts.d_model, "tied", L1) for layer in layers for m in (1, 2)]
-    untied = [dataclasses.replace(s, architecture="untied") for s in specs]
+    inputs = training_inputs(ActivationSet(run / "activations" / "train"), n_examples, device)
+    data, layers, order, n_steps, specs, untied = (inputs.data, inputs.layers, inputs.order, inputs.n_steps,
+                                                   inputs.tied, inputs.untied)
     time_ours(data, layers, specs, order, min(50, n_steps), str(device))  # warm-up: kernels, thread pool
     variants = {"ours, joint loop, tied (the sae stage)": lambda: time_ours(data, layers, specs, order, n_steps,
                                                                              str(device)),

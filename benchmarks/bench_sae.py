@@ -23,10 +23,12 @@ machine slows every variant alike instead of whichever ran during the noise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -104,15 +106,35 @@ def time_saelens_multi(data, specs, layers, order, n_steps) -> float:
     return time.perf_counter() - start
 
 
-def bench_training(acts: ActivationSet, n_examples: int, repeats: int) -> list[dict]:
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What every timed SAE-training variant trains on, so that they are compared on the same batches."""
+
+    data: torch.Tensor
+    """Every shard of every layer, [layers, rows, d_model], on the device."""
+    layers: list[int]
+    order: torch.Tensor
+    """A seeded permutation of the rows: the batches' order."""
+    n_steps: int
+    tied: list[SaeSpec]
+    """Two dictionaries per layer (d_model and 2 x d_model latents), tied as the sae stage trains them."""
+    untied: list[SaeSpec]
+
+
+def training_inputs(acts: ActivationSet, n_examples: int, device: str | torch.device = "cpu") -> TrainingInputs:
     layers = acts.layers
-    data = torch.cat([acts.shard(s, layers) for s in range(acts.info.n_shards)], dim=1)
-    n_steps = min(n_examples, data.shape[1]) // BATCH
-    order = torch.randperm(data.shape[1], generator=torch.Generator().manual_seed(0))
-    d = acts.d_model
-    sizes = (d, 2 * d)
-    tied = [SaeSpec(layer, size, "tied", L1) for layer in layers for size in sizes]
-    untied = [SaeSpec(layer, size, "untied", L1) for layer in layers for size in sizes]
+    data = torch.cat([acts.shard(s, layers) for s in range(acts.info.n_shards)], dim=1).to(device)
+    order = torch.randperm(data.shape[1], generator=torch.Generator().manual_seed(0)).to(device)
+    tied = [SaeSpec(layer, size, "tied", L1) for layer in layers for size in (acts.d_model, 2 * acts.d_model)]
+    return TrainingInputs(data, layers, order, min(n_examples, data.shape[1]) // BATCH, tied,
+                          [dataclasses.replace(s, architecture="untied") for s in tied])
+
+
+def bench_training(acts: ActivationSet, n_examples: int, repeats: int) -> list[dict]:
+    inputs = training_inputs(acts, n_examples)
+    data, layers, order, n_steps, tied, untied = (inputs.data, inputs.layers, inputs.order, inputs.n_steps,
+                                                  inputs.tied, inputs.untied)
+    sizes = (acts.d_model, 2 * acts.d_model)
     variants = {
         "ours, joint loop, tied (paper)": lambda: time_ours(data, layers, tied, order, n_steps),
         "ours, joint loop, untied": lambda: time_ours(data, layers, untied, order, n_steps),
