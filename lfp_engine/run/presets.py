@@ -58,10 +58,12 @@ PRESETS: dict[str, Preset] = {
             {
                 "world": {"kind": "synthetic", "n_rl_prompts": 4096, "eval_prefix_tokens": 8,
                           "n_eval_prompts": 400, "max_length": 128, "n_preference_pairs": 3000},
-                # Three passes: after one, the model still memorises each word's company; after
-                # three it has an abstract sentiment direction (held-out words' polarity decodes
-                # at ~89% from the residual stream instead of ~50%), which the probe depends on.
-                "synthetic": {"n_reviews": 20000, "pretrain_epochs": 3.0},
+                # Six passes. The probe can only read a held-out word's value if the base model
+                # already places words of one polarity on one side of a shared direction; on the
+                # planted world, with word-grouped folds (benchmarks/bench_world.py), that
+                # direction carries held-out words' polarity for 85-86% of them after three
+                # passes (seeds 0-2) and for 99-100% after six (one pass: ~50%).
+                "synthetic": {"n_reviews": 20000, "pretrain_epochs": 6.0},
                 "rlhf": {"steps": 480, "learning_rate": 3e-5, "beta": 0.5, "generation_batch_size": 64,
                          "mini_batch_size": 16},
                 # DPO's beta 0.1 for 300 steps drifts far (KL 25 nats per completion, runs of

@@ -107,7 +107,7 @@ class SyntheticSettings:
     rotary_pct: float = 0.25
     """Share of each head's dimensions that get rotary position embeddings (Pythia's 0.25)."""
     pretrain_epochs: float = 1.0
-    """Passes over the training reviews (fractions allowed); the tiny preset uses 3."""
+    """Passes over the training reviews (fractions allowed); the tiny preset uses 6."""
     pretrain_batch_size: int = 32
     """Blocks of `context_length` tokens per optimizer step."""
     pretrain_lr: float = 3e-3
