@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from lfp_engine.report.divergence import divergence_table
+from lfp_engine.report.divergence import read_divergence_report
 from lfp_engine.report.headline import Headline, read_headline, reward_metric
 from lfp_engine.report.verdict import Verdict, read_verdict
 from lfp_engine.run.store import RunStore
@@ -274,14 +274,10 @@ class RunData:
     def divergence_report(self) -> pd.DataFrame:
         """The divergence report, ranked (`lfp_divergence`; before the word_report stage has run,
         computed from `word_values`), with each word's planted kind where the world has one."""
-        tables = self.tables()
-        if "lfp_divergence" in tables:
-            report = self._q("SELECT * FROM lfp_divergence ORDER BY rank")
-        elif "word_values" in tables:
-            report = divergence_table(self.word_values())
-        else:
+        report = read_divergence_report(self.store)
+        if report is None:
             return pd.DataFrame()
-        if "world_lexicon" in tables:
+        if "world_lexicon" in self.tables():
             truth = self._q("SELECT word, kind FROM world_lexicon")
             report = report.merge(truth, on="word", how="left")
         return report

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lfp_engine.probe.measures import MetricRow, metrics_frame
-from lfp_engine.report.divergence import divergence_table
+from lfp_engine.report.divergence import divergence_table, read_divergence_report
 from lfp_engine.report.verdict import (
     ANSWERS,
     SIGNIFICANCE,
@@ -23,6 +23,7 @@ from lfp_engine.report.verdict import (
     outdated_probe,
     reward_change,
 )
+from lfp_engine.run.store import RunStore
 
 
 def reading(value=0.3, low=0.1, high=0.5, p=0.01) -> Reading:
@@ -140,6 +141,19 @@ def test_divergence_names_the_words_read_with_the_opposite_sign_clearest_first()
     calm = divergence_from_report(divergence_table(table[table["word"].isin(["great", "meh"])]))
     assert calm.answer == "nowhere_clear" and calm.headline.startswith("Nowhere clearly")
 
+
+
+def test_the_report_is_the_stored_one_or_computed_from_word_values_before_word_report(tmp_path):
+    store = RunStore(tmp_path)
+    assert read_divergence_report(store) is None  # no store yet: nothing to rank
+    table = word_values([("great", 3.1, (2.0, 1.5, 2.5), (2.0, 1.5, 2.5)),
+                         ("fine", 1.0, (-1.2, -1.6, -0.8), (0.4, 0.1, 0.7))])
+    store.write({"word_values": table})
+    computed = read_divergence_report(store)
+    pd.testing.assert_frame_equal(computed, divergence_table(table))
+    stored = computed.assign(rank=[2, 1])  # the stored table wins, read in its rank order
+    store.write({"lfp_divergence": stored})
+    assert read_divergence_report(store)["word"].tolist() == stored.sort_values("rank")["word"].tolist()
 
 def test_the_record_prints_each_question_with_its_answer():
     tuned = {"n": 400, "mean": 2.1, "mean_difference": 1.8, "ci_low": 1.5, "ci_high": 2.1, "test": "paired t-test",

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from lfp_engine.run.errors import InputError
+from lfp_engine.run.store import RunStore
 from lfp_engine.statistics import percentile_interval, resampled_means
 
 FALSE_DISCOVERY_RATE = 0.05
@@ -346,3 +347,15 @@ def report_text(report: pd.DataFrame, recovery: pd.DataFrame | None = None, n: i
             lines.append(f"{r.evidence:<10} {r.kind:<12} {r.n_words:>5} {r.n_flagged:>7}  {recall:<22} "
                          f"{precision:<22} {shift}")
     return "\n".join(lines)
+
+
+def read_divergence_report(store: RunStore) -> pd.DataFrame | None:
+    """The run's ranked report: `lfp_divergence` once the word_report stage has run; before that,
+    computed from the probe stage's `word_values` (without behaviour); None before the probe
+    stage. One place, so `lfp report` and the dashboard never rank a run differently."""
+    tables = store.tables()
+    if "lfp_divergence" in tables:
+        return store.read("lfp_divergence", order_by="rank")
+    if "word_values" in tables:
+        return divergence_table(store.read("word_values"))
+    return None

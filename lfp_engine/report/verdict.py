@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from lfp_engine.report.divergence import FALSE_DISCOVERY_RATE, divergence_table
+from lfp_engine.report.divergence import FALSE_DISCOVERY_RATE, read_divergence_report
 from lfp_engine.report.formatting import interval, missing, num, p_value, percent, signed
 from lfp_engine.report.headline import read_headline
 from lfp_engine.run.store import RunStore
@@ -321,8 +321,7 @@ def read_verdict(store: RunStore) -> Verdict:
         metrics = store.read("probe_metrics")
         findings.append(learned_from_taus(metrics, "world_lexicon" in tables) or learned_from_accuracy(metrics)
                         or outdated_probe(metrics))
-    if "lfp_divergence" in tables:
-        findings.append(divergence_from_report(store.read("lfp_divergence", order_by="rank")))
-    elif "word_values" in tables:  # a run whose word_report stage has not run yet
-        findings.append(divergence_from_report(divergence_table(store.read("word_values"))))
+    report = read_divergence_report(store)
+    if report is not None:
+        findings.append(divergence_from_report(report))
     return Verdict(tuple(f for f in findings if f is not None))
