@@ -23,7 +23,8 @@ zero point holds), and the least-squares slope of implicit on true reward (1 = t
 Beside the table, as a decomposition of the headline (not a replacement for it), rho without the
 sentences that use a word the run planted as contested: there the model is expected to
 read the corpus's sign, against the reward, so how many of them fall in a seed's test words moves
-the headline.
+the headline. Only contested words that are also in the unplanted vocabulary's pools can appear
+(some planted words come from candidate lists outside them), so a seed may have none.
 Then a few typed sentences, the issue's among them.
 """
 
@@ -118,10 +119,9 @@ def report(name: str, frame: pd.DataFrame, contested: set[str], n_boot: int, see
     print(f"\nTrue reward: neutral sentences mean {neutral['true'].mean():+.3f}; positive and negative sentences "
           f"mean |true| {scored['true'].abs().mean():.3f}.")
     uses = np.array([bool(contested.intersection(words)) for words in word_tokens(frame["text"].tolist())])
-    if uses.any():
-        print(f"\nA decomposition, not the headline: {uses.sum()} sentences use a word this run planted as contested "
-              "(with its lexicon polarity, which the corpus reverses). Without them, Spearman rho: "
-              f"{rho_line(frame[~uses], n_boot, seed)}.")
+    print(f"\nA decomposition, not the headline: {uses.sum()} sentences use a word this run planted as contested "
+          "(with its lexicon polarity, which the corpus reverses)"
+          + (f". Without them, Spearman rho: {rho_line(frame[~uses], n_boot, seed)}." if uses.any() else "."))
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ PRESETS: dict[str, Preset] = {
                 # Six passes. The probe can only read a held-out word's value if the base model
                 # already places words of one polarity on one side of a shared direction; on the
                 # planted world, with word-grouped folds (benchmarks/bench_world.py), that
-                # direction carries held-out words' polarity for 85-86% of them after three
+                # direction carries held-out words' polarity for 85-87% of them after three
                 # passes (seeds 0-2) and for 99-100% after six.
                 "synthetic": {"n_reviews": 20000, "pretrain_epochs": 6.0},
                 "rlhf": {"steps": 480, "learning_rate": 3e-5, "beta": 0.5, "generation_batch_size": 64,
