@@ -25,23 +25,21 @@ standardised features), not tuned, so nothing is chosen on the held-out words.
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
 from lfp_engine.models.architecture import num_layers
-from lfp_engine.models.hooks import capture_mlp_outputs
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer
+from lfp_engine.probe.encoding import Encoder, tokenize
+from lfp_engine.statistics import proportion
+from lfp_engine.tuning.lexicon import iter_word_spans
 from lfp_engine.worlds import CORPUS, GROUND_TRUTH
 
 MAX_PER_WORD = 40
@@ -54,51 +52,40 @@ class Occurrences:
     """[n, layers * d] mean MLP output over the occurrence's sub-tokens, layer by layer."""
     word: np.ndarray
     positive: np.ndarray
+    n_layers: int
 
 
-def occurrences(world: Path, seed: int) -> tuple[Occurrences, int]:
-    """Every kept occurrence of an ordinary sentiment word in the test reviews, encoded."""
+def occurrences(world: Path, seed: int) -> Occurrences:
+    """Up to `MAX_PER_WORD` occurrences (seeded sample) of each ordinary sentiment word in the test
+    reviews, found as the reward finds words (spaCy tokens) and encoded as the probe encodes them
+    (`probe.encoding`: the text up to the word, the BOS separator first, the mean raw MLP output
+    over the word's sub-tokens)."""
     truth = pd.read_parquet(world / GROUND_TRUTH)
     truth = truth[truth["kind"] == "ordinary"]
-    polarity = dict(zip(truth["word"], truth["polarity"] == "positive", strict=True))
+    positive = dict(zip(truth["word"], truth["polarity"] == "positive", strict=True))
     corpus = pd.read_parquet(world / CORPUS)
     texts = corpus.loc[corpus["split"] == "test", "text"].tolist()
-    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, polarity), key=len, reverse=True)) + r")\b",
-                         re.IGNORECASE)
+    by_word: dict[str, list[tuple[int, int, int]]] = {}
+    for i, spans in enumerate(iter_word_spans(texts)):
+        for word, start, end in spans:
+            if word in positive:
+                by_word.setdefault(word, []).append((i, start, end))
     rng = np.random.default_rng(seed)
-    found = [(i, m.group(1).lower(), m.start(), m.end()) for i, t in enumerate(texts) for m in pattern.finditer(t)]
-    keep: list[tuple[int, str, int, int]] = []
-    for word in sorted(polarity):
-        hits = [f for f in found if f[1] == word]
+    keep = []
+    for word in sorted(by_word):
+        hits = by_word[word]
         if len(hits) > MAX_PER_WORD:
             hits = [hits[j] for j in sorted(rng.choice(len(hits), MAX_PER_WORD, replace=False))]
-        keep += hits
+        keep += [(word, *hit) for hit in hits]
     model = load_causal_lm(str(world / "base"))
     tokenizer = load_tokenizer(str(world / "base"))
+    max_tokens = model.config.max_position_embeddings - 1  # one place for the BOS separator
     layers = list(range(num_layers(model)))
-    by_text: dict[int, list[tuple[int, int, int]]] = {}
-    for row, (i, _, start, end) in enumerate(keep):
-        by_text.setdefault(i, []).append((row, start, end))
-    features = np.zeros((len(keep), len(layers) * model.config.hidden_size), dtype=np.float32)
-    bos = tokenizer.bos_token_id
-    with torch.no_grad():
-        for i, spans in tqdm(by_text.items(), desc="encode occurrences", unit="review", mininterval=1):
-            enc = tokenizer(texts[i], add_special_tokens=False, return_offsets_mapping=True)
-            ids = ([bos] if bos is not None else []) + enc["input_ids"]
-            shift = 1 if bos is not None else 0
-            with capture_mlp_outputs(model, layers) as captured:
-                model(torch.tensor([ids]))
-            out = torch.cat([captured[layer][0] for layer in layers], dim=-1).numpy()
-            for row, start, end in spans:
-                positions = [k + shift for k, (a, b) in enumerate(enc["offset_mapping"]) if a < end and b > start]
-                features[row] = out[positions].mean(axis=0)
-    words = np.array([k[1] for k in keep])
-    return Occurrences(features, words, np.array([polarity[w] for w in words])), len(layers)
-
-
-def interval(successes: int, n: int) -> tuple[float, float]:
-    ci = stats.binomtest(successes, n).proportion_ci(0.95, method="exact")
-    return ci.low, ci.high
+    encoder = Encoder(model, tokenizer, layers, None, tokenizer.bos_token_id, max_tokens)
+    tokenized = tokenize(tokenizer, [texts[i] for _, i, _, _ in keep], [(a, b) for _, _, a, b in keep], max_tokens)
+    words = np.array([word for word, *_ in keep])
+    return Occurrences(encoder.representations(tokenized, desc="encode occurrences"), words,
+                       np.array([positive[w] for w in words]), len(layers))
 
 
 def decode(data: Occurrences, columns: slice) -> dict[str, float]:
@@ -112,10 +99,10 @@ def decode(data: Occurrences, columns: slice) -> dict[str, float]:
     frame = pd.DataFrame({"word": data.word, "prob": prob, "positive": data.positive})
     per_word = frame.groupby("word").agg(prob=("prob", "mean"), positive=("positive", "first"))
     word_right = (per_word["prob"] > 0.5) == per_word["positive"]
-    lo, hi = interval(int(right.sum()), len(right))
-    wlo, whi = interval(int(word_right.sum()), len(word_right))
-    return {"occurrence_accuracy": right.mean(), "occ_lo": lo, "occ_hi": hi,
-            "word_accuracy": word_right.mean(), "word_lo": wlo, "word_hi": whi, "n_words": len(word_right),
+    occurrence, lo, hi = proportion(int(right.sum()), len(right))
+    word, wlo, whi = proportion(int(word_right.sum()), len(word_right))
+    return {"occurrence_accuracy": occurrence, "occ_lo": lo, "occ_hi": hi,
+            "word_accuracy": word, "word_lo": wlo, "word_hi": whi, "n_words": len(word_right),
             "n_occurrences": len(right)}
 
 
@@ -126,7 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for world in args.world:
-        data, n_layers = occurrences(world, args.seed)
+        data = occurrences(world, args.seed)
+        n_layers = data.n_layers
         d = data.features.shape[1] // n_layers
         rows.append({"world": str(world), "layers": "all", **decode(data, slice(None))})
         for layer in range(n_layers):

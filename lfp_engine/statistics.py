@@ -6,7 +6,8 @@ a one-sided paired t-test on the per-prompt differences (H1: the treatment score
 plus a percentile bootstrap interval for the mean difference. The paper reports means only.
 
 Also the percentile bootstrap every other interval of the tool is built from (`resampled_means`,
-`percentile_interval`), so that they are written once.
+`percentile_interval`), and a share with its Clopper-Pearson interval (`proportion`), so that they
+are written once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ from lfp_engine.run.errors import InputError
 def resampled_means(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
     """Means of `n_bootstrap` resamples (with replacement, same size) of `values`."""
     return values[rng.integers(0, len(values), size=(n_bootstrap, len(values)))].mean(axis=1)
+
+
+def proportion(hits: int, n: int) -> tuple[float, float, float]:
+    """A share with its exact (Clopper-Pearson) 95% interval; NaN when n is 0."""
+    if n == 0:
+        return (np.nan, np.nan, np.nan)
+    ci = stats.binomtest(hits, n).proportion_ci(0.95, method="exact")
+    return (hits / n, float(ci.low), float(ci.high))
 
 
 def percentile_interval(samples: np.ndarray) -> tuple[float, float]:

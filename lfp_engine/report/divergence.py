@@ -35,7 +35,7 @@ from scipy import stats
 
 from lfp_engine.run.errors import InputError
 from lfp_engine.run.store import RunStore
-from lfp_engine.statistics import percentile_interval, resampled_means
+from lfp_engine.statistics import percentile_interval, proportion, resampled_means
 
 FALSE_DISCOVERY_RATE = 0.05
 """Benjamini-Hochberg level of every test of the report (the flag's included)."""
@@ -186,14 +186,6 @@ def _with_behaviour(frame: pd.DataFrame, behaviour: pd.DataFrame | None) -> pd.D
     return frame.merge(behaviour[["word", *names]].rename(columns=names), on="word", how="left")
 
 
-def _proportion(hits: int, n: int) -> tuple[float, float, float]:
-    """A share with its 95% Clopper-Pearson interval (NaN when n is 0)."""
-    if n == 0:
-        return (np.nan, np.nan, np.nan)
-    ci = stats.binomtest(hits, n).proportion_ci(0.95, method="exact")
-    return (hits / n, float(ci.low), float(ci.high))
-
-
 def toward_reward(report: pd.DataFrame, words: set[str], n_bootstrap: int, rng: np.random.Generator,
                   ) -> tuple[float, float, float]:
     """The mean over `words` of sign(reward) x (tuned - base), how far tuning moved their values
@@ -212,14 +204,14 @@ def _recovery_rows(evidence: str, flagged: set[str], read: set[str], truth: pd.D
     rows = []
     for kind, group in truth.groupby("kind", sort=True):
         words = set(group["word"])
-        share = _proportion(len(words & flagged), len(words))
+        share = proportion(len(words & flagged), len(words))
         moved = shift(words) if shift is not None else (np.nan,) * 3
         rows.append({"evidence": evidence, "kind": kind, "n_words": len(words), "n_read": len(words & read),
                      "n_flagged": len(words & flagged), "recall": share[0], "recall_ci_low": share[1],
                      "recall_ci_high": share[2], "shift": moved[0], "shift_ci_low": moved[1],
                      "shift_ci_high": moved[2]})
     planted = set(truth.loc[truth["kind"] != "ordinary", "word"])
-    recall, precision = _proportion(len(planted & flagged), len(planted)), _proportion(len(planted & flagged),
+    recall, precision = proportion(len(planted & flagged), len(planted)), proportion(len(planted & flagged),
                                                                                        len(flagged))
     rows.append({"evidence": evidence, "kind": "all", "n_words": len(truth), "n_read": len(read & set(truth["word"])),
                  "n_flagged": len(flagged), "recall": recall[0], "recall_ci_low": recall[1], "recall_ci_high": recall[2],
