@@ -283,7 +283,7 @@ class RunData:
         return report
 
     def divergence_recovery(self) -> pd.DataFrame:
-        return self._q("SELECT * FROM divergence_recovery ORDER BY evidence DESC, kind")
+        return self._q("SELECT * FROM divergence_recovery ORDER BY lens DESC, kind")
 
     def behaviour_kinds(self) -> pd.DataFrame:
         return self._q("SELECT * FROM behaviour_kinds ORDER BY kind, polarity")

@@ -6,7 +6,7 @@ a one-sided paired t-test on the per-prompt differences (H1: the treatment score
 plus a percentile bootstrap interval for the mean difference. The paper reports means only.
 
 Also the percentile bootstrap every other interval of the tool is built from (`resampled_means`,
-`percentile_interval`), and a share with its Clopper-Pearson interval (`proportion`), so that they
+`percentile_interval`, `mean_and_interval`), and a share with its Clopper-Pearson interval (`proportion`), so that they
 are written once.
 """
 
@@ -23,6 +23,23 @@ from lfp_engine.run.errors import InputError
 def resampled_means(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
     """Means of `n_bootstrap` resamples (with replacement, same size) of `values`."""
     return values[rng.integers(0, len(values), size=(n_bootstrap, len(values)))].mean(axis=1)
+
+
+MIN_RESAMPLED = 10
+"""Fewest values a mean gets a bootstrap interval from: the percentile bootstrap of a mean is too
+narrow for fewer (by about a third at 5 values, against Student's t), and an interval that narrow
+would be tested as if it were sure."""
+
+
+def mean_and_interval(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """The mean of `values` with its 95% percentile bootstrap interval (NaN bounds for fewer than
+    `MIN_RESAMPLED` values or no resamples)."""
+    values = np.asarray(values, dtype=np.float64)
+    if n_bootstrap > 0 and len(values) >= MIN_RESAMPLED:
+        low, high = percentile_interval(resampled_means(values, n_bootstrap, rng))
+    else:
+        low = high = float("nan")
+    return float(values.mean()), low, high
 
 
 def proportion(hits: int, n: int) -> tuple[float, float, float]:

@@ -115,6 +115,19 @@ class ContrastiveOutputs(StageOutputs):
 
 
 @dataclass(frozen=True)
+class PolicyOutputs(StageOutputs):
+    stage: ClassVar[str] = "policy"
+    beta: float
+    """The KL coefficient the values are scaled by (`rlhf.beta` or `dpo.beta`)."""
+    n_elements: int
+    """Triple elements read (positive and negative, each against its neutral)."""
+    n_words: int
+    """Words with a policy value (word triples; 0 for text triples)."""
+    headline: dict[str, float] = field(default_factory=dict)
+    """'<metric>_<subset>' -> value of the lens's headline measures (`policy_metrics`)."""
+
+
+@dataclass(frozen=True)
 class ProbeOutputs(StageOutputs):
     stage: ClassVar[str] = "probe"
     kind: str
@@ -198,8 +211,12 @@ class WordReportOutputs(StageOutputs):
     n_words: int
     """Words in the divergence report (`lfp_divergence`)."""
     n_divergent: int
-    """Words flagged divergent (the rule of `lfp_engine.report.divergence`)."""
+    """Words flagged divergent inside the model (the rule of `lfp_engine.report.divergence`)."""
+    n_policy_divergent: int = 0
+    """Words the policy learned against the reward (the same rule on the policy lens)."""
     recall: dict[str, float] = field(default_factory=dict)
-    """Planted kind -> share of its words flagged (worlds with ground truth)."""
-    precision: float | None = None
-    """Share of the flagged words that are planted (worlds with ground truth; None: nothing flagged)."""
+    """'<lens>_<kind>' -> share of the kind's words with the outcome the lens should find (worlds with
+    ground truth; `lfp_engine.report.divergence.EXPECTED`)."""
+    precision: dict[str, float] = field(default_factory=dict)
+    """lens -> share of its against-the-reward readings on words planted to be read so (worlds with
+    ground truth; absent when the lens read none against the reward)."""

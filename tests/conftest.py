@@ -92,6 +92,17 @@ def open_app(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def dpo_run(micro_run, tmp_path_factory) -> Path:
+    """The micro run tuned with DPO on the world's preference pairs instead (every stage from `rlhf` on)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("dpo") / "dpo"
+    shutil.copytree(micro_run, out)
+    run_lfp("run", "--out", str(out), "--set", "task=dpo")
+    return out
+
+
+@pytest.fixture(scope="session")
 def live_app_run(micro_run, tmp_path_factory) -> Path:
     """A whole copy of the micro run (models, SAEs, probes and store; not the activations) for the
     dashboard's live pages, which load the models and whose quiz writes to the store."""
@@ -102,8 +113,8 @@ def live_app_run(micro_run, tmp_path_factory) -> Path:
     return target
 
 
-LATER_STAGES = ("contrastive", "probe", "word_report", "explain", "validate")
-LATER_TABLES = ("triples", "contrastive_words", "probe_metrics", "probe_predictions", "probe_weights", "probe_pca",
+LATER_STAGES = ("contrastive", "policy", "probe", "word_report", "explain", "validate")
+LATER_TABLES = ("triples", "contrastive_words", "policy_triples", "policy_values", "policy_metrics", "probe_metrics", "probe_predictions", "probe_weights", "probe_pca",
                 "lexicon_comparison", "word_values", "lfp_divergence", "divergence_recovery", "feature_explanations",
                 "explanation_summary", "annotation_questions", "annotations", "feature_frequency", "ablation_results",
                 "ablation_draws", "ablation_samples")

@@ -78,7 +78,7 @@ def test_story_answers_a_preference_task_with_accuracy(open_app, app_runs):
 
 def test_story_lexicon_and_lfp_report_say_the_same_thing(open_app, app_runs, capsys):
     verdict = read_verdict(RunStore(app_runs["fixture"]))
-    assert [f.key for f in verdict.findings] == ["reward", "learned", "divergence"]
+    assert [f.key for f in verdict.findings] == ["reward", "policy", "learned", "divergence"]
     story = [m.value for m in open_app(app_runs["fixture"]).markdown]
     lexicon = [m.value for m in open_app(app_runs["fixture"], "views/lexicon.py").markdown]
     assert all(f.text in story for f in verdict.findings)

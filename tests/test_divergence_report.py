@@ -92,64 +92,94 @@ def test_bad_input_is_named():
         divergence_table(pd.concat([WORDS, WORDS.head(1)]))
 
 
-def test_recovery_counts_flags_per_planted_kind_and_precision():
-    report = pd.DataFrame({"word": ["a", "b", "c", "d", "e", "f"], "lexicon_value": [1, -1, 1, 2, -2, 1],
-                           "divergent": [True, True, False, True, False, False],
-                           "behaviour_difference": [0.1, -0.1, 0.1, -0.1, 0.1, 0.0],
-                           "behaviour_q": [0.01, 0.01, 0.5, 0.01, 0.01, np.nan],
-                           "difference": [0.1, 0.2, 0.3, 0.0, -0.4, 0.0]})
-    truth = pd.DataFrame({"word": ["a", "b", "c", "d", "e", "f", "g"], "lexicon_value": [1, -1, 1, 2, -2, 1, -1],
-                          "kind": ["contested", "contested", "contested", "ordinary", "reward_only", "ordinary",
-                                   "reward_only"]})
-    table = recovery_table(report, truth)
+def recovery_report(**extra) -> pd.DataFrame:
+    """A report of six words: a, b, c contested; d, f ordinary; e reward-only (truth below; g never read)."""
+    return pd.DataFrame({"word": ["a", "b", "c", "d", "e", "f"], "lexicon_value": [1, -1, 1, 2, -2, 1],
+                         "tuned_value": [-0.5, 0.5, 0.1, -0.3, 0.2, 0.4],
+                         "divergent": [True, True, False, True, True, False],
+                         "q_agree": [1, 1, 1, 1, 1, 0.01],
+                         "behaviour_difference": [0.1, -0.1, 0.1, -0.1, 0.1, 0.0],
+                         "behaviour_q": [0.01, 0.01, 0.5, 0.01, 0.01, np.nan],
+                         "difference": [0.1, 0.2, 0.3, 0.0, -0.4, 0.0],
+                         "policy_value": [np.nan] * 6, "policy_divergent": [False] * 6,
+                         "policy_q_agree": [np.nan] * 6} | extra)
+
+
+TRUTH = pd.DataFrame({"word": ["a", "b", "c", "d", "e", "f", "g"], "lexicon_value": [1, -1, 1, 2, -2, 1, -1],
+                      "kind": ["contested", "contested", "contested", "ordinary", "reward_only", "ordinary",
+                               "reward_only"]})
+
+
+def test_each_lens_is_scored_by_what_it_should_find():
+    """Issue 21: a representation flag on a reward-only word is a false alarm, not a hit, so precision
+    counts only the flags on contested words; the policy lens should find reward-only words on the
+    reward's side and contested words against it."""
+    table = recovery_table(recovery_report(
+        policy_value=[-0.2, 0.3, 0.1, 0.5, -0.4, -0.3], policy_divergent=[True, True, False, False, False, True],
+        policy_q_agree=[1, 1, 1, 0.01, 0.01, 1]), TRUTH)
     assert list(table.columns) == RECOVERY_COLUMNS
-    probe = table[table["evidence"] == "probe"].set_index("kind")
-    assert probe.loc["contested", ["n_words", "n_read", "n_flagged"]].tolist() == [3, 3, 2]
-    assert probe.loc["contested", "recall"] == pytest.approx(2 / 3)
-    assert probe.loc["reward_only", ["n_words", "n_read", "n_flagged"]].tolist() == [2, 1, 0]  # g: never read, missed
-    assert probe.loc["ordinary", "recall"] == pytest.approx(1 / 2)  # the false-alarm rate
-    assert probe.loc["all", "n_flagged"] == 3 and probe.loc["all", "precision"] == pytest.approx(2 / 3)
-    assert probe.loc["all", "recall"] == pytest.approx(2 / 5)
-    ci = stats.binomtest(2, 3).proportion_ci(0.95, method="exact")
-    assert probe.loc["all", ["precision_ci_low", "precision_ci_high"]].tolist() == pytest.approx([ci.low, ci.high])
-    behaviour = table[table["evidence"] == "behaviour"].set_index("kind")
-    # toward the reward with q < 0.05: a (+,+), b (-,-); d moved against its reward, e too, c not significant
-    assert behaviour.loc["contested", "n_flagged"] == 2 and behaviour.loc["ordinary", "n_flagged"] == 0
-    assert behaviour.loc["all", "precision"] == 1.0
+    inside = table[table["lens"] == "representation"].set_index("kind")
+    assert inside.loc["contested", ["expected", "n_words", "n_read", "n_opposite"]].tolist() == ["opposite", 3, 3, 2]
+    assert inside.loc["contested", "recall"] == pytest.approx(2 / 3)
+    assert inside.loc["reward_only", ["expected", "n_read", "n_opposite"]].tolist() == ["not_opposite", 1, 1]
+    assert inside.loc["reward_only", "flag_rate"] == pytest.approx(1 / 2)  # e: a false alarm; g: never read
+    assert inside.loc["reward_only", "recall"] == 0.0  # e flagged, g unread: neither counts as spared
+    assert inside.loc["ordinary", ["n_opposite", "flag_rate"]].tolist() == [1, pytest.approx(1 / 2)]
+    assert inside.loc["all", "n_opposite"] == 4 and inside.loc["all", "precision"] == pytest.approx(2 / 4)
+    ci = stats.binomtest(2, 4).proportion_ci(0.95, method="exact")
+    assert inside.loc["all", ["precision_ci_low", "precision_ci_high"]].tolist() == pytest.approx([ci.low, ci.high])
+    assert inside.loc["all", "recall"] == pytest.approx(2 / 3)  # over the contested words only
+    policy = table[table["lens"] == "policy"].set_index("kind")
+    assert policy.loc["reward_only", ["expected", "n_agree", "recall"]].tolist() == ["agrees", 1, 0.5]
+    assert policy.loc["contested", ["n_opposite", "recall"]].tolist() == [2, pytest.approx(2 / 3)]
+    assert policy.loc["ordinary", ["n_opposite", "flag_rate"]].tolist() == [1, 0.5]
+    assert policy.loc["all", "precision"] == pytest.approx(2 / 3)
+    behaviour = table[table["lens"] == "behaviour"].set_index("kind")
+    # use moved with q < 0.05: a (+,+) and b (-,-) toward the reward, d (+2, less) and e (-2, more) against it
+    assert behaviour.loc["contested", ["n_agree", "n_opposite"]].tolist() == [2, 0]
+    assert behaviour.loc["reward_only", ["n_opposite", "recall"]].tolist() == [1, 0.0]
     # toward the reward: sign(reward) x (tuned - base); contested a +0.1, b -0.2, c +0.3; reward-only e +0.4 (g unread)
-    assert probe.loc["contested", "shift"] == pytest.approx(0.2 / 3)
-    assert probe.loc["reward_only", ["shift", "shift_ci_low", "shift_ci_high"]].tolist() == pytest.approx([0.4] * 3)
-    assert probe.loc["contested", "shift_ci_low"] <= probe.loc["contested", "shift"] <= probe.loc["contested",
-                                                                                                    "shift_ci_high"]
-    assert np.isnan(behaviour.loc["contested", "shift"])
+    assert inside.loc["contested", "shift"] == pytest.approx(0.2 / 3)
+    assert inside.loc["reward_only", ["shift", "shift_ci_low", "shift_ci_high"]].tolist() == pytest.approx([0.4] * 3)
+    assert np.isnan(behaviour.loc["contested", "shift"]) and np.isnan(policy.loc["contested", "shift"])
 
 
 def test_the_recovery_is_told_beside_its_false_alarms():
-    """The plain sentence the Story page shows: per planted kind what was found, the ordinary words'
-    false-alarm rate beside it, and the precision, each with the table's Clopper-Pearson interval."""
-    report = pd.DataFrame({"word": list("abcdef"), "lexicon_value": [1, -1, 1, 2, -2, 1],
-                           "divergent": [True, True, False, True, False, False],
-                           "behaviour_difference": [np.nan] * 6, "behaviour_q": [np.nan] * 6, "difference": [0.0] * 6})
-    truth = pd.DataFrame({"word": list("abcdef"), "lexicon_value": [1, -1, 1, 2, -2, 1],
-                          "kind": ["contested", "contested", "contested", "ordinary", "reward_only", "ordinary"]})
-    text = recovery_sentence(recovery_table(report, truth))
+    """The plain sentence: per planted kind what the lens found as planted, the false alarms beside
+    it, and the precision, each with the table's Clopper-Pearson interval."""
+    text = recovery_sentence(recovery_table(recovery_report(), TRUTH.iloc[:6]))
     contested = stats.binomtest(2, 3).proportion_ci(0.95, method="exact")
-    assert (f"2 of 3 contested words (67%, 95% CI {100 * contested.low:.0f} to {100 * contested.high:.0f}%)"
-            in text)
-    assert "0 of 1 reward-only words (0%" in text
-    assert "1 of 2 ordinary words (50%" in text and "false alarms" in text
-    assert "of its 3 flags, 67% are planted words" in text
+    assert (f"contested words: 2 of 3 (67%, 95% CI {100 * contested.low:.0f} to {100 * contested.high:.0f}%) read "
+            "against the reward, as planted" in text)
+    assert "reward-only words: 1 of 1 (100%" in text and "ordinary words: 1 of 2 (50%" in text
+    assert "(false alarms)" in text
+    assert "Of its 4 readings against the reward, 50% are on words planted to be read so" in text
 
 
-def test_recovery_without_behaviour_has_only_the_probe_and_no_precision_without_flags():
-    report = pd.DataFrame({"word": ["a"], "lexicon_value": [1.0], "divergent": [False], "behaviour_difference": [np.nan],
-                           "behaviour_q": [np.nan], "difference": [np.nan]})
+def test_recovery_without_other_lenses_and_no_precision_without_flags():
+    report = recovery_report().iloc[:1].assign(divergent=False, behaviour_q=np.nan)
     truth = pd.DataFrame({"word": ["a"], "lexicon_value": [1.0], "kind": ["contested"]})
     table = recovery_table(report, truth)
-    assert set(table["evidence"]) == {"probe"}
+    assert set(table["lens"]) == {"representation"}
     assert np.isnan(table.set_index("kind").loc["all", "precision"])
     with pytest.raises(InputError, match="kind"):
         recovery_table(report, truth.drop(columns="kind"))
+
+
+def test_the_policy_lens_joins_the_report_with_its_own_flag_and_a_case_of_both_lenses():
+    policy = pd.DataFrame({"word": ["sick", "good", "hope", "chaos"], "policy_value": [0.6, 0.4, 0.5, 0.0],
+                           "ci_low": [0.5, 0.3, 0.4, -0.1], "ci_high": [0.7, 0.5, 0.6, 0.1]})
+    report = divergence_table(WORDS, policy=policy).set_index("word")
+    assert report.loc["sick", "policy_divergent"] and not report.loc["good", "policy_divergent"]
+    assert report.loc["sick", "lens_case"] == "learned_opposite"
+    assert report.loc["sick", "lens_reason"].endswith("Inside, it reads the word against the reward too.")
+    assert report.loc["good", "lens_case"] == "agrees"
+    assert report.loc["hope", "lens_case"] == "agrees"
+    assert report.loc["chaos", "lens_case"] == "no_preference"
+    assert report.loc["meh", "lens_case"] is None  # no policy value
+    q = stats.false_discovery_control(stats.norm.cdf(np.sign([-2.0, 1.9, 1.9, -2.7]) * np.array([0.6, 0.4, 0.5, 0.0])
+                                                     / (0.1 / Z)))
+    np.testing.assert_allclose(report.loc[["sick", "good", "hope", "chaos"], "policy_q_opposite"], q, rtol=1e-9)
 
 
 def test_a_word_told_in_plain_sentences():

@@ -67,11 +67,11 @@ def test_rerun_skips_and_changes_redo_only_downstream(micro_run, tmp_path):
     assert RunStore(out).read("layer_divergence")["chosen"].sum() == 1
 
 
-def test_dpo_runs_offline_on_the_synthetic_world(micro_run, tmp_path):
-    out = tmp_path / "dpo"
-    shutil.copytree(micro_run, out)
-    result = run_lfp("run", "--out", str(out), "--set", "task=dpo")
-    assert outcome_lines(result) == {"world": "skipped", "rlhf": "done", "divergence": "done"}
+def test_dpo_runs_offline_on_the_synthetic_world(micro_run, dpo_run):
+    out = dpo_run
+    before, after = read_manifest(RunStore(micro_run)), read_manifest(RunStore(out))
+    assert after["world"].finished_at == before["world"].finished_at  # the world was reused, not redone
+    assert after["rlhf"].fingerprint != before["rlhf"].fingerprint
     rewards = RunStore(out).read("rlhf_rewards")
     assert set(rewards["metric"]) == {"vader_reward", "preference_margin"}
     assert read_manifest(RunStore(out))["rlhf"].outputs["method"] == "dpo"

@@ -15,7 +15,8 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 
 from lfp_engine.probe.agreement import accuracy_difference_row, bootstrap_p
-from lfp_engine.probe.crossfit import WORD_VALUE_COLUMNS, crossfit_predictions, paired_difference_rows, word_value_table
+from lfp_engine.probe.crossfit import (WORD_VALUE_COLUMNS, crossfit, null_crossfit, paired_difference_rows,
+                                      word_value_table)
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.kendall import tau_b, word_taus
 from lfp_engine.probe.nulls import permutation_null, word_shuffles
@@ -219,9 +220,9 @@ def test_the_permutation_null_refits_with_the_zero_point_as_the_probe_is_fit():
 def test_cross_fitted_values_never_see_their_word():
     words, values, split = planted_words(np.random.default_rng(0), 20)
     # neutral rows (target 0) are fitted on in every fold and never valued
-    data = with_neutral_rows(planted_dataset(np.random.default_rng(1), words, values, split, 1.0), words, values,
-                             split)
-    predicted = crossfit_predictions(data, alpha=2.0, n_folds=5)
+    data = with_neutral_rows(planted_dataset(np.random.default_rng(1), words, values, split, 1.0, rows_per_word=12),
+                             words, values, split)
+    predicted = crossfit(data, alpha=2.0, n_folds=5).predictions
     assert np.isnan(predicted[data.element == "neutral"]).all() and np.isfinite(predicted[data.element != "neutral"]).all()
     rows = np.flatnonzero(data.element != "neutral")
     for keep, held in GroupKFold(5).split(rows, groups=data.word[rows]):
@@ -249,8 +250,9 @@ def test_tuned_minus_base_word_values_are_paired_row_differences():
     tuned["prediction"] = context + 0.3
     base = tuned.assign(prediction=context + rng.normal(0, 0.05, len(tuned))).iloc[::-1]  # row order must not matter
     difference = paired_difference_rows(tuned, base)
-    table = word_value_table(difference, "tuned_minus_base", 500, np.random.default_rng(0)).set_index("word")
-    values = {model: word_value_table(frame, model, 500, np.random.default_rng(0)).set_index("word")
+    no_fit = pd.Series(0.0, index=["good", "bad"])  # the context's part alone
+    table = word_value_table(difference, "tuned_minus_base", no_fit, 500, np.random.default_rng(0)).set_index("word")
+    values = {model: word_value_table(frame, model, no_fit, 500, np.random.default_rng(0)).set_index("word")
               for model, frame in (("tuned", tuned), ("base", base))}
     np.testing.assert_allclose(table["value"], values["tuned"]["value"] - values["base"]["value"], atol=1e-12)
     assert (table["ci_low"] > 0.2).all() and (table["ci_high"] < 0.4).all()  # paired: the context cancels
@@ -297,3 +299,76 @@ def test_a_preference_probe_gets_accuracy_and_its_tuned_minus_base():
     assert difference["ci_low"] > 0 and difference["n"] == 40
     assert difference["value"] == pytest.approx(row(metrics, "sae", "test", "accuracy")["value"]
                                                 - row(metrics, "base_model", "test", "accuracy")["value"])
+
+
+def brute_force_fit_spread(data: ProbeDataset, alpha: float, word: str, n_draws: int,
+                           rng: np.random.Generator) -> float:
+    """The standard deviation of `word`'s cross-fitted value over fits whose training words are
+    resampled with replacement (rows of a word drawn twice count twice), refit with scikit-learn."""
+    rows = np.flatnonzero(data.scored)
+    words = data.word[rows]
+    for keep, held in GroupKFold(5).split(rows, groups=words):
+        if word in set(words[held]):
+            break
+    training = np.unique(words[keep])
+    mine = rows[held][words[held] == word]
+    always = np.flatnonzero(~data.scored)
+    values = []
+    for _ in range(n_draws):
+        counts = pd.Series(rng.choice(training, size=len(training))).value_counts()
+        weights = np.concatenate([counts.reindex(data.word[rows[keep]], fill_value=0).to_numpy(float),
+                                  np.ones(len(always))])
+        fit_rows = np.concatenate([rows[keep], always])
+        model = Ridge(alpha=alpha).fit(data.X[fit_rows], data.target[fit_rows], sample_weight=weights)
+        values.append(model.predict(data.X[mine]).mean())
+    return float(np.std(values, ddof=1))
+
+
+def test_the_fit_part_of_a_word_interval_is_the_spread_of_refits_on_resampled_words():
+    """The infinitesimal jackknife's standard error of a word's value equals the spread of its value
+    over brute-force refits on resampled training words, within the Monte Carlo error of 400 refits."""
+    words, values, split = planted_words(np.random.default_rng(0), 20)
+    data = with_neutral_rows(planted_dataset(np.random.default_rng(1), words, values, split, 1.0, word_noise=0.6),
+                             words, values, split)
+    fit = crossfit(data, alpha=2.0, n_folds=5)
+    se = pd.Series(np.sqrt(fit.fit_variance()), index=fit.words)
+    for word in ("w003", "w031"):
+        reference = brute_force_fit_spread(data, 2.0, word, 400, np.random.default_rng(7))
+        assert se[word] == pytest.approx(reference, rel=0.2)
+        assert se[word] > 0.01
+
+
+def test_null_words_are_read_held_out_and_a_calibrated_flag_spares_them():
+    """The neutral word ('okay', target 0) is held out whole and read by a probe fit on every lexicon
+    word; its value lands near 0 within its interval."""
+    words, values, split = planted_words(np.random.default_rng(0), 20)
+    base = planted_dataset(np.random.default_rng(1), words, values, split, 1.0)
+    data = with_neutral_rows(base, words, values, split)
+    data = replace(data, word=np.where(data.element == "neutral", np.where(np.arange(len(data.word)) % 2, "okay",
+                                                                           "fine"), data.word))
+    null = null_crossfit(data, alpha=2.0, n_folds=5)
+    assert set(null.words) == {"fine", "okay"}
+    held = data.element == "neutral"
+    fine = held & (data.word == "fine")
+    fit_rows = np.flatnonzero(~fine)
+    reference = Ridge(alpha=2.0).fit(data.X[fit_rows], data.target[fit_rows]).predict(data.X[fine])
+    np.testing.assert_allclose(null.predictions[fine], reference, rtol=1e-8, atol=1e-10)
+    assert np.isnan(null.predictions[~held]).all()
+
+
+def test_codes_that_differ_only_by_a_rescaling_read_no_change():
+    """A base model whose codes are the tuned model's times 3 (and so its activation deltas too, which
+    its own gain takes back to the lexicon's units): the comparison reads no change, and the change of
+    amplitude is reported on its own."""
+    words, values, split = planted_words(np.random.default_rng(0), 30)
+    tuned = with_neutral_rows(planted_dataset(np.random.default_rng(1), words, values, split, 0.5), words, values,
+                              split)
+    base = replace(tuned, X=3.0 * tuned.X)
+    fits = fit_variants({"sae": tuned, "base_model": base}, SETTINGS, seed=0, rng=np.random.default_rng(0))
+    difference = fits.word_values[fits.word_values["model"] == "tuned_minus_base"]
+    assert difference["value"].abs().max() < 1e-9
+    changes = fits.metrics[fits.metrics["variant"] == "tuned_minus_base"]
+    assert changes["value"].abs().max() < 1e-9 and (changes["p_value"] > 0.5).all()
+    amplitude = fits.metrics.set_index(["variant", "metric"])
+    assert amplitude.loc[("tuned_over_base", "code_scale_ratio"), "value"] == pytest.approx(1 / 3)
+    assert learned_from_taus(fits.metrics, False).answer in ("already_there", "no_evidence")

@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from lfp_engine.run.errors import InputError
-from lfp_engine.probe.dataset import build_dataset, target_scale
+from lfp_engine.probe.dataset import ProbeDataset, build_dataset, target_scale
 from lfp_engine.probe.implicit_reward import word_rewards
 from lfp_engine.probe.kendall import tau_b
 from lfp_engine.probe.linear import (DEFAULT_ALPHAS, cv_errors, fit, fit_logistic, fit_regression,
@@ -23,6 +23,7 @@ from lfp_engine.probe.measures import sign_agreement, word_values
 from lfp_engine.probe.zero_point import ContextTokens, context_tokens
 from lfp_engine.tuning.reward import VaderReward
 from lfp_engine.worlds.tokenizer import train_bpe_tokenizer
+
 
 
 def test_kendall_tau_is_scipys_on_values():
@@ -59,10 +60,17 @@ def test_baselines():
     assert xavier.intercept == 0 and np.abs(xavier.weights).max() <= bound
     assert np.abs(xavier.weights).max() > 0.9 * bound  # really uniform over the whole range
     X = rng.normal(size=(200, 5))
-    y = X[:, 0]
-    words = np.repeat([f"w{i}" for i in range(20)], 10)
-    shuffled = shuffled_probe(X, y, words, rng)
-    assert abs(np.corrcoef(shuffled.predict(X), y)[0, 1]) < 0.5
+    words = np.repeat([f"w{i:02d}" for i in range(20)], 10)
+    word_means = np.repeat(rng.normal(size=20), 10)
+    X[:, 0] = word_means + 0.1 * rng.normal(size=200)
+    data = ProbeDataset(kind="word", X=X, target=X[:, 0].copy(), split=np.full(200, "train"),
+                        element=np.full(200, "positive"), triple_id=np.arange(200), word=words,
+                        lexicon_value=np.ones(200), scale=1.0)
+    shuffled = shuffled_probe(data, rng, 5)
+    assert abs(np.corrcoef(shuffled.predict(X), data.target)[0, 1]) < 0.5
+    # the shuffle moves whole words: each word's rows keep their spread around a mean another word had
+    fitted = shuffled.predict(X)
+    assert fitted.std() < data.target.std()
 
 
 def test_word_values_sign_agreement_and_scale():

@@ -148,7 +148,7 @@ def test_a_run_without_saes_says_so_and_keeps_its_tables(micro_run, tmp_path, ca
 
 def test_lfp_report_prints_the_verdict_record(micro_run, capsys):
     verdict = read_verdict(RunStore(micro_run))
-    assert [f.key for f in verdict.findings] == ["reward", "learned", "divergence"]
+    assert [f.key for f in verdict.findings] == ["reward", "policy", "learned", "divergence"]
     assert main(["report", str(micro_run)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"run {micro_run}: preset micro") and verdict.text() in printed

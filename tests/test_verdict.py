@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +19,7 @@ from lfp_engine.report.verdict import (
     Verdict,
     classify,
     divergence_from_report,
+    learned_by_policy,
     learned_from_accuracy,
     learned_from_taus,
     outdated_probe,
@@ -74,7 +76,7 @@ def test_overlapping_intervals_say_no_evidence_with_the_numbers():
     finding = learned_from_taus(tau_metrics(), held_out_of_tuning=True)
     assert finding.answer == "no_evidence" and finding.headline.startswith("No evidence either way")
     assert finding.sentences == (
-        "On 33 held-out words that tuning never showed the model, the probe on the tuned model orders words of the "
+        "On 33 held-out words (kept out of the tuning prompts, though the reward paid for them whenever the policy wrote them), the probe on the tuned model orders words of the "
         "same polarity like the reward with Kendall tau 0.21 (95% CI -0.05 to 0.44; positive words 0.22); probes "
         "refit to targets shuffled between words reach 0.31 one time in twenty (permutation p = 0.21).",
         "The same probe on the model before tuning: tau 0.25 (95% CI 0 to 0.5, permutation p = 0.15).",
@@ -132,7 +134,7 @@ def test_divergence_names_the_words_read_with_the_opposite_sign_clearest_first()
     assert finding.answer == "opposite_sign"
     assert finding.headline == "In 2 of 4 words, the tuned model reads the opposite sign of the reward."
     assert "1 read with the reward's sign, 1 are unclear and 2 read against it" in finding.text
-    assert finding.sentences[1] == ("The clearest: 'fine' (reward +1) reads -1.2 (95% CI -1.6 to -0.8) in the tuned "
+    assert finding.sentences[1] == ("Read against the reward most clearly: 'fine' (reward +1) reads -1.2 (95% CI -1.6 to -0.8) in the tuned "
                                     "model and +0.4 (95% CI 0.1 to 0.7) before tuning; 'dull' (reward -1.8) reads +0.9 "
                                     "(95% CI 0.2 to 1.6) in the tuned model and +0.5 (95% CI 0.1 to 0.9) before "
                                     "tuning.")
@@ -140,6 +142,14 @@ def test_divergence_names_the_words_read_with_the_opposite_sign_clearest_first()
                                    "with the reward before tuning."
     calm = divergence_from_report(divergence_table(table[table["word"].isin(["great", "meh"])]))
     assert calm.answer == "nowhere_clear" and calm.headline.startswith("Nowhere clearly")
+    policy = pd.DataFrame({"word": ["great", "dull", "fine", "meh"], "policy_value": [0.5, 0.4, 0.3, 0.0],
+                           "ci_low": [0.4, 0.3, 0.2, -0.1], "ci_high": [0.6, 0.5, 0.4, 0.1]})
+    both = divergence_from_report(divergence_table(table, policy=policy))
+    assert both.headline == ("The policy learned 1 of 4 words against the reward; inside, the tuned model reads 2 of "
+                             "4 with the opposite sign of the reward.")
+    assert both.sentences[0] == ("In what it learned to write, tested the same way: 2 of 4 words are preferred on the "
+                                 "reward's side, 1 show no clear preference and 1 were learned against the reward.")
+    assert both.sentences[1] == "Learned against the reward most clearly: 'dull' (reward -1.8) +0.4 (95% CI 0.3 to 0.5)."
 
 
 
@@ -165,3 +175,28 @@ def test_the_record_prints_each_question_with_its_answer():
     verdict = Verdict((reward, learned))
     assert verdict.text() == f"{reward.question}\n{reward.text}\n\n{learned.question}\n{learned.text}"
     assert verdict.to_dict()["findings"][1]["text"] == learned.text and verdict.get("divergence") is None
+
+
+def policy_rows(sign_p: float, tau_p: float) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"variant": "policy", "subset": "test", "metric": "sign_agreement", "value": 0.9, "n": 40, "ci_low": 0.76,
+         "ci_high": 0.97, "p_value": sign_p, "null_q95": np.nan},
+        {"variant": "policy", "subset": "test_within", "metric": "kendall_tau", "value": 0.5, "n": 40, "ci_low": 0.3,
+         "ci_high": 0.7, "p_value": tau_p, "null_q95": 0.21},
+        {"variant": "policy", "subset": "all", "metric": "absorbed_share", "value": 0.42, "n": 194, "ci_low": 0.35,
+         "ci_high": 0.5, "p_value": np.nan, "null_q95": np.nan}])
+
+
+def test_the_policy_lens_answers_against_its_controls():
+    finding = learned_by_policy(policy_rows(0.001, 0.002), beta=0.5, trl_accuracy=None)
+    assert finding.key == "policy" and finding.answer == "learned"
+    assert "takes the reward's sign for 90.0% of them (95% CI 76.0% to 97.0%, binomial against 50% p = 0.001)" in \
+        finding.text
+    assert "the lexicon's values shuffled among the words reach 0.21 one time in twenty (p = 0.002)" in finding.text
+    assert "the policy absorbed 42% of the reward's own difference" in finding.text
+    assert learned_by_policy(policy_rows(0.001, 0.4), 0.5, None).answer == "learned_sign"
+    assert learned_by_policy(policy_rows(0.3, 0.4), 0.5, None).answer == "no_evidence"
+    pairs = pd.DataFrame([{"variant": "policy", "subset": "test", "metric": "preference_accuracy", "value": 0.8,
+                           "n": 50, "ci_low": 0.66, "ci_high": 0.9, "p_value": 1e-5, "null_q95": np.nan}])
+    dpo = learned_by_policy(pairs, beta=0.5, trl_accuracy=0.875)
+    assert dpo.answer == "prefers_chosen" and "TRL's DPO trainer logged 87.5% on its last training batches" in dpo.text

@@ -109,7 +109,7 @@ if tau is not None and run.has("lexicon_comparison"):
         "lexicon_value": st.column_config.NumberColumn("lexicon value", format="%.2f"),
         "probe_value": st.column_config.NumberColumn("probe value", format="%.2f"),
         "abs_error": st.column_config.NumberColumn("|error|", format="%.2f"),
-        "heldout": st.column_config.CheckboxColumn("held out of tuning")})
+        "heldout": st.column_config.CheckboxColumn("kept out of tuning prompts")})
     ui.explain(f"{num(len(found))} words. Probe value: the mean of the probe's predictions over the contrastive "
                "examples containing the word (n_examples). Generation counts: occurrences in completions sampled "
                "from the tuned and the base model.")

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -132,29 +133,47 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, max_new_toke
 
 
 @torch.no_grad()
+def token_logprobs(model, pad_token_id: int, prompt_ids: Sequence[Sequence[int]],
+                   completion_ids: Sequence[Sequence[int]], batch_size: int = 64,
+                   desc: str | None = None) -> list[np.ndarray]:
+    """log p(token | everything before) of every completion token, per sequence, as float64.
+
+    Sequences are batched in order of length (less padding; the result keeps the input order),
+    right-padded with an attention mask, and padding is never scored. A completion's first token
+    is conditioned on its prompt, so a prompt of at least one token (a document separator where
+    there is no prompt) scores every completion token."""
+    if len(prompt_ids) != len(completion_ids):
+        raise InputError(f"{len(prompt_ids)} prompts for {len(completion_ids)} completions")
+    if any(len(p) == 0 for p in prompt_ids):
+        raise InputError("every completion needs a prompt of at least one token to be conditioned on")
+    device = next(model.parameters()).device
+    lengths = [len(p) + len(c) for p, c in zip(prompt_ids, completion_ids)]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[np.ndarray] = [np.zeros(0)] * len(order)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", leave=False, disable=desc is None):
+        chunk = order[start:start + batch_size]
+        rows = [list(prompt_ids[i]) + list(completion_ids[i]) for i in chunk]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, r in enumerate(rows):
+            ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[j, : len(r)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].double()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1).cpu().numpy()
+        for j, i in enumerate(chunk):
+            # position t of `logp` scores token t + 1
+            out[i] = logp[j, len(prompt_ids[i]) - 1 : len(rows[j]) - 1].copy()
+    return out
+
+
 def completion_logprobs(model, tokenizer, prompt_ids: Sequence[Sequence[int]],
                         completion_ids: Sequence[Sequence[int]], batch_size: int = 64) -> torch.Tensor:
     """Sum of log p(completion token | everything before) per sequence, as float64."""
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
-    totals = []
-    for start in range(0, len(prompt_ids), batch_size):
-        rows = [list(p) + list(c) for p, c in zip(prompt_ids[start:start + batch_size],
-                                                   completion_ids[start:start + batch_size])]
-        n_prompt = [len(p) for p in prompt_ids[start:start + batch_size]]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        target = torch.zeros_like(ids, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-            target[i, n_prompt[i]: len(r)] = True
-        ids, mask, target = ids.to(device), mask.to(device), target.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].double()
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-        totals.append((logp * target[:, 1:]).sum(-1).cpu())
-    return torch.cat(totals)
+    tokens = token_logprobs(model, tokenizer.pad_token_id, prompt_ids, completion_ids, batch_size)
+    return torch.tensor([float(t.sum()) for t in tokens], dtype=torch.float64)
 
 
 def text_logprobs(model, tokenizer, prompts: Sequence[str], continuations: Sequence[str],

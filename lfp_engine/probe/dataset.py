@@ -16,12 +16,21 @@ lexicon values on the same training words puts the tuned and the base model's ta
 scale (their probes also share one strength, `linear.py`); one positive gain cannot reorder words or texts, so it sets units and decides no rank
 agreement measured later. For text triples (preference tasks) the target is the class,
 preferred (1) or not (0), and there is no neutral row.
+
+**The probe's inputs are put on one scale per model** before any fit (`on_one_scale`, applied by
+`variants.fit_variants`; `code_scale`, issue 21): the codes are divided
+by their root-mean-square deviation over the fitted rows. Ridge shrinks a fit by the size of its
+inputs, so the tuned and the base model's probes, which share one strength (`linear.py`), would
+otherwise be shrunk differently by any change of amplitude tuning made, and read that as a change of
+value; and each model's own gain above would fold the same amplitude change away unseen. Scaled, a
+model whose codes are another's times a constant gives the same fit and the same values; the change
+of amplitude is reported as its own figure (`amplitude_rows`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -77,6 +86,10 @@ class ProbeDataset:
     lexicon_value: np.ndarray
     """The word's lexicon value (0 on neutral rows)."""
     scale: float
+    """The gain that puts the activation deltas in the lexicon's units (word triples; 1 for text)."""
+    code_scale: float = 1.0
+    """What the model's codes were divided by to give `X` (`on_one_scale`): a probe fit on `X` reads
+    raw codes with its weights divided by it."""
 
     @property
     def cv_groups(self) -> np.ndarray:
@@ -118,6 +131,16 @@ class ProbeDataset:
     def test(self) -> np.ndarray:
         """Scored rows of the test triples: words no probe was fit on."""
         return (self.split == "test") & self.scored
+
+
+def on_one_scale(data: ProbeDataset) -> ProbeDataset:
+    """`data` with its inputs divided by their root-mean-square deviation over the fitted rows (the
+    module docstring says why); the divisor is kept as `code_scale`."""
+    fitted = data.X[data.fitted]
+    scale = float(np.sqrt(np.mean((fitted - fitted.mean(axis=0)) ** 2))) if len(fitted) else 0.0
+    if not scale > 0:
+        raise InputError("the probe's inputs do not vary over the training rows: nothing to fit")
+    return replace(data, X=data.X / scale, code_scale=scale * data.code_scale)
 
 
 def _word_rows(reps: Mapping[str, np.ndarray], triples: pd.DataFrame, context: ContextTokens) -> ProbeDataset:

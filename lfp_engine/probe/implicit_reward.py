@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -86,18 +87,20 @@ def token_rewards(encoder: Encoder, probe: LinearProbe, text: str, top_k: int = 
                         n_tokens_read=len(tokenized.ids))
 
 
-def word_rewards(tokens: pd.DataFrame, text: str) -> pd.DataFrame:
-    """Every word of `text` (the reward's word tokenizer; whitespace is no word) with the mean value
-    of the tokens whose characters overlap it (paper 3.3: a word's tokens are averaged). A token
-    that straddles two words counts in both, as it would in either word's triple."""
+def word_rewards(tokens: pd.DataFrame, text: str, combine: Literal["mean", "sum"] = "mean") -> pd.DataFrame:
+    """Every word of `text` (the reward's word tokenizer; whitespace is no word) with the values of
+    the tokens whose characters overlap it (column `reward` of `tokens`) combined: their mean, the
+    probe's rule (paper 3.3: a word's tokens are averaged), or their sum, the policy lens's rule (a
+    word's log-probability is the sum of its tokens'). A token that straddles two words counts in
+    both, as it would in either word's triple."""
     spans = [(word, start, end) for word, start, end in word_spans(text) if not word.isspace()]
     words = pd.DataFrame(spans, columns=["word", "start", "end"])
     starts, ends = tokens["start"].to_numpy(), tokens["end"].to_numpy()
     overlap = (starts[None, :] < words["end"].to_numpy()[:, None]) & (ends[None, :] > words["start"].to_numpy()[:, None])
     counts = overlap.sum(axis=1)
     read = counts > 0  # a word past the model's window was not read: not scored
-    words = words[read].assign(value=overlap[read] @ tokens["reward"].to_numpy(dtype=np.float64) / counts[read],
-                               n_tokens=counts[read])
+    totals = overlap[read] @ tokens["reward"].to_numpy(dtype=np.float64)
+    words = words[read].assign(value=totals / counts[read] if combine == "mean" else totals, n_tokens=counts[read])
     return words.reset_index(drop=True)
 
 

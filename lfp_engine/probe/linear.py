@@ -13,7 +13,7 @@ a difference no tuning made (on the tiny world at seed 0, 10^4 against 10^1.5 re
 separating A(x+) from A(x-), its strength chosen with a text's two rewrites kept in one fold.
 
 Baselines on the same data: an untrained probe with Xavier-uniform weights (the paper's) and the
-probe refit to shuffled targets (what fitting alone can find). How the predictions are measured
+probe refit to targets shuffled between words (what fitting alone can find). How the predictions are measured
 against the lexicon is `measures.py`.
 """
 
@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GroupKFold
 
 from lfp_engine.probe.dataset import ProbeDataset
+from lfp_engine.probe.nulls import word_shuffles
+from lfp_engine.probe.ridge import held_out_predictions
 from lfp_engine.run.errors import InputError
 
 DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-3, 4.5, 0.5))
@@ -45,6 +47,11 @@ class LinearProbe:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) @ self.weights + self.intercept
+
+    def on_codes(self, code_scale: float) -> LinearProbe:
+        """The same probe reading inputs `code_scale` times larger (`ProbeDataset.code_scale`): the
+        raw codes the dashboard feeds it."""
+        return replace(self, weights=self.weights / code_scale)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature share of each prediction: weight * input (the intercept aside)."""
@@ -73,14 +80,12 @@ def cv_errors(X: np.ndarray, y: np.ndarray, groups: Sequence[str], alphas: Seque
     if folds < 2:
         raise InputError("cross-validating the probe needs triples of at least two different words")
     counts = np.bincount(kinds, minlength=2)
-    errors = np.zeros(len(alphas))
-    for i, alpha in enumerate(alphas):
-        sse = np.zeros(2)
-        for train, held in GroupKFold(n_splits=folds).split(X, y, groups):
-            model = Ridge(alpha=alpha).fit(X[train], y[train])
-            sse += np.bincount(kinds[held], weights=(model.predict(X[held]) - y[held]) ** 2, minlength=2)
-        errors[i] = float(np.sum(sse[counts > 0] / counts[counts > 0]))
-    return errors
+    sse = np.zeros((2, len(alphas)))
+    for train, held in GroupKFold(n_splits=folds).split(X, y, groups):
+        squared = (held_out_predictions(X[train], y[train], X[held], alphas) - y[held, None]) ** 2
+        for kind in (0, 1):
+            sse[kind] += squared[kinds[held] == kind].sum(axis=0)
+    return (sse[counts > 0] / counts[counts > 0, None]).sum(axis=0)
 
 
 def fit_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> LinearProbe:
@@ -126,14 +131,14 @@ def xavier_probe(n_inputs: int, rng: np.random.Generator) -> LinearProbe:
     return LinearProbe(weights=rng.uniform(-bound, bound, size=n_inputs), intercept=0.0)
 
 
-def shuffled_probe(X: np.ndarray, y: np.ndarray, groups: Sequence[str], rng: np.random.Generator,
-                   among: np.ndarray | None = None) -> LinearProbe:
-    """The same probe fit to targets shuffled across examples (the rows `among`, all by default; the
-    others keep theirs): what fitting alone can find."""
-    y = np.array(y, dtype=np.float64)
-    rows = np.arange(len(y)) if among is None else np.flatnonzero(among)
-    y[rows] = y[rng.permutation(rows)]
-    return fit_regression(X, y, groups, anchor=None if among is None else ~np.asarray(among, dtype=bool))
+def shuffled_probe(data: ProbeDataset, rng: np.random.Generator, folds: int) -> LinearProbe:
+    """The same probe refit, its strength chosen again, to targets shuffled between words: one draw of
+    the permutation null's shuffle (`nulls.word_shuffles`: each training word's mean target handed to
+    another word, each row keeping its deviation from its word's mean, the zero point's rows at 0).
+    What fitting alone can find."""
+    train = data.fitted
+    y = word_shuffles(data.target[train], data.word[train], data.scored[train], 1, rng)[:, 0]
+    return fit_regression(data.X[train], y, data.cv_groups[train], anchor=~data.scored[train], n_folds=folds)
 
 
 def fit(data: ProbeDataset, folds: int) -> LinearProbe:
@@ -158,12 +163,12 @@ def fit_sharing_strength(datasets: Sequence[ProbeDataset], folds: int) -> list[L
 
 def baselines(data: ProbeDataset, rng: np.random.Generator, folds: int) -> dict[str, LinearProbe]:
     """The paper's untrained Xavier probe, and the probe refit, on the same rows, to shuffled targets
-    (word triples: the lexicon words' targets shuffled among themselves, the zero point's rows kept
-    at 0, as in the permutation null, `nulls.py`)."""
+    (word triples: shuffled between words, `shuffled_probe`; text triples: the classes shuffled
+    between texts)."""
     train = data.fitted
     if data.kind == "text":
         shuffled = fit_logistic(data.X[train], rng.permutation(data.target[train]), groups=data.triple_id[train],
                                 n_folds=folds)
     else:
-        shuffled = shuffled_probe(data.X[train], data.target[train], data.cv_groups[train], rng, data.scored[train])
+        shuffled = shuffled_probe(data, rng, folds)
     return {"xavier": xavier_probe(data.X.shape[1], rng), "shuffled": shuffled}

@@ -133,16 +133,32 @@ def word_counts(texts: Iterable[str]) -> Counter[str]:
     return counts
 
 
-def lexicon_comparison(data: ProbeDataset, prediction: np.ndarray, words: pd.DataFrame, tuned_counts: Counter[str],
+def lexicon_comparison(values: pd.DataFrame, words: pd.DataFrame, tuned_counts: Counter[str],
                        base_counts: Counter[str]) -> pd.DataFrame:
-    """One row per word of the triples: the reconstructed lexicon (tables 2 and 9, figure 4)."""
-    table = lexicon_values(data, prediction, data.scored)
-    table = table.merge(words[["word", "split", "polarity", "role"]], on="word", how="left")
+    """One row per word of the triples: the reconstructed lexicon (tables 2 and 9, figure 4). Each word's
+    probe value is its cross-fitted value in the tuned model (`word_values`: read by a probe never fit
+    on it), so training and test words alike are out of sample; with how often each model writes it."""
+    table = values[values["model"] == "tuned"].rename(columns={"value": "probe_value", "n_examples": "n_examples"})
+    table = table[["word", "lexicon_value", "probe_value", "n_examples"]].merge(
+        words[["word", "split", "polarity", "role"]], on="word", how="left")
     table["abs_error"] = (table["probe_value"] - table["lexicon_value"]).abs()
     table["generation_count"] = [tuned_counts.get(w, 0) for w in table["word"]]
     table["base_generation_count"] = [base_counts.get(w, 0) for w in table["word"]]
     return table[["word", "split", "polarity", "role", "lexicon_value", "probe_value", "abs_error", "n_examples",
                   "generation_count", "base_generation_count"]].sort_values("lexicon_value", ignore_index=True)
+
+
+def headline(metrics: pd.DataFrame) -> dict[str, float]:
+    """'<variant>_<metric>[_within]' -> value (and '_p' its p-value) of the test rows of `probe_metrics`:
+    Kendall tau pooled and within polarity, or accuracy (kept in the manifest)."""
+    rows = metrics[metrics["subset"].isin(["test", "test_within"]) & metrics["metric"].isin(["kendall_tau", "accuracy"])]
+    values = {}
+    for r in rows.itertuples():
+        key = f"{r.variant}_{r.metric}" + ("_within" if r.subset == "test_within" else "")
+        values[key] = float(r.value)
+        if r.test is not None and not pd.isna(r.test):
+            values[f"{key}_p"] = float(r.p_value)
+    return values
 
 
 def pca_frame(data: ProbeDataset, max_rows: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -14,6 +14,7 @@ w = Xc' (Xc Xc' + alpha I)^-1 yc, which needs an n x n system instead of d x d.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,29 @@ class RidgeFit:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions [n, k] (or [n] for a fit of one target)."""
         return np.asarray(X, dtype=np.float64) @ self.weights + self.intercepts
+
+
+def held_out_predictions(X: np.ndarray, y: np.ndarray, X_held: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+    """[held rows, alphas]: a ridge fit on (X, y) at each of `alphas`, predicting `X_held`.
+
+    Cross-validation fits the same rows at every strength, so the normal equations are decomposed
+    once without alpha (gram = V diag(lam) V') and each strength only shifts the eigenvalues: every
+    strength costs one product with the held-out rows' projections, where a fit per strength
+    decomposes anew (scikit-learn's `Ridge` in a loop: the probe stage's cost before)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    x_mean, y_mean = X.mean(axis=0), y.mean()
+    centered = X - x_mean
+    held = np.asarray(X_held, dtype=np.float64) - x_mean
+    if X.shape[1] > X.shape[0]:  # dual: w = Xc' (Xc Xc' + alpha I)^-1 yc
+        eigenvalues, vectors = np.linalg.eigh(centered @ centered.T)
+        projected, target = held @ centered.T @ vectors, vectors.T @ (y - y_mean)
+    else:  # primal: w = (Xc' Xc + alpha I)^-1 Xc' yc
+        eigenvalues, vectors = np.linalg.eigh(centered.T @ centered)
+        projected, target = held @ vectors, vectors.T @ (centered.T @ (y - y_mean))
+    eigenvalues = np.maximum(eigenvalues, 0.0)
+    return projected @ (target[:, None] / (eigenvalues[:, None] + alphas[None, :])) + y_mean
 
 
 class RidgeSolver:
@@ -54,6 +78,12 @@ class RidgeSolver:
         """(gram + alpha I)^-1 rhs, for rhs [m] or [m, k]."""
         scaled = (self.eigenvectors.T @ rhs) / (self.eigenvalues[:, None] if rhs.ndim == 2 else self.eigenvalues)
         return self.eigenvectors @ scaled
+
+    def inverse_times_design(self, R: np.ndarray) -> np.ndarray:
+        """(Xc' Xc + alpha I)^-1 Xc' R for R [n] or [n, k] (weights of rows): in the dual form
+        Xc' (Xc Xc' + alpha I)^-1 R, the same matrix."""
+        R = np.asarray(R, dtype=np.float64)
+        return self.centered.T @ self._solve(R) if self.dual else self._solve(self.centered.T @ R)
 
     def fit(self, Y: np.ndarray) -> RidgeFit:
         """Solve every column of Y [n] or [n, k] (targets of the rows of X)."""

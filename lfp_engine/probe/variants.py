@@ -23,8 +23,9 @@ import pandas as pd
 
 from lfp_engine.probe.agreement import (DIFFERENCE, accuracy_difference_row, agreement_rows, difference_rows,
                                         measure_agreement)
-from lfp_engine.probe.crossfit import crossfit_predictions, paired_difference_rows, prediction_rows, word_value_table
-from lfp_engine.probe.dataset import ProbeDataset, build_dataset
+from lfp_engine.probe.crossfit import (NULL_ELEMENT, CrossFit, crossfit, null_crossfit, paired_difference_rows,
+                                      prediction_rows, word_value_table)
+from lfp_engine.probe.dataset import ProbeDataset, build_dataset, on_one_scale
 from lfp_engine.probe.encoding import CodeLayout, Encoder, TokenizedText, tokenize
 from lfp_engine.probe.linear import LinearProbe, baselines, fit, fit_sharing_strength
 from lfp_engine.probe.measures import MetricRow, measure, metrics_frame, sign_agreement
@@ -33,10 +34,13 @@ from lfp_engine.probe.settings import ProbeSettings
 from lfp_engine.probe.triples import ELEMENTS
 from lfp_engine.probe.zero_point import ContextTokens
 from lfp_engine.probe.words import WordSet, stratified_resamples
+from lfp_engine.statistics import percentile_interval
 from lfp_engine.run.errors import InputError
 
 MODEL_OF_VARIANT = {"sae": "tuned", "base_model": "base"}
 """The variants read through a model's own SAEs, and whose model that is."""
+AMPLITUDE = "tuned_over_base"
+"""The variant of the rows that compare the two models' amplitudes (`amplitude_rows`)."""
 
 
 def tokenized_elements(triples: pd.DataFrame, kind: str, tokenizer,
@@ -84,15 +88,21 @@ class ProbeFits:
     """Rows of `probe_metrics` for every variant, baselines, controls and differences included."""
     word_values: pd.DataFrame | None = None
     """Word triples: cross-fitted per-word values of the tuned and the base model (`word_values`)."""
+    null_word_values: pd.DataFrame | None = None
+    """Word triples: the neutral words read the same way, the report's calibration null (`crossfit.py`)."""
 
     @property
     def main(self) -> ProbeDataset:
         return self.datasets["sae"]
 
+    def on_codes(self, variant: str) -> LinearProbe:
+        """A variant's probe as it reads the model's raw codes (what is saved and served)."""
+        return self.probes[variant].on_codes(self.datasets[variant].code_scale)
+
     def weights_table(self, layout: CodeLayout) -> pd.DataFrame:
-        """`probe_weights`: the probe's weight on each tuned-model feature it reads."""
+        """`probe_weights`: the probe's weight on each tuned-model feature it reads (raw codes)."""
         keys = [layout.feature_of(c) for c in range(layout.total)]
-        return pd.DataFrame(keys, columns=["layer", "dict_size", "feature"]).assign(weight=self.probes["sae"].weights)
+        return pd.DataFrame(keys, columns=["layer", "dict_size", "feature"]).assign(weight=self.on_codes("sae").weights)
 
     def predictions_table(self) -> pd.DataFrame:
         """`probe_predictions`: the probe's prediction at every triple's substituted word, for each of
@@ -135,24 +145,60 @@ def polarity_only_rows(data: ProbeDataset, words: WordSet) -> list[MetricRow]:
 
 
 def cross_fitted_values(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],
-                        settings: ProbeSettings, seed: int) -> pd.DataFrame:
+                        settings: ProbeSettings, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`word_values`: every word of the tuned and the base model, each read by a probe that never saw it,
-    and (with both models) their paired difference, model 'tuned_minus_base'."""
+    with the uncertainty of its contexts and of the fit (`crossfit.py`), and (with both models) their
+    paired difference, model 'tuned_minus_base'; and `null_word_values`, the neutral words read the
+    same way."""
     rng = np.random.default_rng([seed, 3])
-    rows = {MODEL_OF_VARIANT[variant]: prediction_rows(data, crossfit_predictions(data, probes[variant].alpha,
-                                                                                   settings.cv_folds))
-            for variant, data in datasets.items() if variant in MODEL_OF_VARIANT}
+    paired = {MODEL_OF_VARIANT[v]: v for v in datasets if v in MODEL_OF_VARIANT}
+    fits = {model: crossfit(datasets[v], probes[v].alpha, settings.cv_folds) for model, v in paired.items()}
+    rows = {model: prediction_rows(datasets[paired[model]], fit.predictions) for model, fit in fits.items()}
+    variances = {model: _by_word(fit, fit.fit_variance()) for model, fit in fits.items()}
     if {"tuned", "base"} <= set(rows):
         rows[DIFFERENCE] = paired_difference_rows(rows["tuned"], rows["base"])
-    tables = [word_value_table(frame, model, settings.n_bootstrap, rng) for model, frame in rows.items()]
-    return pd.concat(tables, ignore_index=True)
+        fit = fits["tuned"]
+        variances[DIFFERENCE] = _by_word(fit, fit.fit_variance(fit.influence - fits["base"].influence))
+    tables = [word_value_table(frame, model, variances[model], settings.n_bootstrap, rng) for model, frame in rows.items()]
+    nulls = []
+    for model, variant in paired.items():
+        null = null_crossfit(datasets[variant], probes[variant].alpha, settings.cv_folds)
+        if null is not None:
+            frame = prediction_rows(datasets[variant], null.predictions, NULL_ELEMENT)
+            nulls.append(word_value_table(frame, model, _by_word(null, null.fit_variance()), settings.n_bootstrap, rng))
+    return pd.concat(tables, ignore_index=True), pd.concat(nulls, ignore_index=True) if nulls else None
+
+
+def _by_word(fit: CrossFit, variance: np.ndarray) -> pd.Series:
+    return pd.Series(variance, index=fit.words)
+
+
+def amplitude_rows(datasets: Mapping[str, ProbeDataset], n_bootstrap: int, rng: np.random.Generator) -> list[MetricRow]:
+    """How much larger the tuned model's activation deltas are than the base model's on the same
+    training triples (mean |delta| per word, the ratio of their means over words, a bootstrap over
+    words), and the ratio of the two models' code scales: the changes of amplitude that each model's
+    own gain and scale take out of the comparison of values (`dataset.py`)."""
+    if not {"sae", "base_model"} <= set(datasets):
+        return []
+    tuned, base = datasets["sae"], datasets["base_model"]
+    rows = tuned.train
+    words = pd.Series(tuned.word[rows].astype(str))
+    size = {name: pd.Series(np.abs(data.target[rows]) / data.scale).groupby(words.to_numpy()).mean()
+            for name, data in (("tuned", tuned), ("base", base))}
+    t, b = size["tuned"].to_numpy(), size["base"].to_numpy()
+    picks = rng.integers(0, len(t), size=(n_bootstrap, len(t)))
+    low, high = percentile_interval(t[picks].mean(axis=1) / b[picks].mean(axis=1))
+    return [MetricRow(AMPLITUDE, "train", "delta_amplitude_ratio", float(t.mean() / b.mean()), len(t), ci_low=low,
+                      ci_high=high),
+            MetricRow(AMPLITUDE, "train", "code_scale_ratio", tuned.code_scale / base.code_scale, int(rows.sum()))]
 
 
 def fit_variants(datasets: Mapping[str, ProbeDataset], settings: ProbeSettings, seed: int,
                  rng: np.random.Generator) -> ProbeFits:
     """Fit every variant's probe on its train rows (the tuned and the base model's at one shared
     strength, `linear.fit_sharing_strength`), and the baselines on the probe's own data; measure all
-    of them against their controls."""
+    of them against their controls. Each model's inputs are first put on its own scale (`dataset.on_one_scale`)."""
+    datasets = {variant: on_one_scale(data) for variant, data in datasets.items()}
     probes = {variant: fit(data, settings.cv_folds) for variant, data in datasets.items()
               if variant not in MODEL_OF_VARIANT}
     paired = [variant for variant in MODEL_OF_VARIANT if variant in datasets]
@@ -162,13 +208,14 @@ def fit_variants(datasets: Mapping[str, ProbeDataset], settings: ProbeSettings, 
     predictions = {name: probe.predict(datasets.get(name, main).X) for name, probe in readouts.items()}
     rows = [row for name, prediction in predictions.items()
             for row in measure(name, datasets.get(name, main), prediction)]
-    word_values = None
+    word_values = null_values = None
     if main.kind == "word":
         rows += word_agreement(datasets, probes, predictions, settings, seed)
-        word_values = cross_fitted_values(datasets, probes, settings, seed)
+        rows += amplitude_rows(datasets, settings.n_bootstrap, np.random.default_rng([seed, 5]))
+        word_values, null_values = cross_fitted_values(datasets, probes, settings, seed)
     elif "base_model" in datasets:
         test = main.test
         correct = {v: (predictions[v][test] > 0) == (datasets[v].target[test] == 1) for v in ("sae", "base_model")}
         rows.append(accuracy_difference_row(correct["sae"], correct["base_model"], main.triple_id[test],
                                             settings.n_bootstrap, np.random.default_rng([seed, 1])))
-    return ProbeFits(dict(datasets), probes, predictions, metrics_frame(rows), word_values)
+    return ProbeFits(dict(datasets), probes, predictions, metrics_frame(rows), word_values, null_values)

@@ -3,11 +3,14 @@
 The paper reads the implicit reward at words (section 4.1, tables 2 and 9; figure 4 sets each
 word's error against how often the tuned model writes it) but never asks which words the model
 learned *against* the reward, nor whether tuning put that there. The report does, word by word,
-from two measurements of the run:
+through two lenses (METHOD.md section 10) and a control:
 
 - `word_values` (stage `probe`): each word's cross-fitted value in the tuned and in the base model,
   read by a probe that never saw the word, with a 95% bootstrap interval over the word's triples,
   and the paired tuned-minus-base difference;
+- `policy_values` (stage `policy`, where it ran): what tuning taught the model to prefer to write,
+  beta log pi_tuned/pi_base of the word's triples against their neutral versions, with a 95%
+  bootstrap interval over the triples;
 - `behaviour_words` (stage `behaviour`, where it ran): the change in how often the model writes the
   word, with McNemar's p and its Benjamini-Hochberg q.
 
@@ -19,9 +22,9 @@ reward's value, with the false-discovery rate over all words of the report held 
 p-value of "the value is on the reward's side or at 0" is Phi(sign(reward) x value / se), and
 the Benjamini-Hochberg q over the words must fall below the rate. The same test of the base
 model's value, a test of the reward's side, and a two-sided test of the paired difference (each
-with its own q) only describe the case (`CASES`), never change the flag.
-
-The intervals cover a word's contexts (its triples), not the uncertainty of the probe's fit.
+with its own q) only describe the case (`CASES`), never change the flag. The policy lens is
+flagged by the same rule (`policy_divergent`, its own false-discovery control), and the two lenses
+together give each word its plain-words case (`LENS_CASES`).
 """
 
 from __future__ import annotations
@@ -61,15 +64,45 @@ CASES = {
 }
 """Every `case` of a word, and the plain sentence its `reason` starts with."""
 
+LENS_CASES = {
+    "agrees": "Tuning taught it to prefer the word as the reward pays for it, and inside it reads the word that way "
+              "too.",
+    "prefers_as_paid": "Tuning taught it to prefer the word as the reward pays for it, though inside it attaches no "
+                       "clear value to it.",
+    "prefers_as_paid_reads_opposite": "Tuning taught it to prefer the word as the reward pays for it, but inside it "
+                                      "still reads the word the other way.",
+    "learned_opposite": "Tuning taught it the opposite of what the reward pays: it learned to favour the word where "
+                        "the reward penalises it, or to avoid it where the reward pays for it.",
+    "no_preference": "Tuning left no measurable preference for or against the word.",
+}
+"""Every `lens_case` of a word (what it learned to write, beside how it reads the word inside), and the
+plain sentence its `lens_reason` starts with."""
+
 REPORT_COLUMNS = ["rank", "word", "split", "polarity", "lexicon_value", "tuned_value", "tuned_ci_low", "tuned_ci_high",
                   "base_value", "base_ci_low", "base_ci_high", "difference", "difference_ci_low",
                   "difference_ci_high", "z_opposite", "p_opposite", "q_opposite", "q_agree", "base_q_opposite",
                   "base_q_agree", "difference_q", "behaviour_base_share", "behaviour_tuned_share",
                   "behaviour_difference", "behaviour_ci_low", "behaviour_ci_high", "behaviour_q", "divergent", "case",
-                  "reason"]
+                  "reason", "policy_value", "policy_ci_low", "policy_ci_high", "policy_q_opposite", "policy_q_agree",
+                  "policy_divergent", "lens_case", "lens_reason"]
 """The table `lfp_divergence` (docs/store.md)."""
-RECOVERY_COLUMNS = ["evidence", "kind", "n_words", "n_read", "n_flagged", "recall", "recall_ci_low", "recall_ci_high",
-                    "precision", "precision_ci_low", "precision_ci_high", "shift", "shift_ci_low", "shift_ci_high"]
+LENSES = ("representation", "policy", "behaviour")
+"""What each lens reads: the probe's cross-fitted value inside the tuned model, the policy's implicit
+reward, and (a control) the change in how often the model writes the word."""
+EXPECTED = {
+    "representation": {"contested": "opposite", "reward_only": "not_opposite", "ordinary": "not_opposite"},
+    "policy": {"contested": "opposite", "reward_only": "agrees", "ordinary": "not_opposite"},
+    "behaviour": {"contested": "opposite", "reward_only": "agrees", "ordinary": "not_opposite"},
+}
+"""What each lens should find for each planted kind (DESIGN.md, planted ground truth). Contested words are
+written against the reward in the corpus, so the model reads them against it inside and tuning cannot
+easily turn that: both lenses should read them opposite. Reward-only words carry no value in the
+corpus: inside, the model should read none (a representation flag there is a false alarm), while the
+policy can learn the reward's side of them. Ordinary words agree with the reward; a flag there is a
+false alarm of any lens."""
+RECOVERY_COLUMNS = ["lens", "kind", "expected", "n_words", "n_read", "n_opposite", "n_agree", "recall", "recall_ci_low",
+                    "recall_ci_high", "flag_rate", "flag_rate_ci_low", "flag_rate_ci_high", "precision",
+                    "precision_ci_low", "precision_ci_high", "shift", "shift_ci_low", "shift_ci_high"]
 """The table `divergence_recovery` (docs/store.md)."""
 WORD_VALUE_NEEDS = {"word", "model", "split", "polarity", "lexicon_value", "value", "ci_low", "ci_high"}
 
@@ -144,9 +177,30 @@ def behaviour_sentence(row) -> str:
             f"before, {100 * row.behaviour_tuned_share:.1f}% after, q {q:.2g}).")
 
 
-def divergence_table(word_values: pd.DataFrame, behaviour: pd.DataFrame | None = None) -> pd.DataFrame:
+def _lens_case(policy_opposite: bool, policy_agree: bool, reads_opposite: bool, reads_agree: bool) -> str:
+    """The case of `LENS_CASES`: what the policy learned to write, beside how the model reads the word."""
+    if policy_opposite:
+        return "learned_opposite"
+    if not policy_agree:
+        return "no_preference"
+    if reads_opposite:
+        return "prefers_as_paid_reads_opposite"
+    return "agrees" if reads_agree else "prefers_as_paid"
+
+
+def lens_sentence(row) -> str:
+    """The word's `lens_case` in plain words, with what the representation says where it adds to it."""
+    text = LENS_CASES[row.lens_case]
+    if row.lens_case == "learned_opposite" and row.divergent:
+        text += " Inside, it reads the word against the reward too."
+    return text
+
+
+def divergence_table(word_values: pd.DataFrame, behaviour: pd.DataFrame | None = None,
+                     policy: pd.DataFrame | None = None) -> pd.DataFrame:
     """`lfp_divergence`: one row per word of the tuned model in `word_values`, ranked, most clearly
-    against the reward first (the flag and the cases: module docstring)."""
+    against the reward first (the flag and the cases: module docstring); with `policy_values`, each
+    word's policy value, its own flag and the case of both lenses together."""
     missing = WORD_VALUE_NEEDS - set(word_values.columns)
     if missing:
         raise InputError(f"word_values lacks columns {sorted(missing)}")
@@ -164,13 +218,21 @@ def divergence_table(word_values: pd.DataFrame, behaviour: pd.DataFrame | None =
     frame = frame.assign(z_opposite=mine.z, p_opposite=mine.p_opposite, q_opposite=mine.q_opposite, q_agree=mine.q_agree,
                          base_q_opposite=base.q_opposite, base_q_agree=base.q_agree, difference_q=difference_q)
     frame = _with_behaviour(frame, behaviour)
+    frame = _with_policy(frame, policy)
     significant = {name: np.nan_to_num(frame[name].to_numpy(float), nan=1.0) < FALSE_DISCOVERY_RATE
-                   for name in ("q_opposite", "q_agree", "base_q_opposite", "base_q_agree", "difference_q")}
+                   for name in ("q_opposite", "q_agree", "base_q_opposite", "base_q_agree", "difference_q",
+                                "policy_q_opposite", "policy_q_agree")}
     moved = np.where(significant["difference_q"], np.sign(np.nan_to_num(moved_z)), 0.0)
     frame["divergent"] = significant["q_opposite"]
     frame["case"] = [_case(*flags) for flags in zip(significant["q_opposite"], significant["q_agree"],
                                                    significant["base_q_opposite"], significant["base_q_agree"], moved)]
     frame["reason"] = [CASES[row.case] + behaviour_sentence(row) for row in frame.itertuples()]
+    frame["policy_divergent"] = significant["policy_q_opposite"]
+    frame["lens_case"] = pd.Series([_lens_case(*flags) if np.isfinite(v) else None for v, *flags in
+                          zip(frame["policy_value"], significant["policy_q_opposite"], significant["policy_q_agree"],
+                              significant["q_opposite"], significant["q_agree"])], index=frame.index, dtype=object)
+    frame["lens_reason"] = [lens_sentence(row) if isinstance(row.lens_case, str) else None
+                            for row in frame.itertuples()]
     order = frame.assign(_z=frame["z_opposite"].fillna(np.inf)).sort_values(["_z", "word"]).index
     frame = frame.loc[order].reset_index(drop=True)
     frame["rank"] = np.arange(1, len(frame) + 1)
@@ -186,6 +248,17 @@ def _with_behaviour(frame: pd.DataFrame, behaviour: pd.DataFrame | None) -> pd.D
     return frame.merge(behaviour[["word", *names]].rename(columns=names), on="word", how="left")
 
 
+def _with_policy(frame: pd.DataFrame, policy: pd.DataFrame | None) -> pd.DataFrame:
+    """The policy lens's value and interval per word, tested for either side like the tuned value."""
+    names = {"policy_value": "policy_value", "ci_low": "policy_ci_low", "ci_high": "policy_ci_high"}
+    if policy is None:
+        return frame.assign(**{column: np.nan for column in (*names.values(), "policy_q_opposite", "policy_q_agree")})
+    frame = frame.merge(policy[["word", *names]].rename(columns=names), on="word", how="left")
+    tests = SideTests.of(frame["policy_value"], frame["policy_ci_low"], frame["policy_ci_high"],
+                         frame["lexicon_value"].to_numpy(float))
+    return frame.assign(policy_q_opposite=tests.q_opposite, policy_q_agree=tests.q_agree)
+
+
 def toward_reward(report: pd.DataFrame, words: set[str], n_bootstrap: int, rng: np.random.Generator,
                   ) -> tuple[float, float, float]:
     """The mean over `words` of sign(reward) x (tuned - base), how far tuning moved their values
@@ -199,50 +272,117 @@ def toward_reward(report: pd.DataFrame, words: set[str], n_bootstrap: int, rng: 
     return (float(shift.mean()), low, high)
 
 
-def _recovery_rows(evidence: str, flagged: set[str], read: set[str], truth: pd.DataFrame,
-                   shift=None) -> list[dict]:
+@dataclass(frozen=True)
+class LensReading:
+    """Which words one lens read, and which it found against / with the reward (q < the rate)."""
+
+    read: set[str]
+    opposite: set[str]
+    agree: set[str]
+
+    @classmethod
+    def of(cls, report: pd.DataFrame, lens: str) -> LensReading | None:
+        """The lens's reading from the report's columns (None when the lens was not measured)."""
+        if lens == "representation":
+            read = report["tuned_value"].notna()
+            return cls(set(report.loc[read, "word"]), set(report.loc[report["divergent"], "word"]),
+                       set(report.loc[_significant(report["q_agree"]), "word"]))
+        if lens == "policy":
+            read = report["policy_value"].notna()
+            return None if not read.any() else cls(set(report.loc[read, "word"]),
+                                                   set(report.loc[report["policy_divergent"], "word"]),
+                                                   set(report.loc[_significant(report["policy_q_agree"]), "word"]))
+        read = report["behaviour_q"].notna()
+        if not read.any():
+            return None
+        changed = report[_significant(report["behaviour_q"])]
+        toward = np.sign(changed["behaviour_difference"]) == np.sign(changed["lexicon_value"])
+        return cls(set(report.loc[read, "word"]), set(changed.loc[~toward, "word"]), set(changed.loc[toward, "word"]))
+
+
+def _significant(q: pd.Series) -> np.ndarray:
+    return np.nan_to_num(q.to_numpy(float), nan=1.0) < FALSE_DISCOVERY_RATE
+
+
+def _lens_rows(lens: str, reading: LensReading, truth: pd.DataFrame, shift=None) -> list[dict]:
+    """Per planted kind: how many words the lens read against / with the reward, the share with the
+    outcome it should find (`EXPECTED`, recall) and the share read against the reward (flag rate);
+    row 'all': recall over the words it should read opposite, precision = the share of its opposite
+    readings on such words. A word the lens could not read counts as missed and as not flagged."""
+    expected = EXPECTED[lens]
     rows = []
     for kind, group in truth.groupby("kind", sort=True):
         words = set(group["word"])
-        share = proportion(len(words & flagged), len(words))
+        outcome = expected.get(kind, "not_opposite")
+        hits = {"opposite": words & reading.opposite, "agrees": words & reading.agree,
+                "not_opposite": (words & reading.read) - reading.opposite}[outcome]
+        recall, flagged = proportion(len(hits), len(words)), proportion(len(words & reading.opposite), len(words))
         moved = shift(words) if shift is not None else (np.nan,) * 3
-        rows.append({"evidence": evidence, "kind": kind, "n_words": len(words), "n_read": len(words & read),
-                     "n_flagged": len(words & flagged), "recall": share[0], "recall_ci_low": share[1],
-                     "recall_ci_high": share[2], "shift": moved[0], "shift_ci_low": moved[1],
+        rows.append({"lens": lens, "kind": kind, "expected": outcome, "n_words": len(words),
+                     "n_read": len(words & reading.read), "n_opposite": len(words & reading.opposite),
+                     "n_agree": len(words & reading.agree), "recall": recall[0], "recall_ci_low": recall[1],
+                     "recall_ci_high": recall[2], "flag_rate": flagged[0], "flag_rate_ci_low": flagged[1],
+                     "flag_rate_ci_high": flagged[2], "shift": moved[0], "shift_ci_low": moved[1],
                      "shift_ci_high": moved[2]})
-    planted = set(truth.loc[truth["kind"] != "ordinary", "word"])
-    recall, precision = proportion(len(planted & flagged), len(planted)), proportion(len(planted & flagged),
-                                                                                       len(flagged))
-    rows.append({"evidence": evidence, "kind": "all", "n_words": len(truth), "n_read": len(read & set(truth["word"])),
-                 "n_flagged": len(flagged), "recall": recall[0], "recall_ci_low": recall[1], "recall_ci_high": recall[2],
-                 "precision": precision[0], "precision_ci_low": precision[1], "precision_ci_high": precision[2]})
+    targets = set(truth.loc[truth["kind"].map(lambda k: expected.get(k) == "opposite"), "word"])
+    found = targets & reading.opposite
+    recall, precision = proportion(len(found), len(targets)), proportion(len(found), len(reading.opposite))
+    rows.append({"lens": lens, "kind": "all", "expected": "opposite", "n_words": len(truth),
+                 "n_read": len(reading.read & set(truth["word"])), "n_opposite": len(reading.opposite),
+                 "n_agree": len(reading.agree), "recall": recall[0], "recall_ci_low": recall[1],
+                 "recall_ci_high": recall[2], "precision": precision[0], "precision_ci_low": precision[1],
+                 "precision_ci_high": precision[2]})
     return rows
 
 
 def recovery_table(report: pd.DataFrame, truth: pd.DataFrame, n_bootstrap: int = 2000, seed: int = 0) -> pd.DataFrame:
     """`divergence_recovery`: how much of the world's planted truth (`world_lexicon`: word, kind,
-    lexicon_value) the report finds.
-
-    Evidence 'probe' is the report's flag. Evidence 'behaviour' counts the words whose use tuning
-    changed toward the reward (q < rate, more often for a positive reward value, less for a
-    negative one): the control that shows what the model's behaviour alone can and cannot tell.
-    Per kind, recall = the share of the kind's words flagged (for 'ordinary' words: the false
-    alarm rate), with a Clopper-Pearson interval; a word the report could not read counts as
-    missed; and (evidence 'probe') `shift`, how far tuning moved the kind's values toward the
-    reward (`toward_reward`). Row 'all': recall over the planted (non-ordinary) words, precision =
-    the share of flags that are planted."""
+    lexicon_value) each lens finds, scored by what it should find (`EXPECTED`). The representation
+    lens also gets `shift`, how far tuning moved each kind's values toward the reward
+    (`toward_reward`); the behaviour lens is the control that shows what the change in the model's
+    word use alone can tell."""
     missing = {"word", "kind", "lexicon_value"} - set(truth.columns)
     if missing:
         raise InputError(f"the ground truth lacks columns {sorted(missing)}")
-    read = set(report["word"])
     rng = np.random.default_rng(seed)
-    rows = _recovery_rows("probe", set(report.loc[report["divergent"], "word"]), read, truth,
-                          lambda words: toward_reward(report, words, n_bootstrap, rng))
-    changed = report[np.nan_to_num(report["behaviour_q"].to_numpy(float), nan=1.0) < FALSE_DISCOVERY_RATE]
-    if report["behaviour_q"].notna().any():
-        toward = set(changed.loc[np.sign(changed["behaviour_difference"]) == np.sign(changed["lexicon_value"]), "word"])
-        rows += _recovery_rows("behaviour", toward, set(report.loc[report["behaviour_q"].notna(), "word"]), truth)
+    rows = []
+    for lens in LENSES:
+        reading = LensReading.of(report, lens)
+        if reading is not None:
+            shift = (lambda words: toward_reward(report, words, n_bootstrap, rng)) if lens == "representation" else None
+            rows += _lens_rows(lens, reading, truth, shift)
     return pd.DataFrame(rows, columns=RECOVERY_COLUMNS)
+
+
+CALIBRATION_COLUMNS = ["lens", "null", "model", "n_words", "n_past_level", "rate", "rate_ci_low", "rate_ci_high",
+                       "nominal", "n_flagged"]
+"""The table `flag_calibration` (docs/store.md)."""
+NULL_WORDS = "neutral_words"
+"""The null of `calibration_table`: the triples' neutral words, read held out (`lfp_engine.probe.crossfit`)."""
+
+
+def calibration_table(nulls: pd.DataFrame) -> pd.DataFrame:
+    """`flag_calibration`: the flag's rule on words with no true divergence. The null words (the
+    triples' neutral words, target 0 by construction, read held out exactly as a lexicon word is,
+    `null_word_values`) get a reward of either sign at random; a calibrated one-sided test at the
+    boundary (true value 0) then fires at the nominal rate. Per model: `rate`, the chance a null word
+    is flagged at level `FALSE_DISCOVERY_RATE` before any correction (the share of words whose |z|
+    passes the one-sided level, halved: only one of the two signs can fire), with a Clopper-Pearson
+    interval; `n_flagged`, the null words the report's own rule (Benjamini-Hochberg over the words,
+    both signs tested) would flag, where every flag is a false one."""
+    rows = []
+    level = float(stats.norm.ppf(1 - FALSE_DISCOVERY_RATE))
+    for model, group in nulls.groupby("model", sort=False):
+        z = side_z(group["value"], group["ci_low"], group["ci_high"], np.ones(len(group)))
+        z = z[np.isfinite(z)]
+        past = int(np.sum(np.abs(z) > level))
+        share = proportion(past, len(z))
+        q = q_values(np.concatenate([stats.norm.cdf(z), stats.norm.sf(z)]))
+        rows.append({"lens": "representation", "null": NULL_WORDS, "model": model, "n_words": len(z),
+                     "n_past_level": past, "rate": share[0] / 2, "rate_ci_low": share[1] / 2,
+                     "rate_ci_high": share[2] / 2, "nominal": FALSE_DISCOVERY_RATE,
+                     "n_flagged": int(np.sum(q < FALSE_DISCOVERY_RATE))})
+    return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
 
 
 def _reads(value: float, low: float, high: float) -> str:
@@ -285,26 +425,39 @@ PLANTED = {"contested": "The world planted it as a contested word: the reviews u
                        "is a false alarm of the report, or something the model learned that nobody planted."}
 """What a planted world's ground truth says about a word of the report (its `kind`)."""
 
-def recovery_sentence(recovery: pd.DataFrame) -> str:
-    """The probe's recovery of a planted world (`divergence_recovery`) in plain words, with the
-    false-alarm rate on ordinary words beside it: the control a featured planted word must be read
-    against (it is chosen among the planted words, so on its own it shows only that one was found)."""
-    probe = recovery[recovery["evidence"] == "probe"].set_index("kind")
+LENS_LABELS = {"representation": "Inside the model (the probe)", "policy": "In what it learned to write (the policy)",
+               "behaviour": "In how often it writes each word (behaviour, a control)"}
+KIND_LABELS = {"contested": "contested words", "reward_only": "reward-only words", "ordinary": "ordinary words"}
+OUTCOME_LABELS = {"opposite": "read against the reward", "agrees": "read on the reward's side",
+                  "not_opposite": "not read against the reward"}
 
-    def found(kind: str, label: str) -> str:
-        r = probe.loc[kind]
-        return (f"{int(r.n_flagged)} of {int(r.n_words)} {label} ({100 * r.recall:.0f}%, 95% CI "
-                f"{100 * r.recall_ci_low:.0f} to {100 * r.recall_ci_high:.0f}%)")
 
-    planted = [found(kind, label) for kind, label in (("contested", "contested words"),
-                                                      ("reward_only", "reward-only words")) if kind in probe.index]
-    text = "Checked against what the world planted, the report flags " + " and ".join(planted)
-    if "ordinary" in probe.index:
-        text += f", against {found('ordinary', 'ordinary words')} that nobody planted (false alarms)"
-    total = probe.loc["all"] if "all" in probe.index else None
-    if total is not None and total.n_flagged:
-        text += (f"; of its {int(total.n_flagged)} flags, {100 * total.precision:.0f}% are planted words (95% CI "
-                 f"{100 * total.precision_ci_low:.0f} to {100 * total.precision_ci_high:.0f}%)")
+def _share(n: int, of: int, share: float, low: float, high: float) -> str:
+    return f"{n} of {of} ({100 * share:.0f}%, 95% CI {100 * low:.0f} to {100 * high:.0f}%)"
+
+
+def recovery_sentence(recovery: pd.DataFrame, lens: str = "representation") -> str:
+    """One lens's recovery of a planted world (`divergence_recovery`) in words: per planted kind, how
+    many words it reads as it should and how many it reads against the reward (for kinds that should
+    not be, false alarms), and the share of its against-the-reward readings on words planted to be."""
+    rows = recovery[recovery["lens"] == lens].set_index("kind")
+    parts = []
+    for kind, label in KIND_LABELS.items():
+        if kind not in rows.index:
+            continue
+        r = rows.loc[kind]
+        if r.expected == "not_opposite":
+            parts.append(f"{label}: {_share(int(r.n_opposite), int(r.n_words), r.flag_rate, r.flag_rate_ci_low, r.flag_rate_ci_high)} "
+                         f"read against the reward (false alarms)")
+        else:
+            hits = int(r.n_opposite) if r.expected == "opposite" else int(r.n_agree)
+            parts.append(f"{label}: {_share(hits, int(r.n_words), r.recall, r.recall_ci_low, r.recall_ci_high)} "
+                         f"{OUTCOME_LABELS[r.expected]}, as planted")
+    text = f"{LENS_LABELS[lens]}, checked against what the world planted: " + "; ".join(parts)
+    if "all" in rows.index and rows.loc["all", "n_opposite"]:
+        r = rows.loc["all"]
+        text += (f". Of its {int(r.n_opposite)} readings against the reward, {100 * r.precision:.0f}% are on words "
+                 f"planted to be read so (95% CI {100 * r.precision_ci_low:.0f} to {100 * r.precision_ci_high:.0f}%)")
     return text + "."
 
 
@@ -317,37 +470,45 @@ def _bracket(value: float, low: float, high: float, digits: int = 3, sign: str =
 
 
 def report_text(report: pd.DataFrame, recovery: pd.DataFrame | None = None, n: int = REPORT_LISTED) -> str:
-    """The report's first `n` words and, for a planted world, its recovery, as plain text (`lfp report`)."""
-    lines = [f"The divergence report ({len(report)} words, {int(report['divergent'].sum())} divergent; first {n}):",
+    """The report's first `n` words and, for a planted world, its recovery per lens, as plain text (`lfp report`)."""
+    policy = report["policy_value"].notna().any()
+    lines = [f"The divergence report ({len(report)} words, {int(report['divergent'].sum())} read against the reward "
+             f"inside the model" + (f", {int(report['policy_divergent'].sum())} learned against it by the policy"
+                                    if policy else "") + f"; first {n}):",
              f"{'rank':>4}  {'word':<14} {'reward':>6}  {'tuned [95% CI]':<24} {'base':>6}  "
-             f"{'tuned-base [95% CI]':<24} {'q opp':>7}  case"]
+             f"{'tuned-base [95% CI]':<24} {'q opp':>7}  " + (f"{'policy [95% CI]':<24} " if policy else "") + "case"]
     for r in report.head(n).itertuples():
         tuned = _bracket(r.tuned_value, r.tuned_ci_low, r.tuned_ci_high)
         moved = _bracket(r.difference, r.difference_ci_low, r.difference_ci_high)
+        learned = (f"{_bracket(r.policy_value, r.policy_ci_low, r.policy_ci_high):<24} " if policy else "")
         lines.append(f"{r.rank:>4}  {r.word:<14} {r.lexicon_value:>+6.2f}  {tuned:<24} {r.base_value:>+6.3f}  "
-                     f"{moved:<24} {r.q_opposite:>7.2g}  {r.case}")
+                     f"{moved:<24} {r.q_opposite:>7.2g}  {learned}{r.case}" + (f" / {r.lens_case}" if policy else ""))
     if recovery is not None and not recovery.empty:
-        lines += ["", "Recovery of the planted words (recall: share of the kind flagged; ordinary: false alarms; "
-                  "shift: tuned minus base toward the reward):",
-                  f"{'evidence':<10} {'kind':<12} {'words':>5} {'flagged':>7}  {'recall [95% CI]':<22} "
-                  f"{'precision [95% CI]':<22} shift [95% CI]"]
+        lines += ["", "Recovery of the planted words, per lens (expected: what the lens should find for the kind; "
+                  "recall: share of the kind found so; flagged: share read against the reward; precision: share of "
+                  "the against-the-reward readings on words planted to be; shift: tuned minus base toward the reward):",
+                  f"{'lens':<15} {'kind':<12} {'expected':<13} {'words':>5} {'opp':>4} {'agree':>5}  "
+                  f"{'recall [95% CI]':<19} {'flagged [95% CI]':<19} {'precision [95% CI]':<19} shift [95% CI]"]
         for r in recovery.itertuples():
-            precision = _bracket(r.precision, r.precision_ci_low, r.precision_ci_high, 2, "") \
-                if np.isfinite(r.precision) else ""
+            shown = [_bracket(v, lo, hi, 2, "") if np.isfinite(v) else ""
+                     for v, lo, hi in ((r.recall, r.recall_ci_low, r.recall_ci_high),
+                                       (r.flag_rate, r.flag_rate_ci_low, r.flag_rate_ci_high),
+                                       (r.precision, r.precision_ci_low, r.precision_ci_high))]
             shift = _bracket(r.shift, r.shift_ci_low, r.shift_ci_high) if np.isfinite(r.shift) else ""
-            recall = _bracket(r.recall, r.recall_ci_low, r.recall_ci_high, 2, "")
-            lines.append(f"{r.evidence:<10} {r.kind:<12} {r.n_words:>5} {r.n_flagged:>7}  {recall:<22} "
-                         f"{precision:<22} {shift}")
+            lines.append(f"{r.lens:<15} {r.kind:<12} {r.expected:<13} {r.n_words:>5} {r.n_opposite:>4} {r.n_agree:>5}  "
+                         f"{shown[0]:<19} {shown[1]:<19} {shown[2]:<19} {shift}")
     return "\n".join(lines)
 
 
 def read_divergence_report(store: RunStore) -> pd.DataFrame | None:
     """The run's ranked report: `lfp_divergence` once the word_report stage has run; before that,
     computed from the probe stage's `word_values` (without behaviour); None before the probe
-    stage. One place, so `lfp report` and the dashboard never rank a run differently."""
+    stage (with the policy lens where its stage ran). One place, so `lfp report` and the dashboard
+    never rank a run differently."""
     tables = store.tables()
     if "lfp_divergence" in tables:
         return store.read("lfp_divergence", order_by="rank")
     if "word_values" in tables:
-        return divergence_table(store.read("word_values"))
+        return divergence_table(store.read("word_values"),
+                                policy=store.read("policy_values") if "policy_values" in tables else None)
     return None

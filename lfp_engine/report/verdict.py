@@ -2,15 +2,22 @@
 numbers, their intervals and their tests, with the numbers beside every sentence.
 
 1. *Did tuning raise the reward?* From the paired comparison of base and tuned completions.
-2. *Did tuning teach the model the feedback?* The paper answers with the probe's agreement with the
-   reward (section 4.1, tables 3, 4, 10). Agreement alone cannot say whether tuning taught it: the
-   answer is read from the probe's *within-polarity* Kendall tau on held-out words against its
-   permutation null (pooled tau mostly measures polarity), and from the paired difference between
-   the same probe on the tuned and on the base model (`tuned_minus_base`). Preference tasks read
-   held-out accuracy and its difference the same way.
-3. *Where does it diverge?* The divergence report (`lfp_engine.report.divergence`, table
-   `lfp_divergence`): words whose cross-fitted value lies on the other side of zero from their
-   reward, with the false-discovery rate over the words controlled.
+2. *Did tuning teach the model the feedback, in what it prefers to write?* The policy lens (METHOD.md
+   section 10, table `policy_metrics`): on held-out words, does beta log pi_tuned/pi_base take the
+   reward's sign (against 50%) and order words of one polarity like the reward (within-polarity
+   Kendall tau against the lexicon's values permuted among the words)? The base model's reading is 0
+   by definition, so the reading is itself tuned minus base. DPO tasks: the implicit reward's
+   preference accuracy on held-out pairs, beside what TRL logged in training.
+3. *Did tuning teach the model the feedback, in how it represents words?* The paper answers with
+   the probe's agreement with the reward (section 4.1, tables 3, 4, 10). Agreement alone cannot say
+   whether tuning taught it: the answer is read from the probe's *within-polarity* Kendall tau on
+   held-out words against its permutation null (pooled tau mostly measures polarity), and from the
+   paired difference between the same probe on the tuned and on the base model
+   (`tuned_minus_base`). Preference tasks read held-out accuracy and its difference the same way.
+4. *Where does it diverge?* The divergence report (`lfp_engine.report.divergence`, table
+   `lfp_divergence`): words the policy learned against the reward, and words whose cross-fitted value
+   inside the model lies on the other side of zero from their reward, each with the false-discovery
+   rate over the words controlled.
 
 Computed once, here, from the store: the dashboard's pages and `lfp report` print the same record.
 The thresholds are the constants below and nowhere else.
@@ -27,6 +34,7 @@ import pandas as pd
 from lfp_engine.report.divergence import FALSE_DISCOVERY_RATE, read_divergence_report
 from lfp_engine.report.formatting import interval, missing, num, p_value, percent, signed
 from lfp_engine.report.headline import read_headline
+from lfp_engine.run.manifest import read_manifest
 from lfp_engine.run.store import RunStore
 
 SIGNIFICANCE = 0.05
@@ -152,7 +160,7 @@ def classify(tuned: Reading, base: Reading | None, difference: Reading | None) -
     return "no_evidence"
 
 
-LEARNED_QUESTION = "Did tuning teach the model the feedback?"
+LEARNED_QUESTION = "Did tuning teach the model the feedback, in how it represents words?"
 DIFFERENCE_SIDES = {"above": "the interval lies above 0", "below": "the interval lies below 0",
                     "spans": "the interval includes 0, so the data do not show a change"}
 
@@ -209,13 +217,18 @@ def _answer(tuned: Reading, base: Reading | None, difference: Reading | None, sk
                    (*sentences, *extra))
 
 
+HELD_OUT_WORDS = ("held-out words (kept out of the tuning prompts, though the reward paid for them whenever the "
+                  "policy wrote them)")
+"""What the synthetic world's held-out words are: out of the RL prompts, never out of the reward."""
+
+
 def learned_from_taus(metrics: pd.DataFrame, held_out_of_tuning: bool) -> Finding | None:
     """The answer for reward tasks, from the within-polarity Kendall taus on the test words."""
     tuned, base, difference = _readings(metrics, "test_within", "kendall_tau")
     if tuned is None:
         return None
     parts = {s: Reading.of(metrics, "sae", f"test_{s}", "kendall_tau") for s in ("positive", "negative")}
-    words = "held-out words that tuning never showed the model" if held_out_of_tuning else "held-out words"
+    words = HELD_OUT_WORDS if held_out_of_tuning else "held-out words"
     by_polarity = "; ".join(f"{s} words {num(r.value, 2)}" for s, r in parts.items() if r is not None)
     first = (f"On {num(tuned.n)} {words}, the probe on the tuned model {WORD_SKILL.does} with Kendall tau "
              f"{num(tuned.value, 2)} ({tuned.interval(_two)}{'; ' + by_polarity if by_polarity else ''}); probes "
@@ -252,6 +265,63 @@ def learned_from_accuracy(metrics: pd.DataFrame) -> Finding | None:
                    percent, signed_percent)
 
 
+POLICY_QUESTION = "Did tuning teach the model the feedback, in what it prefers to write?"
+POLICY_ANSWERS = {
+    "learned": "Yes: what the tuned model prefers to write follows the reward on held-out words, in sign and in "
+               "order within each polarity, beyond chance.",
+    "learned_sign": "Partly: the tuned model prefers to write held-out words on the reward's side beyond chance, but "
+                    "does not order words of one polarity like the reward beyond chance.",
+    "learned_order": "Partly: the tuned model orders held-out words of one polarity like the reward beyond chance, "
+                     "but does not prefer them on the reward's side beyond chance.",
+    "no_evidence": "No evidence: what the tuned model prefers to write does not follow the reward on held-out words "
+                   "beyond chance.",
+    "prefers_chosen": "Yes: the tuned model implicitly rewards the preferred answer of held-out pairs beyond chance.",
+    "no_evidence_pairs": "No evidence: the tuned model does not implicitly reward the preferred answer of held-out pairs "
+                         "beyond chance.",
+}
+"""Every answer to "did tuning teach the model the feedback, in what it prefers to write?"."""
+
+
+def learned_by_policy(metrics: pd.DataFrame, beta: float | None, trl_accuracy: float | None) -> Finding | None:
+    """The policy lens's answer (`policy_metrics`): word tasks from sign agreement and the within-polarity
+    tau on held-out words, each against its control; preference tasks from the implicit reward's
+    preference accuracy on held-out pairs (or the contrastive rewrites), against 50%."""
+    scale = f"beta log pi_tuned/pi_base, beta {num(beta)}" if beta is not None else "beta log pi_tuned/pi_base"
+    tau = Reading.of(metrics, "policy", "test_within", "kendall_tau")
+    sign = Reading.of(metrics, "policy", "test", "sign_agreement")
+    if tau is not None and sign is not None:
+        sentences = [f"On {num(sign.n)} {HELD_OUT_WORDS}, the policy's implicit reward ({scale}: how much more the "
+                     f"tuned model than the base model prefers to write the word than a neutral one in the same "
+                     f"sentence) takes the reward's sign for {percent(sign.value)} of them ({sign.interval(percent)}, "
+                     f"binomial against 50% {p_value(sign.p_value)}).",
+                     f"It orders words of the same polarity like the reward with Kendall tau {num(tau.value, 2)} "
+                     f"({tau.interval(_two)}); the lexicon's values shuffled among the words reach {num(tau.null_q95, 2)} "
+                     f"one time in twenty ({p_value(tau.p_value)}).",
+                     "The base model prefers nothing by this measure (its reading is 0 by definition), so every "
+                     "reading is what tuning changed."]
+        absorbed = Reading.of(metrics, "policy", "all", "absorbed_share")
+        if absorbed is not None:
+            sentences.append(f"Over all {num(absorbed.n)} words, the policy absorbed {percent(absorbed.value, 0)} of "
+                             f"the reward's own difference between the word and a neutral one ({absorbed.interval(percent)}; "
+                             f"100% would be the optimum of its tuning objective).")
+        answer = ("learned" if sign.beats_null and tau.beats_null else "learned_sign" if sign.beats_null
+                  else "learned_order" if tau.beats_null else "no_evidence")
+        return Finding("policy", POLICY_QUESTION, answer, POLICY_ANSWERS[answer], tuple(sentences))
+    pairs = Reading.of(metrics, "policy", "test", "preference_accuracy") or \
+        Reading.of(metrics, "policy", "test_triples", "preference_accuracy")
+    if pairs is None:
+        return None
+    what = "held-out preference pairs" if Reading.of(metrics, "policy", "test", "preference_accuracy") is not None \
+        else "held-out rewrites (positive against negative)"
+    sentence = (f"On {num(pairs.n)} {what}, the policy's implicit reward ({scale}) is higher for the preferred answer "
+                f"{percent(pairs.value)} of the time, where chance is 50% ({pairs.interval(percent)}, binomial "
+                f"{p_value(pairs.p_value)}).")
+    if trl_accuracy is not None:
+        sentence += f" TRL's DPO trainer logged {percent(trl_accuracy)} on its last training batches."
+    answer = "prefers_chosen" if pairs.beats_null else "no_evidence_pairs"
+    return Finding("policy", POLICY_QUESTION, answer, POLICY_ANSWERS[answer], (sentence,))
+
+
 REWARD_QUESTION = "Did tuning raise the reward?"
 
 
@@ -284,28 +354,74 @@ def _word(row: Any) -> str:
             f"{signed(row.base_value, 2)} ({interval(row.base_ci_low, row.base_ci_high, _two)}) before tuning")
 
 
+def _learned_word(row: Any) -> str:
+    return (f"'{row.word}' (reward {signed(row.lexicon_value, 2)}) {signed(row.policy_value, 2)} "
+            f"({interval(row.policy_ci_low, row.policy_ci_high, _two)})")
+
+
+LENS_SUMMARIES = {"agrees": "are preferred as the reward pays and read that way inside",
+                  "prefers_as_paid": "are preferred as the reward pays, with no clear reading inside",
+                  "prefers_as_paid_reads_opposite": "are preferred as the reward pays but still read the other way "
+                                                    "inside",
+                  "learned_opposite": "were learned against the reward",
+                  "no_preference": "show no learned preference"}
+"""How the answer counts the words of each `lfp_engine.report.divergence.LENS_CASES` case."""
+
+
 def divergence_from_report(report: pd.DataFrame) -> Finding | None:
-    """The answer from the divergence report (`lfp_divergence`, ranked): how many words the tuned
-    model reads against the reward under the report's flag, the clearest named first, and what
-    tuning did to them."""
+    """The answer from the divergence report (`lfp_divergence`, ranked): how many words the policy
+    learned against the reward, and how many the tuned model reads against it inside, each under the
+    report's flag, the clearest named first, and what tuning did to them."""
     if report.empty:
         return None
     flagged = report[report["divergent"]]
     n_agree = int((report["q_agree"] < FALSE_DISCOVERY_RATE).sum())
-    counts = (f"Each of {num(len(report))} words is read by a probe that never saw it, with a 95% interval over its "
-              f"triples, and tested for either side of zero with the false-discovery rate over the words held at "
-              f"{percent(FALSE_DISCOVERY_RATE)}: {num(n_agree)} read with the reward's sign, "
-              f"{num(len(report) - n_agree - len(flagged))} are unclear and {num(len(flagged))} read against it.")
-    if flagged.empty:
+    inside = (f"Inside the model, each of {num(len(report))} words is read by a probe that never saw it, with a 95% "
+              f"interval over its triples and the probe's fit, and tested for either side of zero with the "
+              f"false-discovery rate over the words held at {percent(FALSE_DISCOVERY_RATE)}: {num(n_agree)} read with "
+              f"the reward's sign, {num(len(report) - n_agree - len(flagged))} are unclear and {num(len(flagged))} "
+              f"read against it.")
+    sentences = []
+    policy = report["policy_value"].notna()
+    learned = report[report["policy_divergent"].astype(bool)]
+    if policy.any():
+        n_with = int((report["policy_q_agree"] < FALSE_DISCOVERY_RATE).sum())
+        sentences.append(f"In what it learned to write, tested the same way: {num(n_with)} of {num(int(policy.sum()))} "
+                         f"words are preferred on the reward's side, {num(int(policy.sum()) - n_with - len(learned))} "
+                         f"show no clear preference and {num(len(learned))} were learned against the reward.")
+        if not learned.empty:
+            clearest = learned.sort_values("policy_q_opposite").head(WORDS_LISTED)
+            sentences.append("Learned against the reward most clearly: "
+                             + "; ".join(_learned_word(r) for r in clearest.itertuples()) + ".")
+        cases = report["lens_case"].value_counts()
+        sentences.append("Both lenses together: " + "; ".join(f"{num(cases[case])} {summary}" for case, summary
+                                                              in LENS_SUMMARIES.items() if case in cases) + ".")
+    sentences.append(inside)
+    if not flagged.empty:
+        cases = flagged["case"].value_counts()
+        how = "; ".join(f"{num(cases[case])} {summary}" for case, summary in CASE_SUMMARIES.items() if case in cases)
+        sentences += ["Read against the reward most clearly: "
+                      + "; ".join(_word(r) for r in flagged.head(WORDS_LISTED).itertuples()) + ".",
+                      f"Of the {num(len(flagged))}: {how}."]
+    if flagged.empty and learned.empty:
         return Finding("divergence", DIVERGENCE_QUESTION, "nowhere_clear",
-                       "Nowhere clearly: no word reads against the reward in the tuned model.", (counts,))
-    cases = flagged["case"].value_counts()
-    how = "; ".join(f"{num(cases[case])} {summary}" for case, summary in CASE_SUMMARIES.items() if case in cases)
-    sentences = (counts, "The clearest: " + "; ".join(_word(r) for r in flagged.head(WORDS_LISTED).itertuples()) + ".",
-                 f"Of the {num(len(flagged))}: {how}.")
-    return Finding("divergence", DIVERGENCE_QUESTION, "opposite_sign",
-                   f"In {num(len(flagged))} of {num(len(report))} words, the tuned model reads the opposite sign of "
-                   f"the reward.", sentences)
+                       "Nowhere clearly: no word is learned or read against the reward.", tuple(sentences))
+    headline = f"In {num(len(flagged))} of {num(len(report))} words, the tuned model reads the opposite sign of the reward."
+    if policy.any():
+        headline = (f"The policy learned {num(len(learned))} of {num(int(policy.sum()))} words against the reward; "
+                    f"inside, the tuned model reads {num(len(flagged))} of {num(len(report))} with the opposite sign "
+                    f"of the reward.")
+    return Finding("divergence", DIVERGENCE_QUESTION, "opposite_sign", headline, tuple(sentences))
+
+
+def _trl_accuracy(store: RunStore, tables: set[str]) -> float | None:
+    """The last preference accuracy TRL's DPO trainer logged (training batches), if it logged one."""
+    if "rlhf_training_log" not in tables:
+        return None
+    log = store.read("rlhf_training_log", order_by="step")
+    if "rewards_accuracies" not in log.columns or log["rewards_accuracies"].dropna().empty:
+        return None
+    return float(log["rewards_accuracies"].dropna().iloc[-1])
 
 
 def read_verdict(store: RunStore) -> Verdict:
@@ -317,6 +433,10 @@ def read_verdict(store: RunStore) -> Verdict:
         rewards = store.read("rlhf_rewards", where="metric = ?", params=[metric]).set_index("model")
         if {"base", "tuned"} <= set(rewards.index):
             findings.append(reward_change(rewards.loc["tuned"], rewards.loc["base"], metric))
+    if "policy_metrics" in tables:
+        policy = read_manifest(store).get("policy")
+        beta = policy.outputs.get("beta") if policy is not None else None
+        findings.append(learned_by_policy(store.read("policy_metrics"), beta, _trl_accuracy(store, tables)))
     if "probe_metrics" in tables:
         metrics = store.read("probe_metrics")
         findings.append(learned_from_taus(metrics, "world_lexicon" in tables) or learned_from_accuracy(metrics)

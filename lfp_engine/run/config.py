@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lfp_engine.explain.settings import ExplainSettings, LlmSettings
+from lfp_engine.policy.settings import PolicySettings
 from lfp_engine.probe.settings import ContrastiveSettings, ProbeSettings
 from lfp_engine.report.settings import BehaviourSettings
 from lfp_engine.run.errors import ConfigError
@@ -74,6 +75,8 @@ class RunConfig:
     """Per-feature statistics (stage `features`)."""
     contrastive: ContrastiveSettings = field(default_factory=ContrastiveSettings)
     """Contrastive triples (stage `contrastive`)."""
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    """The policy lens: the tuned policy's implicit reward, beta log pi_tuned/pi_base (stage `policy`)."""
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     """The probes (stage `probe`)."""
     explain: ExplainSettings = field(default_factory=ExplainSettings)

@@ -108,6 +108,7 @@ PRESETS: dict[str, Preset] = {
                 "explain": {"n_windows": 40, "n_questions": 5},
                 "validate": {"threshold": 0.2, "n_prompts": 48, "n_random_draws": 2, "n_samples_stored": 5},
                 "contrastive": {"n_triples": 600, "n_text_triples": 60},
+                "policy": {"n_bootstrap": 100, "n_permutations": 100},
                 "probe": {"n_bootstrap": 100, "n_permutations": 100, "n_generation_prompts": 48,
                           "max_pca_rows": 200},
                 "crosscoder": {"k": 8, "batch_size": 128, "n_train_examples": 12_000, "auxk_dead_tokens": 2_000,

@@ -28,7 +28,8 @@ def make_prompts(corpus: pd.DataFrame, tokenizer, *, min_tokens: int, max_tokens
     """RL prompts from the 'train' split and evaluation prefixes from the 'test' split.
 
     `excluded_words` (the world's held-out sentiment words) never appear in RL prompts, so a
-    later probe can be tested on words the RL stage never showed the policy.
+    later probe can be tested on words no RL prompt contained. They are held out of the prompts,
+    not of tuning: the reward still pays for them whenever the policy writes them.
     Columns: text_id, split, purpose ('rl' or 'eval'), prompt.
     """
     frames = []

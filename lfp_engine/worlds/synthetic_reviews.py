@@ -18,7 +18,8 @@ words on which pretraining and the reward (the paper's equation 3, unchanged) di
   say nothing about a review's sentiment: only tuning can attach the reward's value to them.
 
 Because we wrote the world we know its truth: every sentiment word, its kind, its lexicon
-value, its role, and a held-out set of words that RL prompts never contain.
+value, its role, and a held-out set of words that RL prompts never contain (the reward still pays
+for them when the policy writes them).
 
 A review is built in two passes: a *skeleton* (templates chosen, context slots such as names
 and aspects filled) and a *fill* of its sentiment slots for a given score. Preference pairs
@@ -186,7 +187,8 @@ class Vocabulary:
 
 def choose_heldout_words(vocab: Vocabulary, fraction: float, rng: np.random.Generator) -> frozenset[str]:
     """Words RL prompts never contain: the same fraction of every role, polarity and kind (at
-    least one of each), so every kind is tested on words tuning never saw in a prompt."""
+    least one of each), so every kind is tested on words no RL prompt contained. The reward still
+    pays for them whenever the policy writes them: held out of the prompts, not of tuning."""
     held: set[str] = set()
     groups: dict[tuple[str, str, str], list[str]] = {}
     for w in vocab.sentiment:

@@ -3,12 +3,12 @@
 from lfp_engine.run.manifest import CONFIG_TABLE, MANIFEST_TABLE
 
 from ..stage import Stage
-from . import (activations, behaviour, contrastive, crosscoder, divergence, explain, features, probe, rlhf, sae, validate,
-               word_report, world)
+from . import (activations, behaviour, contrastive, crosscoder, divergence, explain, features, policy, probe, rlhf, sae,
+               validate, word_report, world)
 
 STAGES: list[Stage] = [world.STAGE, rlhf.STAGE, behaviour.STAGE, divergence.STAGE, activations.STAGE, sae.STAGE,
-                       features.STAGE, contrastive.STAGE, probe.STAGE, word_report.STAGE, explain.STAGE, validate.STAGE,
-                       crosscoder.STAGE]
+                       features.STAGE, contrastive.STAGE, policy.STAGE, probe.STAGE, word_report.STAGE, explain.STAGE,
+                       validate.STAGE, crosscoder.STAGE]
 
 EXPERIMENT_TABLES = {"sae_l1_sweep": "lfp sae-sweep", "sae_comparison": "lfp sae-compare"}
 """Tables written by an on-demand command rather than a stage."""

@@ -2,11 +2,10 @@
 
 Encodes every triple element with the tuned model and its smaller SAE of each chosen layer (and
 the base model with its own, for the baseline), and the tokens of the probe's zero point
-(`lfp_engine.probe.zero_point`), fits the probe and its baselines
-(`lfp_engine.probe.variants`), and measures them on the test split against the lexicon. Writes
-the probe and the base model's probe to `probe/` for the dashboard, and the tables of
-docs/store.md. With several processes the encoding's batches are dealt out among them; the fits,
-the files and the tables are rank 0's alone.
+(`lfp_engine.probe.zero_point`), fits the probe and its baselines (`lfp_engine.probe.variants`),
+and measures them on the test split against the lexicon. Writes the probe and the base model's probe
+to `probe/` for the dashboard, and the tables of docs/store.md. With several processes the
+encoding's batches are dealt out among them; the fits, the files and the tables are rank 0's alone.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ import pandas as pd
 from lfp_engine.models.generation import Sampling
 from lfp_engine.probe.card import ProbeCard, save_probe
 from lfp_engine.probe.encoding import Encoder
-from lfp_engine.probe.measures import generation_counts, lexicon_comparison, pca_frame
+from lfp_engine.probe.measures import generation_counts, headline, lexicon_comparison, pca_frame
 from lfp_engine.probe.reader import PROBE_FILES, probe_dictionaries, probe_encoder
 from lfp_engine.probe.variants import MODEL_OF_VARIANT, ProbeFits, encode_variants, fit_variants, tokenized_elements
-from lfp_engine.probe.zero_point import ContextTokens, context_tokens
+from lfp_engine.probe.zero_point import context_tokens
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.saelens_format import load_sae
 from lfp_engine.worlds import PROMPTS, read_world_table
@@ -49,52 +48,23 @@ def encoders(ctx: StageContext, layers: list[int], bos: int | None, max_tokens: 
     return out
 
 
-def save_probes(ctx: StageContext, fits: ProbeFits, used: dict[str, Encoder], bos: int | None,
-                max_tokens: int) -> None:
+def save_probes(ctx: StageContext, fits: ProbeFits, used: dict[str, Encoder], bos: int | None, max_tokens: int) -> None:
     for variant, encoder in used.items():
-        model = MODEL_OF_VARIANT[variant]
-        card = ProbeCard(model=model, layers=encoder.layout.layers, widths=encoder.layout.widths,
+        card = ProbeCard(model=MODEL_OF_VARIANT[variant], layers=encoder.layout.layers, widths=encoder.layout.widths,
                          kind=fits.probes[variant].kind, target_scale=fits.datasets[variant].scale, bos_token_id=bos,
                          max_tokens=max_tokens)
-        save_probe(fits.probes[variant], card, ctx.paths.probe, PROBE_FILES[model])
+        save_probe(fits.on_codes(variant), card, ctx.paths.probe, PROBE_FILES[card.model])
     log.info("probe written to %s", ctx.paths.probe)
 
 
-def generation_table(ctx: StageContext, fits: ProbeFits) -> pd.DataFrame:
-    """The reconstructed lexicon, with how often each model writes each word (figure 4)."""
+def generation_table(ctx: StageContext, word_values: pd.DataFrame) -> pd.DataFrame:
+    """The reconstructed lexicon from the cross-fitted values, with how often each model writes each word (figure 4)."""
     prompts = read_world_table(ctx.paths.world, PROMPTS)
     prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(ctx.config.probe.n_generation_prompts).tolist()
     counts = {model: generation_counts(load_model(ctx, model), load_tokenizer_of(ctx), prompts,
                                        Sampling.of(ctx.config), ctx.seed, desc=f"sample {model}")
               for model in ("tuned", "base")}
-    return lexicon_comparison(fits.main, fits.predictions["sae"], ctx.store.read("contrastive_words"),
-                              counts["tuned"], counts["base"])
-
-
-def shared_tokens(ctx: StageContext, triples: pd.DataFrame, kind: str, max_tokens: int) -> ContextTokens | None:
-    """Word triples: the tokens before each neutral word that join the probe's zero point, drawn on a
-    stream of their own (so no other draw of the stage depends on them)."""
-    if kind != "word":
-        return None
-    substituted = set(ctx.store.read("contrastive_words")["word"])
-    return context_tokens(triples, load_tokenizer_of(ctx), max_tokens, substituted,
-                          ctx.config.probe.neutral_tokens_per_triple, np.random.default_rng([ctx.seed, 4]))
-
-
-def headline_numbers(metrics: pd.DataFrame) -> dict[str, float]:
-    """'<variant>_<metric>[_<subset>]' -> value (and '_p' its p-value) of the test rows, logged and
-    kept in the manifest."""
-    rows = metrics[metrics["subset"].isin(["test", "test_within"]) & metrics["metric"].isin(["kendall_tau", "accuracy"])]
-    values = {}
-    for r in rows.itertuples():
-        key = f"{r.variant}_{r.metric}" + ("_within" if r.subset == "test_within" else "")
-        values[key] = float(r.value)
-        if r.test is not None and not pd.isna(r.test):
-            values[f"{key}_p"] = float(r.p_value)
-    for key in ("sae_kendall_tau_within", "tuned_minus_base_kendall_tau_within", "sae_accuracy"):
-        if key in values:
-            log.info("probe on held-out words/texts: %s = %.3f", key, values[key])
-    return values
+    return lexicon_comparison(word_values, ctx.store.read("contrastive_words"), counts["tuned"], counts["base"])
 
 
 def run(ctx: StageContext) -> StageResult | None:
@@ -107,7 +77,10 @@ def run(ctx: StageContext) -> StageResult | None:
     texts = tokenized_elements(triples, kind, load_tokenizer_of(ctx), max_tokens)
     rng = np.random.default_rng(ctx.seed)
     used = encoders(ctx, layers, bos, max_tokens)
-    context = shared_tokens(ctx, triples, kind, max_tokens)
+    # word triples: the shared tokens before each neutral word join the zero point, on a stream of their own
+    context = None if kind != "word" else context_tokens(
+        triples, load_tokenizer_of(ctx), max_tokens, set(ctx.store.read("contrastive_words")["word"]),
+        p.neutral_tokens_per_triple, np.random.default_rng([ctx.seed, 4]))
     datasets = encode_variants(used, texts, triples, kind, context)
     if not ctx.ranks.is_main:
         return None
@@ -117,26 +90,29 @@ def run(ctx: StageContext) -> StageResult | None:
               "probe_weights": fits.weights_table(used["sae"].layout),
               "probe_pca": pca_frame(fits.main, p.max_pca_rows, rng)}
     if kind == "word":
-        tables["lexicon_comparison"] = generation_table(ctx, fits)
-        tables["word_values"] = fits.word_values
+        tables |= {"lexicon_comparison": generation_table(ctx, fits.word_values), "word_values": fits.word_values}
+        if fits.null_word_values is not None:
+            tables["null_word_values"] = fits.null_word_values
+    numbers = headline(fits.metrics)
+    for key in ("sae_kendall_tau_within", "tuned_minus_base_kendall_tau_within", "sae_accuracy"):
+        if key in numbers:
+            log.info("probe on held-out words/texts: %s = %.3f", key, numbers[key])
     probe = fits.probes["sae"]
-    return StageResult(
-        outputs=ProbeOutputs(kind=probe.kind, alpha=probe.alpha, n_features=used["sae"].layout.total,
-                             folder=str(ctx.paths.probe), headline=headline_numbers(fits.metrics)),
-        tables=tables, inputs={"n_triples": len(triples), "layers": layers})
+    return StageResult(outputs=ProbeOutputs(kind=probe.kind, alpha=probe.alpha, n_features=used["sae"].layout.total,
+                                            folder=str(ctx.paths.probe), headline=numbers),
+                       tables=tables, inputs={"n_triples": len(triples), "layers": layers})
 
 
 STAGE = Stage(
     name="probe",
     run=run,
     sections=("probe",),
-    tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values"),
+    tables=("probe_metrics", "probe_predictions", "probe_weights", "probe_pca", "lexicon_comparison", "word_values",
+            "null_word_values"),
     needs=("features", "contrastive"),
-    # 2: permutation nulls, within-polarity and tuned-minus-base measures, word_values;
-    # 3: the zero point (neutral words and shared tokens at 0), deltas scaled by least squares on training words;
-    # 4: word_values gain the paired tuned_minus_base rows;
-    # 5: the zero point's rows cross-validated by text, the tuned and base probes at one shared strength
-    version=5,
+    # 5: the zero point's rows cross-validated by text, the tuned and base probes at one shared strength;
+    # 6: codes on one scale per model, word intervals with the fit's uncertainty, null words, figure 4 cross-fitted
+    version=6,
     derived=lambda config: {"evaluation": config.section("evaluation"), "max_length": config.world.max_length},
     artifacts=lambda paths, config: [paths.probe / "probe.safetensors"],
     distributed=True,
