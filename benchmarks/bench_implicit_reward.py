@@ -13,7 +13,11 @@ reward-only names appear, and a word the run planted as contested (in the ordina
 words*, whose sentiment slots draw only the probe's test words (never in its training triples,
 nor in RL prompts), and *all words*, that whole vocabulary. Each sentence is read by `LiveRun.implicit_reward` on the tuned and on
 the base model (each through its own probe), which gives the text's implicit reward beside the
-task's true reward.
+task's true reward; and by the policy lens (METHOD.md section 10, `lfp_engine.policy.text`): the
+sum over the text's tokens of beta log pi_tuned/pi_base, each text read after the document
+separator. That sum has no target here: it is the text's implicit reward only up to beta log Z of
+the (empty) prompt, and it also carries how much more or less likely the tuned model finds the
+text as a whole, which is large and noisy for text the policy would not write.
 
 Reported per set and model: Spearman's rho between the implicit and the true reward (scipy's p), a
 percentile bootstrap interval over sentences, the paired difference tuned - base on the same
@@ -38,6 +42,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lfp_engine.policy.log_ratio import PolicyPair, task_beta
+from lfp_engine.policy.text import read_text
 from lfp_engine.serving import LiveRun
 from lfp_engine.tuning.lexicon import vader_lexicon, word_tokens
 from lfp_engine.worlds.synthetic_reviews import ReviewGenerator, Vocabulary
@@ -63,11 +69,18 @@ def sentences(vocab: Vocabulary, live: LiveRun, per_kind: int, rng: np.random.Ge
     return pd.DataFrame(rows, columns=["kind", "text"]).drop_duplicates("text", ignore_index=True)
 
 
+MODELS = ("tuned", "base", "policy")
+"""The readings compared with the true reward: each model's probe, and the policy lens."""
+
+
 def read(live: LiveRun, texts: pd.DataFrame) -> pd.DataFrame:
-    """The true reward and each model's implicit reward of every text."""
+    """The true reward, each model's implicit reward (its probe) and the policy lens's sum of every text."""
     tuned = [live.implicit_reward(t, "tuned") for t in texts["text"]]
+    pair = PolicyPair(live.models["tuned"], live.models["base"], live.tokenizer, task_beta(live.config),
+                      live.config.world.max_length)
     return texts.assign(true=[r.true_reward for r in tuned], tuned=[r.implicit_text_reward for r in tuned],
-                        base=[live.implicit_reward(t, "base").implicit_text_reward for t in texts["text"]])
+                        base=[live.implicit_reward(t, "base").implicit_text_reward for t in texts["text"]],
+                        policy=[read_text(pair, t).total for t in texts["text"]])
 
 
 def rho(frame: pd.DataFrame, model: str) -> float:
@@ -75,21 +88,21 @@ def rho(frame: pd.DataFrame, model: str) -> float:
 
 
 def bootstrap(frame: pd.DataFrame, n: int, seed: int) -> dict[str, tuple[float, float]]:
-    """95% percentile intervals of rho (tuned, base) and of their difference, on shared resamples."""
+    """95% percentile intervals of rho (tuned, base, policy) and of tuned - base, on shared resamples."""
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n):
         sample = frame.iloc[rng.integers(0, len(frame), len(frame))]
-        tuned, base = rho(sample, "tuned"), rho(sample, "base")
-        draws.append((tuned, base, tuned - base))
+        tuned, base, policy = (rho(sample, model) for model in MODELS)
+        draws.append((tuned, base, policy, tuned - base))
     low, high = np.nanquantile(np.array(draws), [0.025, 0.975], axis=0)
-    return {name: (low[i], high[i]) for i, name in enumerate(("tuned", "base", "tuned - base"))}
+    return {name: (low[i], high[i]) for i, name in enumerate((*MODELS, "tuned - base"))}
 
 
 def rho_line(frame: pd.DataFrame, n_boot: int, seed: int) -> str:
     """Tuned, base and tuned - base rho with their intervals, in one sentence."""
     intervals = bootstrap(frame, n_boot, seed)
-    values = {"tuned": rho(frame, "tuned"), "base": rho(frame, "base")}
+    values = {model: rho(frame, model) for model in MODELS}
     values["tuned - base"] = values["tuned"] - values["base"]
     return "; ".join(f"{name} {value:+.3f} ({intervals[name][0]:+.3f} to {intervals[name][1]:+.3f})"
                      for name, value in values.items())
@@ -105,7 +118,7 @@ def report(name: str, frame: pd.DataFrame, contested: set[str], n_boot: int, see
     print("|---|---|---|---|---|---|---|")
     neutral = frame[frame["kind"] == "neutral"]
     scored = frame[frame["kind"] != "neutral"]
-    for model in ("tuned", "base"):
+    for model in MODELS:
         test = stats.spearmanr(frame[model], frame["true"])
         low, high = intervals[model]
         within = [rho(frame[frame["kind"] == kind], model) for kind in ("positive", "negative")]
@@ -143,9 +156,9 @@ def main() -> None:
     for name, chosen, stream in (("held-out words", heldout, streams[0]), ("all words", vocab, streams[1])):
         frame = read(live, sentences(chosen, live, args.per_kind, np.random.default_rng(stream)))
         report(name, frame, contested, args.n_bootstrap, args.seed)
-    print("\n### typed sentences\n\n| text | true | tuned | base |\n|---|---|---|---|")
+    print("\n### typed sentences\n\n| text | true | tuned | base | policy |\n|---|---|---|---|---|")
     for row in read(live, pd.DataFrame({"kind": "typed", "text": TYPED})).itertuples():
-        print(f"| {row.text} | {row.true:+.3f} | {row.tuned:+.3f} | {row.base:+.3f} |")
+        print(f"| {row.text} | {row.true:+.3f} | {row.tuned:+.3f} | {row.base:+.3f} | {row.policy:+.3f} |")
 
 
 if __name__ == "__main__":

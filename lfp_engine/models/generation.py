@@ -136,7 +136,8 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, max_new_toke
 def token_logprobs(model, pad_token_id: int, prompt_ids: Sequence[Sequence[int]],
                    completion_ids: Sequence[Sequence[int]], batch_size: int = 64,
                    desc: str | None = None) -> list[np.ndarray]:
-    """log p(token | everything before) of every completion token, per sequence, as float64.
+    """log p(token | everything before) of every completion token, per sequence, as float64 (the
+    log-normaliser summed in float32, good to about 1e-6 nats).
 
     Sequences are batched in order of length (less padding; the result keeps the input order),
     right-padded with an attention mask, and padding is never scored. A completion's first token
@@ -161,8 +162,11 @@ def token_logprobs(model, pad_token_id: int, prompt_ids: Sequence[Sequence[int]]
             ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
             mask[j, : len(r)] = 1
         ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].double()
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1).cpu().numpy()
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+        # log p = logit - logsumexp(logits): only the chosen token's value leaves the vocabulary axis,
+        # in float64 (a float64 log-softmax over the whole vocabulary cost as much as the forward pass)
+        chosen = logits.gather(-1, ids[:, 1:, None]).squeeze(-1).double()
+        logp = (chosen - torch.logsumexp(logits, dim=-1).double()).cpu().numpy()
         for j, i in enumerate(chunk):
             # position t of `logp` scores token t + 1
             out[i] = logp[j, len(prompt_ids[i]) - 1 : len(rows[j]) - 1].copy()

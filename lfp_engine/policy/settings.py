@@ -11,8 +11,9 @@ from lfp_engine.run.fields import require
 class PolicySettings:
     """The policy lens (stage `policy`): beta log pi_tuned / pi_base on the contrastive triples."""
 
-    batch_size: int = 64
-    """Texts per forward pass of each model."""
+    batch_size: int = 256
+    """Texts per forward pass of each model (the triples' texts are short: on the tiny world 256 of them
+    cost 2.5 times less per text than 64)."""
     n_bootstrap: int = 1000
     """Resamples for the intervals: of a word's triples for its value, of words for the measures and
     the share of the reward absorbed."""
