@@ -12,7 +12,7 @@ strength * W_dec[f] / ||W_dec[f]|| at every position.
 
 Crosscoder latents (model diffing, after the paper) are ablated the same way in the tuned model,
 h_tuned - sum over ablated j of z_j * d_j^tuned, where the code z_j reads the base model's output
-at the same token too: the base model runs in lockstep (`paired_forward.py`), and with nothing
+at the same token too: the base model runs in lockstep (`diffing/paired_forward.py`), and with nothing
 ablated it does not run at all.
 
 Interventions are per request. `intervention_hooks` installs, once per model, one forward hook
@@ -34,12 +34,12 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from lfp_engine.diffing.crosscoder import Crosscoder
+from lfp_engine.diffing.paired_forward import PairedModels, accompanied, companion_hooks, current_companion
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.autoencoder import THRESHOLDED, SparseAutoencoder
-from lfp_engine.sae.crosscoder import Crosscoder
 from lfp_engine.sae.keys import DictionaryKey
-from lfp_engine.validation.paired_forward import PairedModels, accompanied, companion_hooks, current_companion
 
 LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 

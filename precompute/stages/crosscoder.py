@@ -1,13 +1,13 @@
 """Stage `crosscoder`: what tuning changed, latent by latent, tied to the reward (model diffing).
 
 After the paper, which studies each model through its own SAEs: one crosscoder per chosen layer over
-the base and tuned models' activations of the same tokens (`lfp_engine.sae.crosscoder`), its latents
+the base and tuned models' activations of the same tokens (`lfp_engine.diffing.crosscoder`), its latents
 tagged tuned-only / base-only / shared / changed by their decoders and checked by Latent Scaling
-(`model_diffing`), measured model by model (`crosscoder_metrics`), and tied to the reward three ways:
-the correlation of each latent with the reward of held-out texts (`reward_correlation`), its weight
-in the paper's probe fit on crosscoder codes (`lfp_engine.probe.crosscoder_probe`), and, for the
+(`diffing.tags`), measured model by model (`diffing.metrics`), and tied to the reward three ways:
+the correlation of each latent with the reward of held-out texts (`diffing.reward_correlation`), its weight
+in the paper's probe fit on crosscoder codes (`lfp_engine.diffing.probe`), and, for the
 tuned-only latents with the strongest link, the reward when it is switched off in the tuned model
-beside a density-matched control (`lfp_engine.validation.crosscoder_ablation`). The tuned-only
+beside a density-matched control (`lfp_engine.diffing.ablation`). The tuned-only
 latents are explained by the explain stage's explainer and described in one sentence each.
 """
 
@@ -18,32 +18,32 @@ import logging
 import numpy as np
 import pandas as pd
 
+from lfp_engine.diffing.ablation import LatentAblation, density_matched_controls, latent_ablations
+from lfp_engine.diffing.crosscoder import Crosscoder, crosscoder_folder, save_crosscoder, train_crosscoders
+from lfp_engine.diffing.metrics import crosscoder_reconstruction, crosscoder_spliced_losses
+from lfp_engine.diffing.paired_activations import PairedActivations
+from lfp_engine.diffing.paired_forward import PairedModels
+from lfp_engine.diffing.probe import CrosscoderEncoder, fit_crosscoder_probe, sample_triples
+from lfp_engine.diffing.report import closing_note, latent_sentences
+from lfp_engine.diffing.reward_correlation import (REWARD_COLUMNS, reward_correlations, text_lengths, text_rewards,
+                                                   text_totals, texts_of)
+from lfp_engine.diffing.tables import (READ_TAGS, latent_examples, latent_statistics, latent_table,
+                                       nearest_sae_features, rank_by_reward, top_by_reward)
 from lfp_engine.explain.evidence import dictionary_evidence
 from lfp_engine.explain.explainer import explain_offline, explain_with_llm, records_frame
 from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
 from lfp_engine.models.generation import Sampling
 from lfp_engine.models.hub import token_strings
-from lfp_engine.probe.crosscoder_probe import CrosscoderEncoder, fit_crosscoder_probe, sample_triples
 from lfp_engine.probe.reader import probe_dictionaries
 from lfp_engine.probe.variants import tokenized_elements
 from lfp_engine.run.atomic import atomic_path
 from lfp_engine.run.errors import StageOrderError
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.run.tasks import task_spec
-from lfp_engine.sae.crosscoder import Crosscoder, crosscoder_folder, save_crosscoder, train_crosscoders
-from lfp_engine.sae.crosscoder_metrics import crosscoder_reconstruction, crosscoder_spliced_losses
-from lfp_engine.sae.crosscoder_report import closing_note, latent_sentences
-from lfp_engine.sae.crosscoder_tables import (READ_TAGS, latent_examples, latent_statistics, latent_table,
-                                              nearest_sae_features, rank_by_reward, top_by_reward)
 from lfp_engine.sae.features import FeatureStatistics
-from lfp_engine.sae.paired_activations import PairedActivations
 from lfp_engine.sae.saelens_format import load_sae
-from lfp_engine.sae.reward_correlation import (REWARD_COLUMNS, reward_correlations, text_lengths, text_rewards,
-                                               text_totals, texts_of)
 from lfp_engine.tuning.lexicon import vader_lexicon
 from lfp_engine.tuning.reward import build_reward
-from lfp_engine.validation.crosscoder_ablation import LatentAblation, density_matched_controls, latent_ablations
-from lfp_engine.validation.paired_forward import PairedModels
 from lfp_engine.worlds import PROMPTS, read_world_table
 
 from ..models import load_model, load_tokenizer_of, model_source, run_relative

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from lfp_engine.diffing.crosscoder import Crosscoder
 from lfp_engine.models.hooks import capture_mlp_outputs
-from lfp_engine.sae.crosscoder import Crosscoder
 from lfp_engine.sae.keys import DictionaryKey
 
 

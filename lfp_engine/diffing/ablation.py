@@ -3,7 +3,7 @@
 The validate stage's ablation (paper 4.2, table 6), latent by latent: completions of held-out
 openings by the tuned model with one latent's contribution removed at its layer (its code reads the
 base model too, which runs alongside: `paired_forward.py`), against the unmodified model on the same
-openings with the same random draws (`ablation.intervened_completions`), compared by a paired test.
+openings with the same random draws (`validation.ablation.intervened_completions`), compared by a paired test.
 Removing *anything* that fires often may move the reward, so each latent is set beside a control:
 the live latent of the same layer, neither tuned-only nor itself chosen, whose firing density is
 closest to its own, ablated the same way.
@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from lfp_engine.diffing.paired_forward import PairedModels
 from lfp_engine.models.generation import Sampling
 from lfp_engine.sae.keys import DictionaryKey
 from lfp_engine.statistics import paired_comparison
 from lfp_engine.tuning.reward import RewardFunction
 from lfp_engine.validation.ablation import intervened_completions
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervention_hooks
-from lfp_engine.validation.paired_forward import PairedModels
 
 
 @dataclass(frozen=True)

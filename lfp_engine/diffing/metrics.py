@@ -1,4 +1,4 @@
-"""How good is a crosscoder, model by model? The SAE metrics of `metrics.py`, once per model.
+"""How good is a crosscoder, model by model? The SAE metrics of `sae/metrics.py`, once per model.
 
 On held-out paired rows: variance explained, normalised MSE and MSE of each model's block of the
 reconstruction; L0, dead and dense fractions of the shared codes. Spliced-in loss, per model: the
@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lfp_engine.diffing.crosscoder import Crosscoder
+from lfp_engine.diffing.paired_activations import MODELS, PairedActivations
 from lfp_engine.models.hooks import capture_mlp_outputs
-from lfp_engine.sae.crosscoder import Crosscoder
 from lfp_engine.sae.metrics import EVAL_BATCH_ROWS, ReconstructionTotals, loss_recovered, token_loss, zero_output
-from lfp_engine.sae.paired_activations import MODELS, PairedActivations
 
 
 @torch.no_grad()

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from lfp_engine.sae.crosscoder import Crosscoder
+from lfp_engine.diffing.crosscoder import Crosscoder
+from lfp_engine.diffing.paired_activations import PairedActivations
 from lfp_engine.sae.metrics import EVAL_BATCH_ROWS
-from lfp_engine.sae.paired_activations import PairedActivations
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Every latent of a crosscoder in one table row, and the examples of the latents worth reading.
 
-Per latent: its geometry and tag (`model_diffing.py`), how often and how strongly it fires on the
-training pairs (the feature statistics of `features.py`, which stream over the paired rows exactly
+Per latent: its geometry and tag (`tags.py`), how often and how strongly it fires on the
+training pairs (the feature statistics of `sae/features.py`, which stream over the paired rows exactly
 as over one model's), Latent Scaling's ratios on the held-out pairs, and its correlation with the
 reward of the held-out texts (`reward_correlation.py`). Examples (top and quantile windows, with the
 latent's activation on every token) come from the same streaming passes, for the latents a reader
@@ -16,14 +16,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lfp_engine.diffing.crosscoder import Crosscoder
+from lfp_engine.diffing.paired_activations import PairedActivations
+from lfp_engine.diffing.settings import CrosscoderSettings
+from lfp_engine.diffing.tags import latent_geometry, latent_scaling, specific, tag_latents
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.sae.autoencoder import SparseAutoencoder
-from lfp_engine.sae.crosscoder import Crosscoder
 from lfp_engine.sae.features import FeatureStatistics, context_windows, feature_statistics
 from lfp_engine.sae.metrics import EVAL_BATCH_ROWS
-from lfp_engine.sae.model_diffing import latent_geometry, latent_scaling, specific, tag_latents
-from lfp_engine.sae.paired_activations import PairedActivations
-from lfp_engine.sae.settings import CrosscoderSettings, FeatureSettings
+from lfp_engine.sae.settings import FeatureSettings
 
 READ_TAGS = ("tuned-only", "base-only")
 """Latents whose examples are stored, besides the top ones by reward: those tuning created or removed."""
