@@ -100,6 +100,17 @@ def tag_counts(latents: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
+def scaling_sentence(latents: pd.DataFrame) -> str:
+    """What Latent Scaling (Minder et al. 2025) says of the tuned-only latents, from the columns tag and
+    specific; when there are none, that there are none, not that it confirms 0 of them."""
+    tuned_only = latents[latents["tag"] == "tuned-only"]
+    if tuned_only.empty:
+        return "There are no tuned-only latents, so Latent Scaling has nothing to confirm."
+    confirmed = int(tuned_only["specific"].fillna(False).astype(bool).sum())
+    return (f"Latent Scaling confirms {confirmed} of the {len(tuned_only)} tuned-only latents: the base model's own "
+            "activations need little of them, so they are not an artefact of training (Minder et al. 2025).")
+
+
 def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, comparison: str, n_top: int) -> str:
     """The stage's summary: counts per tag, the top latents (tuned-only ones, or when tuning created
     none the latents most tied to the reward) with their reward links and the nearest feature of the

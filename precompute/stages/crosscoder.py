@@ -41,6 +41,7 @@ from lfp_engine.run.errors import StageOrderError
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.run.tasks import task_spec
 from lfp_engine.sae.features import FeatureStatistics
+from lfp_engine.sae.metrics import mean_loss_recovered
 from lfp_engine.sae.saelens_format import load_sae
 from lfp_engine.tuning.lexicon import vader_lexicon
 from lfp_engine.tuning.reward import build_reward
@@ -251,7 +252,7 @@ def run(ctx: StageContext) -> StageResult:
         n_by_tag={str(k): int(v) for k, v in latents["tag"].value_counts().items()},
         n_specific=int((latents["specific"] & (latents["tag"] == "tuned-only")).sum()),
         variance_explained={str(k): float(v) for k, v in by_model["variance_explained"].mean().items()},
-        loss_recovered={str(k): float(v) for k, v in by_model["loss_recovered"].mean().items()},
+        loss_recovered={str(k): mean_loss_recovered(v)[0] for k, v in by_model["loss_recovered"]},
         top_latents=[f"{r.layer}/{r.dict_size}/{r.feature}" for r in top.itertuples()], probe_headline=headline)
     tables = {"crosscoder_metrics": metrics, "crosscoder_training_log": trained.log, "crosscoder_latents": latents,
               "crosscoder_examples": examples, "crosscoder_probe_metrics": probe_metrics}
@@ -268,7 +269,9 @@ STAGE = Stage(
     sections=("crosscoder", "features", "explain"),
     tables=TABLES,
     needs=("activations", "contrastive", "probe"),
-    version=2,  # 2: its probe fit as the probe stage's, the neutral element at 0 and deltas scaled by least squares
+    # 2: its probe fit as the probe stage's, the neutral element at 0 and deltas scaled by least squares;
+    # 3: crosscoder_metrics.loss_increase(_se) beside loss_recovered, NULL where the increase is within the noise
+    version=3,
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length,
                             "dense_threshold": config.sae.dense_threshold,
