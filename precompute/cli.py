@@ -92,6 +92,8 @@ def _setup_logging(verbose: bool, process: int = 0) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.preset or 'tiny'}")
     paths = RunPaths(out)
+    # Before anything else, and in a launched process before its process group forms, so no process
+    # of this run holds the folder yet: another run that does is named at once.
     check_free(paths)
     name, config = resolve_config(paths, args.preset, Path(args.config) if args.config else None, args.set or [])
     if (args.nproc or args.accelerate_config) and not args.launcher:
