@@ -174,7 +174,7 @@ within the noise of a mean over the evaluation texts, and so is the ratio. Measu
 at seed 0 (`lfp run --preset tiny`, 470 held-out texts, 20,000 tokens; the columns loss_increase and
 loss_increase_se of `sae_metrics`): zeroing the tuned model's layer 2 raises the loss by 0.00026 nats
 against a standard error of 0.00029 (0.9 standard errors), and its ratio read 0.84 and 0.76 for the
-two SAEs and 2.20 for the crosscoder; every other studied layer of either model raises it by 8 to
+two SAEs (and 2.20 for the crosscoder, as issue 21 reported it); every other studied layer of either model raises it by 8 to
 13 standard errors (0.0023 to 0.0088 nats), where the SAEs' ratios agree at 0.96 to 1.00. Three
 standard errors leave a chance below 0.2% (one-sided, normal) that noise alone passes the floor."""
 
