@@ -33,6 +33,7 @@ from typing import Any
 
 from lfp_engine.run.config import SECTIONS, RunConfig, build_config, settings_help
 from lfp_engine.run.errors import ConfigError, LfpError, RunFolderError
+from lfp_engine.run.folder import check_free, open_run
 from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.run.overrides import known_settings, load_config_file, nest, parse_override
 from lfp_engine.run.presets import PRESETS, preset
@@ -71,10 +72,10 @@ def resolve_config(paths: RunPaths, preset_name: str | None, config_file: Path |
     return name, config
 
 
-def _setup_logging(log_file: Path | None, verbose: bool, process: int = 0) -> None:
-    """Log to the console and, when given, to the run's log file. Processes other than rank 0 of a
-    distributed run (`process` > 0) log warnings and errors only, to the console, each line marked
-    with the process, so the log tells one run's story once."""
+def _setup_logging(verbose: bool, process: int = 0) -> None:
+    """Log to the console (the run's log file is `run.folder.open_run`'s, once it holds the folder).
+    Processes other than rank 0 of a distributed run (`process` > 0) log warnings and errors only,
+    each line marked with the process, so the console tells one run's story once."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
@@ -83,14 +84,7 @@ def _setup_logging(log_file: Path | None, verbose: bool, process: int = 0) -> No
     marker = f"[process {process}] " if process else ""
     console.setFormatter(logging.Formatter(f"%(asctime)s {marker}%(name)s: %(message)s", "%H:%M:%S"))
     console.setLevel(logging.WARNING if process else logging.DEBUG if verbose else logging.INFO)
-    if process:
-        log_file = None
     root.addHandler(console)
-    if log_file is not None:
-        # delay: the file (and so the run folder) appears only once the run has been validated.
-        handler = logging.FileHandler(log_file, encoding="utf-8", delay=True)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
     for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub", "datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -98,12 +92,19 @@ def _setup_logging(log_file: Path | None, verbose: bool, process: int = 0) -> No
 def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.preset or 'tiny'}")
     paths = RunPaths(out)
+    # Before anything else, and in a launched process before its process group forms, so no process
+    # of this run holds the folder yet: another run that does is named at once.
+    check_free(paths)
     name, config = resolve_config(paths, args.preset, Path(args.config) if args.config else None, args.set or [])
     if (args.nproc or args.accelerate_config) and not args.launcher:
         raise ConfigError("--nproc and --accelerate-config go with --launcher torchrun or accelerate")
+    selected = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    force = [s.strip() for s in args.force.split(",") if s.strip()] if args.force else []
     if args.launcher:
         from .launch import launch
+        from .runner import check_run
 
+        check_run(paths, config, selected, force)  # here, before any process starts: one line, nothing made
         return launch(args.launcher, args.nproc, args.accelerate_config, run_arguments(args, out))
     from lfp_engine.run.distributed import disconnect, from_environment
 
@@ -112,9 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ.setdefault("TQDM_DISABLE", "1")
     from .runner import run_stages
 
-    _setup_logging(paths.log, args.verbose, ranks.rank)
-    selected = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    force = [s.strip() for s in args.force.split(",") if s.strip()] if args.force else []
+    _setup_logging(args.verbose, ranks.rank)
     try:
         outcomes = run_stages(paths, config, name, selected, force, ranks)
     finally:
@@ -237,9 +236,11 @@ def _run_folder(run: str) -> RunPaths:
 
 
 def _existing_run(args: argparse.Namespace) -> tuple[RunPaths, RunConfig]:
+    """An existing run and its config, for an experiment that writes into it (hold it with `open_run`)."""
     paths = _run_folder(args.run)
+    check_free(paths)
     _, config = resolve_config(paths, None, None, args.set or [])
-    _setup_logging(paths.log, args.verbose)
+    _setup_logging(args.verbose)
     return paths, config
 
 
@@ -258,9 +259,11 @@ def cmd_sae_sweep(args: argparse.Namespace) -> int:
     from .experiments import l1_sweep, summary
 
     paths, config = _existing_run(args)
-    table = l1_sweep(paths, config, _parse_numbers(args.l1, "--l1"))
-    RunStore(paths.root).write({"sae_l1_sweep": table})
-    log.info("wrote table sae_l1_sweep (%d rows) to %s", len(table), paths.db)
+    coefficients = _parse_numbers(args.l1, "--l1")
+    with open_run(paths):
+        table = l1_sweep(paths, config, coefficients)
+        RunStore(paths.root).write({"sae_l1_sweep": table})
+        log.info("wrote table sae_l1_sweep (%d rows) to %s", len(table), paths.db)
     _print_table(summary(table, ["l1_coefficient"]))
     return 0
 
@@ -269,9 +272,10 @@ def cmd_sae_compare(args: argparse.Namespace) -> int:
     from .experiments import compare, summary
 
     paths, config = _existing_run(args)
-    table = compare(paths, config)
-    RunStore(paths.root).write({"sae_comparison": table})
-    log.info("wrote table sae_comparison (%d rows) to %s", len(table), paths.db)
+    with open_run(paths):
+        table = compare(paths, config)
+        RunStore(paths.root).write({"sae_comparison": table})
+        log.info("wrote table sae_comparison (%d rows) to %s", len(table), paths.db)
     _print_table(summary(table, ["layer_choice", "architecture"]))
     return 0
 

@@ -80,7 +80,10 @@ class SaeOutputs(StageOutputs):
     n_saes: int
     train_seconds: float
     mean_variance_explained: float
-    mean_loss_recovered: float
+    mean_loss_recovered: float | None
+    """Over the tuned model's dictionaries that have a loss recovered (`n_loss_recovered` of `n_saes`):
+    None when none has, because zeroing their layers barely changes the loss (`sae.metrics.LossRecovered`)."""
+    n_loss_recovered: int
     mean_l0: float
 
 
@@ -186,8 +189,9 @@ class CrosscoderOutputs(StageOutputs):
     """Tuned-only latents that Latent Scaling confirms (the base model needs little of them)."""
     variance_explained: dict[str, float]
     """Model -> mean over layers of the variance of its activations the crosscoder explains."""
-    loss_recovered: dict[str, float]
-    """Model -> mean over layers of the loss recovered with the crosscoder spliced into it."""
+    loss_recovered: dict[str, float | None]
+    """Model -> mean over the layers that have one of the loss recovered with the crosscoder spliced
+    into it (None: no layer has one; `sae.metrics.LossRecovered`)."""
     top_latents: list[str] = field(default_factory=list)
     """The tuned-only latents with the strongest link to the reward, 'layer/dict_size/feature', best first."""
     probe_headline: dict[str, float] = field(default_factory=dict)

@@ -8,7 +8,9 @@ Stages follow the contract of `stage.py`. The runner
   record in one transaction; files the stage writes go through `lfp_engine.run.atomic`;
 - on failure records 'failed' with the error and stops, leaving earlier stages intact.
 A run killed at any moment therefore resumes at the first stage not recorded done, and
-because every stage is seeded from the run seed, ends with the same results.
+because every stage is seeded from the run seed, ends with the same results. Before any of this
+the run is checked, reading only (`check_run`), and its folder opened by `run.folder.open_run`:
+made, locked against a second writer, and logged to, once.
 
 Launched as several processes (`lfp_engine.run.distributed`), every process runs this loop: rank 0
 alone reads and writes the store and decides what to skip, and tells the others; a stage declared
@@ -34,6 +36,9 @@ from lfp_engine.run.atomic import sweep_temporaries
 from lfp_engine.run.config import RunConfig
 from lfp_engine.run.distributed import SINGLE, Ranks, connect
 from lfp_engine.run.errors import StageOrderError
+from lfp_engine.run.folder import open_run
+from lfp_engine.run.tasks import task_spec
+from lfp_engine.worlds.build import check_world_sources
 from lfp_engine.models.hub import resolve_device
 from lfp_engine.run.manifest import StageRecord, config_statement, ensure_tables, library_versions, now, read_manifest
 from lfp_engine.run.seeding import derive_seed, seed_everything
@@ -63,17 +68,32 @@ def _check_selection(stages: list[Stage], selected: Sequence[str] | None) -> lis
     return [s for s in stages if s.name in selected]
 
 
+def _order_error(stage: Stage, missing: list[str], paths: RunPaths) -> StageOrderError:
+    return StageOrderError(f"stage {stage.name!r} needs {missing} to be done first: run "
+                           f"`lfp run --out {paths.root} --stages {','.join(missing + [stage.name])}`")
+
+
 def _check_prerequisites(chosen: list[Stage], manifest: dict[str, StageRecord], paths: RunPaths) -> None:
     """Refuse, before writing anything, a stage whose inputs are neither done nor about to run."""
     available = {name for name, record in manifest.items() if record.status in USABLE}
     for stage in chosen:
         missing = [n for n in stage.needs if n not in available]
         if missing:
-            raise StageOrderError(
-                f"stage {stage.name!r} needs {missing} to be done first: run "
-                f"`lfp run --out {paths.root} --stages {','.join(missing + [stage.name])}`"
-            )
+            raise _order_error(stage, missing, paths)
         available.add(stage.name)
+
+
+def check_run(paths: RunPaths, config: RunConfig, selected: Sequence[str] | None = None,
+              force: Sequence[str] = ()) -> None:
+    """Every check a run can fail before it writes anything: the selection, the stages' inputs in
+    the manifest, and, when the world is to be built, that its sources can be reached (README: bad
+    input touches nothing). Reads only."""
+    chosen = _check_selection(STAGES, selected)
+    manifest = read_manifest(RunStore(paths.root))
+    _check_prerequisites(chosen, manifest, paths)
+    world = next(s for s in STAGES if s.name == "world")
+    if world in chosen and not _up_to_date(world, world.fingerprint(config, {}), manifest, force, paths, config):
+        check_world_sources(config, task_spec(config.task))
 
 
 def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequence[str] | None = None,
@@ -82,12 +102,20 @@ def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequen
 
     With several processes (`ranks`, from the launcher) every process calls this: rank 0 alone reads
     and writes the store and decides what runs, and tells the others; a stage that shares its work
-    runs on all of them, any other on rank 0 while the rest wait."""
+    runs on all of them, any other on rank 0 while the rest wait. Nothing is written before
+    `check_run` passes; then the run folder is made, locked and logged to (`run.folder.open_run`)."""
     store = RunStore(paths.root)
     chosen = _check_selection(STAGES, selected)
     device = ranks.device(resolve_device(config.device))
     connect(ranks, device, config.distributed.timeout_minutes)
-    manifest = ranks.from_main(lambda: _open_run(paths, store, config, preset, chosen))
+    ranks.from_main(partial(check_run, paths, config, selected, force))
+    with open_run(paths, ranks):
+        manifest = ranks.from_main(lambda: _start_run(paths, store, config, preset))
+        return _run_chosen(chosen, manifest, paths, store, config, force, device, ranks)
+
+
+def _run_chosen(chosen: list[Stage], manifest: dict[str, StageRecord], paths: RunPaths, store: RunStore,
+                config: RunConfig, force: Sequence[str], device: torch.device, ranks: Ranks) -> list[StageOutcome]:
     current: dict[str, str] = {}  # fingerprints of stages that are up to date in this run
     outcomes: list[StageOutcome] = []
     for stage in STAGES:
@@ -98,10 +126,7 @@ def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequen
             continue
         missing = [n for n in stage.needs if n not in current]
         if missing:
-            raise StageOrderError(
-                f"stage {stage.name!r} needs {missing} to be done first: run "
-                f"`lfp run --out {paths.root} --stages {','.join(missing + [stage.name])}`"
-            )
+            raise _order_error(stage, missing, paths)
         fp = stage.fingerprint(config, current)
         current[stage.name] = fp
         if ranks.from_main(partial(_up_to_date, stage, fp, manifest, force, paths, config)):
@@ -114,12 +139,9 @@ def run_stages(paths: RunPaths, config: RunConfig, preset: str, selected: Sequen
     return outcomes
 
 
-def _open_run(paths: RunPaths, store: RunStore, config: RunConfig, preset: str,
-              chosen: list[Stage]) -> dict[str, StageRecord]:
-    """Check the selection against the manifest, then open the run folder: leftovers of interrupted
-    writes swept away, the config recorded. Returns the manifest."""
-    _check_prerequisites(chosen, read_manifest(store), paths)
-    paths.root.mkdir(parents=True, exist_ok=True)
+def _start_run(paths: RunPaths, store: RunStore, config: RunConfig, preset: str) -> dict[str, StageRecord]:
+    """In the held run folder: leftovers of interrupted writes swept away, the config recorded.
+    Returns the manifest."""
     log.info("run folder %s (preset %s, seed %d, task %s)", paths.root, preset, config.seed, config.task)
     for leftover in sweep_temporaries(paths.root):
         log.info("removed the leftover of an interrupted write: %s", leftover)

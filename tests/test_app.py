@@ -18,6 +18,7 @@ from lfp_engine.report.divergence import PLANTED, featured, plain_example
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
 from lfp_engine.report.verdict import read_verdict
 from app.runs import run_label
+from lfp_engine.run.manifest import read_manifest
 from lfp_engine.run.store import RunStore
 from precompute.cli import main
 
@@ -99,6 +100,42 @@ def test_layers_page_shows_divergence_and_sae_quality(open_app, app_runs):
     base = store.read("sae_metrics", "model = 'base'", order_by="layer, dict_size")
     pd.testing.assert_frame_equal(at.dataframe[0].value.reset_index(drop=True), base)
     assert "lfp sae-sweep" in texts(at)
+
+
+def test_pages_say_why_a_loss_recovered_is_empty(open_app, app_runs, tmp_path):
+    """A dictionary whose layer costs the model nothing to delete has no loss recovered: the Layers and
+    What tuning changed pages say why instead of printing a ratio."""
+    from .contract_fixture import copy_run
+
+    run = copy_run(app_runs["micro"], tmp_path / "runs" / "flat")
+    store = RunStore(run)
+    layer = int(store.read("sae_metrics", "model = 'tuned'", order_by="layer")["layer"].iloc[0])
+    for table in ("sae_metrics", "crosscoder_metrics"):
+        store.write({}, [(f"UPDATE {table} SET loss_recovered = NULL, loss_increase = 0.00026, "
+                          "loss_increase_se = 0.00029 WHERE model = 'tuned' AND layer = ?", [layer])])
+    at = open_app(run, "views/layers.py")
+    said = texts(at)
+    for size in store.read("sae_metrics", "model = 'tuned' AND layer = ?", [layer])["dict_size"]:
+        assert f"Layer {layer}, {size} features: no loss recovered." in said
+    assert "raises the loss by only 0.00026 nats per token, less than 3 standard errors (0.00029 each)" in said
+    shown = at.dataframe[0].value
+    assert shown.loc[shown["layer"] == layer, "loss_recovered"].isna().all()
+    at = open_app(run, "views/diffing.py")
+    assert f"Layer {layer}, tuned model: no loss recovered." in texts(at)
+    assert "less than 3 standard errors" in texts(at)
+
+
+def test_the_mean_loss_recovered_says_over_how_many_dictionaries():
+    from lfp_engine.report.headline import Headline
+
+    some = Headline("tiny", "vader", 0, sae_mean_loss_recovered=0.9, sae_n_loss_recovered=4, sae_n_dictionaries=6)
+    assert some.sae_loss_recovered == ("0.9 (mean over 4 of 6 dictionaries; 2 left out: zeroing their layers barely "
+                                       "changes the loss)")
+    assert Headline("tiny", "vader", 0, sae_mean_loss_recovered=0.9, sae_n_loss_recovered=6,
+                    sae_n_dictionaries=6).sae_loss_recovered == "0.9 (mean over 6 of 6 dictionaries)"
+    assert Headline("tiny", "vader", 0, sae_n_loss_recovered=0, sae_n_dictionaries=6).sae_loss_recovered == \
+        "none of 6 dictionaries: zeroing their layers barely changes the loss"
+    assert Headline("tiny", "vader", 0).sae_loss_recovered is None
 
 
 def browser_rows(store: RunStore, layer: int, dict_size: int) -> pd.DataFrame:
@@ -266,6 +303,9 @@ def test_compare_page_puts_two_runs_side_by_side(open_app, app_runs):
                                       "AND metric = 'kendall_tau'") if "probe_metrics" in RunStore(run).tables() else None
             expected = "not run" if tau is None else num(tau["value"].iloc[0])
             assert table.loc["Probe Kendall tau on test words", column] == expected
+            sae = read_manifest(RunStore(run))["sae"].outputs
+            assert table.loc["SAE loss recovered (mean)", column].startswith(
+                f"{num(sae['mean_loss_recovered'])} (mean over {sae['n_loss_recovered']} of {sae['n_saes']} dictionaries")
     assert expected == "not run"
 
 

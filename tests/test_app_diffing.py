@@ -40,6 +40,7 @@ def test_the_page_on_the_micro_run_counts_tags_and_says_nothing_was_created(open
         assert shown[f"{tag.capitalize()} latents"] == num(int(tags.get(tag, 0)))
     if tags.get("tuned-only", 0) == 0:  # then the latents most tied to the reward are shown instead
         assert "tuning created nothing" in texts(at)
+        assert "There are no tuned-only latents" in texts(at) and "confirms 0" not in texts(at)
         top = RunStore(run).query("SELECT feature FROM crosscoder_latents WHERE top_rank IS NOT NULL ORDER BY top_rank")
         assert at.dataframe(key="diffing_top").value["latent"].tolist() == top["feature"].tolist()
 

@@ -117,6 +117,15 @@ def test_kind_summary_reads_a_planted_change_against_its_competitors():
     ordinary = table.loc[("ordinary", "negative")]
     assert ordinary.share_difference == pytest.approx(-50 / 150) and ordinary.n_competitors == 0
     assert np.isnan(ordinary.base_choice)
+    # The groups are tested together: each q is Benjamini-Hochberg's over the kinds x polarities,
+    # here by hand (the smallest p * m / rank at or above each p's rank).
+    p = table["p_value"].to_numpy()
+    order = np.argsort(p)
+    adjusted = np.minimum.accumulate((p[order] * len(p) / np.arange(1, len(p) + 1))[::-1])[::-1]
+    expected = np.empty_like(p)
+    expected[order] = np.minimum(adjusted, 1.0)
+    np.testing.assert_allclose(table["q_value"], expected)
+    assert (table["q_value"] >= table["p_value"]).all()
 
 
 def test_kind_summary_refuses_an_unknown_kind():
@@ -130,15 +139,19 @@ def test_kind_summary_refuses_an_unknown_kind():
 def test_a_kind_change_in_plain_words():
     row = pd.Series({"kind": "contested", "polarity": "negative", "used_as": "positive", "share_difference": -0.03,
                      "tuned_share": 0.057, "base_share": 0.087, "ci_low": -0.039, "ci_high": -0.022, "p_value": 1e-6,
-                     "choice_difference": -0.062, "base_choice": 0.137, "tuned_choice": 0.075, "choice_ci_low": -0.074,
+                     "q_value": 4e-6, "choice_difference": -0.062, "base_choice": 0.137, "tuned_choice": 0.075, "choice_ci_low": -0.074,
                      "choice_ci_high": -0.049})
     text = kind_sentence(pd.DataFrame([row]).iloc[0], ["bad", "killer"])
     assert text == ("Words the reviews use as praise but the reward scores as negative (such as 'bad', 'killer'): the "
                     "tuned model writes them less often, in 5.7% of completions against 8.7% before tuning (-3.0 points, "
-                    "95% CI -3.9 to -2.2, McNemar p 1e-06). Of the words competing for the same place, their share went "
+                    "95% CI -3.9 to -2.2, McNemar p 1e-06, q 4e-06 adjusted by Benjamini-Hochberg over the kinds and "
+                    "polarities tested). Of the words competing for the same place, their share went "
                     "from 13.7% to 7.5% (-6.2 points, 95% CI -7.4 to -4.9).")
-    calm = kind_sentence(pd.DataFrame([row.copy().replace({1e-6: 0.4})]).iloc[0])
+    calm = kind_sentence(pd.DataFrame([row.copy().replace({1e-6: 0.4, 4e-6: 0.6})]).iloc[0])
     assert "about as often (no measurable change)" in calm and "such as" not in calm
+    # Significant alone (p 0.03) but not once the groups tested together are adjusted for (q 0.09).
+    alone = kind_sentence(pd.DataFrame([row.copy().replace({1e-6: 0.03, 4e-6: 0.09})]).iloc[0])
+    assert "about as often (no measurable change)" in alone and "McNemar p 0.03, q 0.09 adjusted" in alone
 
 
 def test_behaviour_tables_join_the_truth_and_control_the_false_discoveries_over_its_words():

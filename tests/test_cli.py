@@ -47,9 +47,11 @@ def test_unreachable_hub_for_a_hub_preset(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     err = error_of(capsys, ["run", "--preset", "pythia-70m", "--out", str(tmp_path / "p"), "--stages", "world"])
     assert "offline: use --preset tiny or a local path" in err
+    assert not (tmp_path / "p").exists()  # nothing made before the world's sources are known reachable
     err = error_of(capsys, ["run", "--preset", "pythia-70m", "--out", str(tmp_path / "q"), "--stages", "world",
                             "--set", "world.base_model=no such model"])
     assert "neither an existing local path nor a valid Hugging Face model id" in err
+    assert not (tmp_path / "q").exists()
 
 
 def test_corrupted_manifest_is_reported_and_the_folder_untouched(micro_run, tmp_path, capsys):

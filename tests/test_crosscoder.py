@@ -301,6 +301,16 @@ def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_ho
     assert "used by both models" in shared and "98% as long" in shared and "exists only" not in shared
 
 
+def test_latent_scaling_is_said_of_the_tuned_only_latents_there_are():
+    from lfp_engine.diffing.report import scaling_sentence
+
+    none = pd.DataFrame({"tag": ["shared", "base-only", "dead"], "specific": [False, True, None]})
+    assert scaling_sentence(none) == "There are no tuned-only latents, so Latent Scaling has nothing to confirm."
+    some = pd.DataFrame({"tag": ["tuned-only", "tuned-only", "tuned-only", "base-only"],
+                         "specific": [True, False, None, True]})
+    assert scaling_sentence(some).startswith("Latent Scaling confirms 1 of the 3 tuned-only latents:")
+
+
 def test_leaving_silent_latents_out_of_the_probe_fit_changes_nothing():
     """A column that is zero on every training row gets weight 0 from the ridge fit: fitting without
     it and putting 0 back is the same probe (what `fit_crosscoder_probe` does for silent latents)."""

@@ -12,6 +12,7 @@ from lfp_engine.run.config import build_config
 from lfp_engine.run.errors import ConfigError
 from lfp_engine.run.manifest import ensure_tables, read_manifest
 from lfp_engine.run.presets import preset
+from lfp_engine.sae.metrics import MIN_INCREASE_STANDARD_ERRORS
 from lfp_engine.sae.saelens_format import find_saes, load_sae, read_cfg
 from lfp_engine.run.store import RunPaths, RunStore
 from precompute.cli import main
@@ -20,7 +21,7 @@ from .conftest import run_lfp
 
 METRIC_COLUMNS = ["layer", "dict_size", "architecture", "l1_coefficient", "n_train_examples", "mse", "normalized_mse",
                   "variance_explained", "l0", "l0_fraction", "l0_scaled", "dead_fraction", "dense_fraction", "ce_clean",
-                  "ce_spliced", "ce_zero_ablated", "loss_recovered", "train_seconds"]
+                  "ce_spliced", "ce_zero_ablated", "loss_increase", "loss_increase_se", "loss_recovered", "train_seconds"]
 FEATURE_TYPES = {"model": "VARCHAR", "layer": "BIGINT", "dict_size": "BIGINT", "feature": "BIGINT", "twin_feature": "BIGINT",
                  "twin_cosine": "DOUBLE", "is_shared": "BOOLEAN", "shared_rank": "BIGINT", "density": "DOUBLE",
                  "max_activation": "DOUBLE", "mean_activation": "DOUBLE", "explanation": "VARCHAR",
@@ -59,7 +60,10 @@ def test_the_sae_stages_fill_the_store(micro_run):
     metrics = all_metrics
     assert metrics["variance_explained"].between(0.3, 1).all() and (metrics["l0"] > 0).all()
     assert metrics[["dead_fraction", "dense_fraction", "l0_fraction"]].stack().between(0, 1).all()
-    assert (metrics["ce_zero_ablated"] > metrics["ce_clean"]).all() and np.isfinite(metrics["loss_recovered"]).all()
+    np.testing.assert_allclose(metrics["loss_increase"], metrics["ce_zero_ablated"] - metrics["ce_clean"])
+    within_noise = metrics["loss_increase"] < MIN_INCREASE_STANDARD_ERRORS * metrics["loss_increase_se"]
+    assert (metrics["loss_recovered"].isna() == within_noise).all()
+    assert (metrics["loss_increase"] > 0).all() and not within_noise.all()
 
     for model, name in (("tuned", "./models/tuned"), ("base", "./world/base")):
         found = find_saes(paths.saes_of(model))

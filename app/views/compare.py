@@ -19,7 +19,7 @@ ROWS = [
     ("chosen_layers", "Layers studied", str),
     ("sae_mean_variance_explained", "SAE variance explained (mean)", num),
     ("sae_mean_l0", "SAE active features per token (mean)", num),
-    ("sae_mean_loss_recovered", "SAE loss recovered (mean)", num),
+    ("sae_loss_recovered", "SAE loss recovered (mean)", str),
     ("probe_kendall_tau", "Probe Kendall tau on test words", num),
     ("probe_kendall_tau_p_value", "p-value of the Kendall tau", p_number),
     ("probe_accuracy", "Probe accuracy on test pairs", percent),

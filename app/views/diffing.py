@@ -8,7 +8,9 @@ import streamlit as st
 
 from app import charts, ui
 from app.markup import bullets, highlighted, labelled, quoted
+from lfp_engine.diffing.report import scaling_sentence
 from lfp_engine.report.formatting import missing, num, p_value, percent, signed, span
+from lfp_engine.sae.metrics import loss_recovered_reason
 from lfp_engine.sae.keys import FeatureKey
 
 LAB_PAGE = "views/lab.py"
@@ -34,21 +36,26 @@ ui.explain("Each latent's decoder norm in the tuned model over the sum of its no
            "the same size first). Tags: tuned-only at 0.9 or more, base-only at 0.1 or less, shared within 0.4 to "
            "0.6, changed in between (the cut-points of Minder et al. 2025); dead latents never fire and are left out.")
 st.dataframe(counts[order].reset_index(), hide_index=True, key="diffing_counts")
-specific = latents[(latents["tag"] == "tuned-only") & latents["specific"].fillna(False).astype(bool)]
-ui.explain(f"Latent Scaling confirms {num(len(specific))} of the tuned-only latents: the base model's own "
-           "activations need little of them, so they are not an artefact of training (Minder et al. 2025).")
+ui.explain(scaling_sentence(latents))
 
 st.header("How well the crosscoder reads each model")
 if ui.needs(run, "crosscoder_metrics", what="The crosscoder's quality"):
     quality = run.crosscoder_metrics()
     st.dataframe(quality[["layer", "model", "dict_size", "architecture", "variance_explained", "l0", "dead_fraction",
-                          "ce_clean", "ce_spliced", "ce_zero_ablated", "loss_recovered"]], hide_index=True,
-                 key="diffing_quality", column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                                      ("variance_explained", "l0", "dead_fraction", "ce_clean",
-                                                       "ce_spliced", "ce_zero_ablated", "loss_recovered")})
+                          "ce_clean", "ce_spliced", "ce_zero_ablated", "loss_increase", "loss_increase_se",
+                          "loss_recovered"]], hide_index=True, key="diffing_quality",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                ("variance_explained", "l0", "dead_fraction", "ce_clean", "ce_spliced", "ce_zero_ablated",
+                                 "loss_recovered")}
+                 | {c: st.column_config.NumberColumn(format="%.2e") for c in ("loss_increase", "loss_increase_se")})
+    for r in quality[quality["loss_recovered"].isna()].itertuples():
+        st.markdown(f"**Layer {r.layer}, {r.model} model: no loss recovered.** It is left empty because "
+                    f"{loss_recovered_reason(r.loss_increase, r.loss_increase_se)}.")
     ui.explain("Per model: the share of its activations' variance the crosscoder reconstructs, latents active per token "
-               "(L0), and the loss recovered when its reconstruction replaces the model's own layer output "
-               "(1: nothing the model uses is lost; 0: as bad as deleting the layer).")
+               "(L0), how much zeroing the layer raises the model's loss (loss increase, nats per token, with its "
+               "standard error over the held-out texts), and the loss recovered when the crosscoder's reconstruction "
+               "replaces the model's own layer output (1: nothing the model uses is lost; 0: as bad as deleting the "
+               "layer; left empty where the loss increase is within the noise, since it is a ratio over it).")
 
 st.header("What tuning created, by link to the reward")
 top = run.crosscoder_top()

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app import charts, ui
 from lfp_engine.report.formatting import num
+from lfp_engine.sae.metrics import loss_recovered_reason
 
 run = ui.current_run()
 st.title("Layers")
@@ -39,12 +40,17 @@ if ui.needs(run, "sae_metrics", what="SAE quality"):
     st.dataframe(metrics, hide_index=True, column_order=[
         "layer", "dict_size", "architecture", "l1_coefficient", "variance_explained", "normalized_mse", "l0",
         "l0_scaled", "l0_fraction", "dead_fraction", "dense_fraction", "ce_clean", "ce_spliced", "ce_zero_ablated",
-        "loss_recovered", "n_train_examples", "train_seconds"])
+        "loss_increase", "loss_increase_se", "loss_recovered", "n_train_examples", "train_seconds"])
+    for r in metrics[metrics["loss_recovered"].isna()].itertuples():
+        st.markdown(f"**Layer {r.layer}, {r.dict_size} features: no loss recovered.** It is left empty because "
+                    f"{loss_recovered_reason(r.loss_increase, r.loss_increase_se)}.")
     ui.explain("Variance explained: share of the layer's output the SAE rebuilds. L0: features active on a "
                "token, on average (the paper's \"true sparsity\"; its tables 11 and 12 report it divided by 100, "
-               "l0_scaled here, beside normalized_mse, their reconstruction loss). Dead: features that never fire on held-out text. Loss recovered: 1 when the "
-               "model with the SAE spliced in predicts as well as the original, 0 when as badly as with the "
-               "layer zeroed.")
+               "l0_scaled here, beside normalized_mse, their reconstruction loss). Dead: features that never fire on "
+               "held-out text. Loss increase: how much zeroing the layer raises the model's loss (nats per token; "
+               "loss_increase_se, its standard error over the held-out texts). Loss recovered: 1 when the model with "
+               "the SAE spliced in predicts as well as the original, 0 when as badly as with the layer zeroed; a "
+               "ratio over the loss increase, so left empty where that increase is within the noise.")
     if run.has("shared_features_summary"):
         shared = run.shared_summary(model)
         st.subheader("Features both dictionaries found")

@@ -5,7 +5,8 @@ reconstruction; L0, dead and dense fractions of the shared codes. Spliced-in los
 model's next-token cross-entropy with its MLP output at the layer replaced by the crosscoder's
 reconstruction for that model, which the crosscoder computes from *both* models' outputs at the same
 tokens: before each batch, a forward pass of the other model (stopped after the layer) captures its
-output there. Loss recovered = (zero - spliced) / (zero - clean), as for the SAEs.
+output there. Loss recovered = (zero - spliced) / (zero - clean), as for the SAEs, beside the loss
+increase zero - clean and left empty where that increase is within the noise (`LossRecovered`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lfp_engine.diffing.crosscoder import Crosscoder, crosscoder_folder
 from lfp_engine.diffing.inputs import DiffingInputs
 from lfp_engine.diffing.paired_activations import MODELS, PairedActivations
 from lfp_engine.models.hooks import capture_mlp_outputs
-from lfp_engine.sae.metrics import EVAL_BATCH_ROWS, ReconstructionTotals, loss_recovered, token_loss, zero_output
+from lfp_engine.sae.metrics import EVAL_BATCH_ROWS, LossRecovered, ReconstructionTotals, text_losses, zero_output
 
 
 @torch.no_grad()
@@ -65,22 +66,21 @@ class PairedSplice:
 
 def crosscoder_spliced_losses(models: Mapping[str, nn.Module], pad_token_id: int, evaluation: PairedActivations,
                               crosscoders: Sequence[Crosscoder], batch_size: int) -> pd.DataFrame:
-    """layer, model, ce_clean, ce_spliced, ce_zero_ablated, loss_recovered on the held-out texts."""
+    """layer, model and the `LossRecovered` of the crosscoder spliced into that model, on the held-out texts."""
     sequences = [tokens for _, tokens in evaluation.sequences()]
     common = dict(pad_token_id=pad_token_id, bos_token_id=evaluation.info.bos_token_id, batch_size=batch_size)
     rows = []
     for block, model in enumerate(MODELS):
-        clean = token_loss(models[model], sequences, desc=f"LM loss, {model}, clean", **common)
+        clean = text_losses(models[model], sequences, desc=f"LM loss, {model}, clean", **common)
         for crosscoder in crosscoders:
             layer = crosscoder.layer
-            zero = token_loss(models[model], sequences, layer=layer, replace=zero_output,
-                              desc=f"LM loss, {model}, layer {layer} zeroed", **common)
+            zero = text_losses(models[model], sequences, layer=layer, replace=zero_output,
+                               desc=f"LM loss, {model}, layer {layer} zeroed", **common)
             splice = PairedSplice(crosscoder, models[MODELS[1 - block]], block)
-            spliced = token_loss(models[model], sequences, layer=layer, replace=splice,
-                                 before_batch=splice.before_batch, desc=f"LM loss, {model}, crosscoder {layer}",
-                                 **common)
-            rows.append({"layer": layer, "model": model, "ce_clean": clean, "ce_spliced": spliced,
-                         "ce_zero_ablated": zero, "loss_recovered": loss_recovered(clean, spliced, zero)})
+            spliced = text_losses(models[model], sequences, layer=layer, replace=splice,
+                                  before_batch=splice.before_batch, desc=f"LM loss, {model}, crosscoder {layer}",
+                                  **common)
+            rows.append({"layer": layer, "model": model, **LossRecovered.measure(clean, spliced, zero).as_dict()})
     return pd.DataFrame(rows)
 
 

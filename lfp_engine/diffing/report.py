@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lfp_engine.report.formatting import num, signed
+from lfp_engine.sae.metrics import mean_loss_recovered
 
 
 def _interval(low: float, high: float) -> str:
@@ -124,6 +125,17 @@ def comparisons(probe_metrics: pd.DataFrame, sae_headline: Mapping[str, float], 
     return headline, "\n".join(lines)
 
 
+def scaling_sentence(latents: pd.DataFrame) -> str:
+    """What Latent Scaling (Minder et al. 2025) says of the tuned-only latents, from the columns tag and
+    specific; when there are none, that there are none, not that it confirms 0 of them."""
+    tuned_only = latents[latents["tag"] == "tuned-only"]
+    if tuned_only.empty:
+        return "There are no tuned-only latents, so Latent Scaling has nothing to confirm."
+    confirmed = int(tuned_only["specific"].fillna(False).astype(bool).sum())
+    return (f"Latent Scaling confirms {confirmed} of the {len(tuned_only)} tuned-only latents: the base model's own "
+            "activations need little of them, so they are not an artefact of training (Minder et al. 2025).")
+
+
 def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, comparison: str, n_top: int) -> str:
     """The stage's summary: counts per tag, the top latents (tuned-only ones, or when tuning created
     none the latents most tied to the reward) with their reward links and the nearest feature of the
@@ -176,5 +188,5 @@ def summarize(latents: pd.DataFrame, metrics: pd.DataFrame) -> DiffingSummary:
         n_by_tag={str(k): int(v) for k, v in latents["tag"].value_counts().items()},
         n_specific=int((latents["specific"] & (latents["tag"] == "tuned-only")).sum()),
         variance_explained={str(k): float(v) for k, v in by_model["variance_explained"].mean().items()},
-        loss_recovered={str(k): float(v) for k, v in by_model["loss_recovered"].mean().items()},
+        loss_recovered={str(k): mean_loss_recovered(v)[0] for k, v in by_model["loss_recovered"]},
         top_latents=[f"{r.layer}/{r.dict_size}/{r.feature}" for r in top.itertuples()])

@@ -76,6 +76,35 @@ def probe_hub(repo_id: str, kind: str = "model") -> None:
         raise HubUnreachableError(f"{OFFLINE_HINT} (cannot reach {_endpoint()} to fetch {repo_id!r}: {err})") from None
 
 
+def is_cached(repo_id: str, kind: str = "model") -> bool:
+    """Whether a hub id was downloaded before: a snapshot in the hub cache, or (datasets) the
+    `datasets` library's own cache, which `load_dataset_split` reads offline."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    snapshots = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=kind) / "snapshots"
+    if snapshots.is_dir() and any(snapshots.iterdir()):
+        return True
+    if kind == "dataset":
+        import datasets
+
+        return (Path(datasets.config.HF_DATASETS_CACHE) / repo_id.replace("/", "___")).is_dir()
+    return False
+
+
+def check_reachable(name_or_path: str, kind: str = "model") -> None:
+    """Raise unless `name_or_path` can be loaded (a local path, a cached hub id, or one the hub
+    answers for), reading nothing but the cache and the hub's reply: so a run can refuse an
+    unreachable input before it writes anything."""
+    if not (is_local(name_or_path) or is_cached(name_or_path, kind)):
+        probe_hub(name_or_path, kind)
+
+
 def from_hub_or_path(loader: Callable[..., T], name_or_path: str, kind: str = "model", **kwargs: Any) -> T:
     """Call a `from_pretrained`-style loader on a path, the local cache, or the hub, in that order."""
     if is_local(name_or_path):

@@ -15,7 +15,9 @@ its coverage for the rare words most words are. Many words are tested at once, s
 comes with its Benjamini-Hochberg q-value.
 
 Per planted kind (and lexicon polarity) the words are pooled: the share of completions using any
-of them, tested the same way. A kind's change only means something beside its control: tuning on
+of them, tested the same way; the groups are tested together too, so each group's p-value comes with
+its Benjamini-Hochberg q-value over the groups (kinds x polarities) tested, and the plain-words
+sentence calls a change measured only when q is below the false-discovery rate. A kind's change only means something beside its control: tuning on
 a positive reward makes the model write more praise overall, so "the tuned model writes *sick*
 more often" can still mean that it stopped choosing *sick* for praise. The control is the
 *competitors*, the ordinary words the group's words compete with for the same slots: for
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lfp_engine.report.verdict import SIGNIFICANCE
+from lfp_engine.report.divergence import FALSE_DISCOVERY_RATE
 from lfp_engine.run.errors import InputError
 from lfp_engine.tuning.lexicon import word_tokens
 from lfp_engine.worlds.synthetic_reviews import CONTESTED, KINDS, ORDINARY, REWARD_ONLY
@@ -44,7 +46,7 @@ WORD_COLUMNS = ["word", "n_completions", "base_count", "tuned_count", "base_shar
                 "only_tuned", "share_difference", "ci_low", "ci_high", "p_value", "q_value"]
 KIND_COLUMNS = ["kind", "polarity", "used_as", "n_words", "n_completions", "base_count", "tuned_count",
                 "base_share", "tuned_share", "only_base", "only_tuned", "share_difference", "ci_low", "ci_high",
-                "p_value", "n_competitors", "base_choice", "tuned_choice", "choice_difference", "choice_ci_low",
+                "p_value", "q_value", "n_competitors", "base_choice", "tuned_choice", "choice_difference", "choice_ci_low",
                 "choice_ci_high"]
 
 
@@ -215,7 +217,7 @@ def kind_summary(usage: Usage, truth: pd.DataFrame, names: Collection[str] = (),
                  confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """One row per (kind, lexicon polarity) of the world's ground truth (columns word, kind,
     polarity, role): the share of completions using any of the group's words, base and tuned,
-    its paired change and McNemar's p; and for planted kinds, the group's share among its
+    its paired change, McNemar's p and the Benjamini-Hochberg q over the groups; and for planted kinds, the group's share among its
     competitors (`choice_*`): contested words against the ordinary words of their role used with
     the same sentiment, reward-only names against `names`, the world's other names."""
     missing = {"word", "kind", "polarity", "role"} - set(truth.columns)
@@ -250,6 +252,7 @@ def kind_summary(usage: Usage, truth: pd.DataFrame, names: Collection[str] = (),
                     "choice_ci_high": choice.ci_high}
         rows.append(row)
     frame = pd.DataFrame(rows, columns=KIND_COLUMNS)
+    frame["q_value"] = stats.false_discovery_control(frame["p_value"].to_numpy()) if len(frame) else []
     frame["n_competitors"] = frame["n_competitors"].fillna(0).astype("int64")
     return frame
 
@@ -286,7 +289,9 @@ def _points(value: float) -> str:
 
 
 def kind_sentence(row, examples: Sequence[str] = ()) -> str:
-    """One planted group's change in use (a row of `behaviour_kinds`), in plain words."""
+    """One planted group's change in use (a row of `behaviour_kinds`), in plain words: a change is
+    called measured when its q-value (adjusted over the groups tested) is below the false-discovery
+    rate, as for single words."""
     scored = "positive" if row.polarity == "positive" else "negative"
     named = f" (such as {', '.join(repr(w) for w in examples)})" if examples else ""
     if row.kind == CONTESTED:
@@ -296,11 +301,12 @@ def kind_sentence(row, examples: Sequence[str] = ()) -> str:
         who = f"Words the reviews use only as names but the reward scores as {scored}{named}"
     else:
         who = f"Ordinary {scored} words{named}"
-    change = ("more often" if row.share_difference > 0 else "less often") if row.p_value < SIGNIFICANCE else \
-        "about as often (no measurable change)"
+    change = ("more often" if row.share_difference > 0 else "less often") if row.q_value < FALSE_DISCOVERY_RATE \
+        else "about as often (no measurable change)"
     text = (f"{who}: the tuned model writes them {change}, in {100 * row.tuned_share:.1f}% of completions against "
             f"{100 * row.base_share:.1f}% before tuning ({_points(row.share_difference)} points, 95% CI "
-            f"{_points(row.ci_low)} to {_points(row.ci_high)}, McNemar p {row.p_value:.2g}).")
+            f"{_points(row.ci_low)} to {_points(row.ci_high)}, McNemar p {row.p_value:.2g}, q {row.q_value:.2g} "
+            "adjusted by Benjamini-Hochberg over the kinds and polarities tested).")
     if np.isfinite(row.choice_difference):
         text += (f" Of the words competing for the same place, their share went from {100 * row.base_choice:.1f}% to "
                  f"{100 * row.tuned_choice:.1f}% ({_points(row.choice_difference)} points, 95% CI "

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lfp_engine.report.formatting import num
 from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.run.store import RunStore
 from lfp_engine.run.tasks import TASKS
@@ -46,6 +47,9 @@ class Headline:
     sae_mean_variance_explained: float | None = None
     sae_mean_l0: float | None = None
     sae_mean_loss_recovered: float | None = None
+    """Over the tuned model's dictionaries that have one (`sae_n_loss_recovered` of `sae_n_dictionaries`)."""
+    sae_n_loss_recovered: int | None = None
+    sae_n_dictionaries: int | None = None
     probe_kendall_tau: float | None = None
     probe_kendall_tau_ci_low: float | None = None
     probe_kendall_tau_ci_high: float | None = None
@@ -54,6 +58,18 @@ class Headline:
     probe_accuracy_ci_low: float | None = None
     probe_accuracy_ci_high: float | None = None
     probe_accuracy_p_value: float | None = None
+
+    @property
+    def sae_loss_recovered(self) -> str | None:
+        """The mean loss recovered in words, saying over how many dictionaries it is taken (a dictionary
+        whose layer costs the model almost nothing to delete has none: `sae.metrics.LossRecovered`)."""
+        n, of, mean = self.sae_n_loss_recovered, self.sae_n_dictionaries, self.sae_mean_loss_recovered
+        if n is None or of is None:  # a run whose sae stage predates the count
+            return None if mean is None else num(mean)
+        if mean is None:
+            return f"none of {of} dictionaries: zeroing their layers barely changes the loss"
+        left_out = f"; {of - n} left out: zeroing their layers barely changes the loss" if n < of else ""
+        return f"{num(mean)} (mean over {n} of {of} dictionaries{left_out})"
 
 
 def _table(store: RunStore, name: str) -> pd.DataFrame | None:
@@ -79,8 +95,9 @@ def read_headline(store: RunStore) -> Headline:
         values["chosen_layers"] = ", ".join(str(v) for v in sorted(divergence.loc[divergence["chosen"], "layer"]))
     sae = read_manifest(store).get("sae")
     if sae is not None and sae.status == "done":
-        values |= {f"sae_{k}": sae.outputs[k] for k in ("mean_variance_explained", "mean_l0", "mean_loss_recovered")
-                   if k in sae.outputs}
+        values |= {f"sae_{k}": sae.outputs[k] for k in ("mean_variance_explained", "mean_l0", "mean_loss_recovered",
+                                                          "n_loss_recovered") if k in sae.outputs}
+        values["sae_n_dictionaries"] = sae.outputs.get("n_saes")
     metrics = _table(store, "probe_metrics")
     if metrics is not None:
         for name in ("kendall_tau", "accuracy"):

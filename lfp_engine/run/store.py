@@ -52,6 +52,11 @@ class RunPaths:
         return self.root / "lfp.log"
 
     @property
+    def lock(self) -> Path:
+        """Locked by the process writing the run, which it names (`run/folder.py`)."""
+        return self.root / "lfp.lock"
+
+    @property
     def world(self) -> Path:
         return self.root / "world"
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfp_engine.models.hub import from_hub_or_path, is_local, load_tokenizer
+from lfp_engine.models.hub import check_reachable, from_hub_or_path, is_local, load_tokenizer
 from lfp_engine.run.config import RunConfig
 from lfp_engine.run.errors import ConfigError
 from lfp_engine.run.tasks import TaskSpec
@@ -47,6 +47,26 @@ def preference_source(config: RunConfig, spec: TaskSpec) -> str | None:
     if config.world.kind == "synthetic":
         return ""  # the synthetic world's own sentiment preference pairs
     raise ConfigError(f"task {spec.name!r} on a hub world needs world.preference_dataset (hub id or path)")
+
+
+def world_sources(config: RunConfig, spec: TaskSpec) -> list[tuple[str, str]]:
+    """What the world is built from that may live on the hub: (id or path, 'model' or 'dataset')."""
+    sources = []
+    if config.world.kind == "hub":
+        sources.append((config.world.base_model, "model"))
+        if spec.method != "dpo" and config.world.corpus:
+            sources.append((config.world.corpus, "dataset"))
+    preferences = preference_source(config, spec)
+    if preferences:
+        sources.append((preferences, "dataset"))
+    return sources
+
+
+def check_world_sources(config: RunConfig, spec: TaskSpec) -> None:
+    """Raise (`HubUnreachableError`, `UnknownModelError`) unless every source of the world can be
+    loaded, before the run folder is made (README: bad input touches nothing)."""
+    for name, kind in world_sources(config, spec):
+        check_reachable(name, kind)
 
 
 def _prompts(config: RunConfig, corpus: pd.DataFrame, tokenizer, excluded: set[str], seed: int) -> pd.DataFrame:

@@ -62,4 +62,5 @@ STAGE = Stage(
     tables=TABLES,
     needs=("world", "rlhf"),
     derived=lambda config: {"max_length": config.world.max_length},
+    version=2,  # 2: behaviour_kinds.q_value (Benjamini-Hochberg over the kinds x polarities tested)
 )

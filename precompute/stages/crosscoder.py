@@ -117,7 +117,9 @@ STAGE = Stage(
     sections=("crosscoder", "features", "explain"),
     tables=TABLES,
     needs=("activations", "contrastive", "probe"),
-    version=2,  # 2: its probe fit as the probe stage's, the neutral element at 0 and deltas scaled by least squares
+    # 2: its probe fit as the probe stage's, the neutral element at 0 and deltas scaled by least squares;
+    # 3: crosscoder_metrics.loss_increase(_se) beside loss_recovered, NULL where the increase is within the noise
+    version=3,
     derived=lambda config: {"task": config.task, "reward": config.section("reward"),
                             "evaluation": config.section("evaluation"), "max_length": config.world.max_length,
                             "dense_threshold": config.sae.dense_threshold,

@@ -21,6 +21,7 @@ from lfp_engine.run.config import RunConfig
 from lfp_engine.run.store import RunPaths
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.sae.dictionaries import MeasuredDictionaries, train_and_measure
+from lfp_engine.sae.metrics import loss_recovered_reason, mean_loss_recovered
 from lfp_engine.sae.saelens_format import save_sae
 from lfp_engine.worlds import WorldRecord
 
@@ -62,8 +63,10 @@ def dictionaries_of(ctx: StageContext, model: str) -> tuple[pd.DataFrame, pd.Dat
     training_log = measured.training_log
     training_log.insert(0, "model", model)
     for r in metrics.itertuples():
-        log.info("%s SAE layer %d, %d features: variance explained %.3f, L0 %.1f, dead %.2f, loss recovered %.3f",
-                 model, r.layer, r.dict_size, r.variance_explained, r.l0, r.dead_fraction, r.loss_recovered)
+        recovered = (f"{r.loss_recovered:.3f}" if pd.notna(r.loss_recovered)
+                     else f"none ({loss_recovered_reason(r.loss_increase, r.loss_increase_se)})")
+        log.info("%s SAE layer %d, %d features: variance explained %.3f, L0 %.1f, dead %.2f, loss recovered %s",
+                 model, r.layer, r.dict_size, r.variance_explained, r.l0, r.dead_fraction, recovered)
     return metrics, training_log, {"layers": train.layers, "n_train_rows": train.n_rows,
                                    "n_eval_rows": evaluation.n_rows}
 
@@ -72,11 +75,12 @@ def run(ctx: StageContext) -> StageResult:
     parts = {model: dictionaries_of(ctx, model) for model in ctx.outputs_of(ActivationsOutputs).models}
     metrics = pd.concat([p[0] for p in parts.values()], ignore_index=True)
     tuned = metrics[metrics["model"] == "tuned"]
+    mean_recovered, n_recovered = mean_loss_recovered(tuned["loss_recovered"])
     return StageResult(
         outputs=SaeOutputs(folder=str(ctx.paths.saes), models=list(parts), n_saes=len(tuned),
                            train_seconds=float(tuned["train_seconds"].iloc[0]),
                            mean_variance_explained=float(tuned["variance_explained"].mean()),
-                           mean_loss_recovered=float(tuned["loss_recovered"].mean()),
+                           mean_loss_recovered=mean_recovered, n_loss_recovered=n_recovered,
                            mean_l0=float(tuned["l0"].mean())),
         tables={"sae_metrics": metrics, "sae_training_log": pd.concat([p[1] for p in parts.values()],
                                                                       ignore_index=True)},
@@ -96,4 +100,6 @@ def sae_artifacts(paths: RunPaths, config: RunConfig) -> list[Path]:
 
 STAGE = Stage(name="sae", run=run, sections=("sae",), tables=("sae_metrics", "sae_training_log"),
               needs=("activations",), artifacts=sae_artifacts, distributed=True,
-              version=2)  # 2: sae_metrics.l0_scaled (true sparsity as the paper's tables 11 and 12 scale it)
+              # 2: sae_metrics.l0_scaled (true sparsity as the paper's tables 11 and 12 scale it); 3: loss_increase
+              # and loss_increase_se beside loss_recovered, which is NULL where the increase is within the noise
+              version=3)
