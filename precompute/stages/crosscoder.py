@@ -21,6 +21,7 @@ import pandas as pd
 from lfp_engine.explain.evidence import dictionary_evidence
 from lfp_engine.explain.explainer import explain_offline, explain_with_llm, records_frame
 from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
+from lfp_engine.explain.word_classes import available_word_classes
 from lfp_engine.models.generation import Sampling
 from lfp_engine.models.hub import token_strings
 from lfp_engine.probe.crosscoder_probe import CrosscoderEncoder, fit_crosscoder_probe, sample_triples
@@ -154,8 +155,8 @@ def explanations(ctx: StageContext, crosscoders: list[Crosscoder], latents: pd.D
                                             e.n_windows, e.n_quiet, e.shown_fraction, rng, ctx.device)
     spec = task_spec(c.task)
     if endpoint is None:
-        records = explain_offline(evidence, vader_lexicon(), spec.reward in ("vader", "classifier"),
-                                  e.relevance_min_r, e.relevance_max_p, rng)
+        records = explain_offline(evidence, vader_lexicon(), available_word_classes(c.world.kind == "synthetic"),
+                                  spec.reward in ("vader", "classifier"), e.relevance_min_r, e.relevance_max_p, rng)
     else:
         records = explain_with_llm(evidence, endpoint, ResponseCache(ctx.store), e.task_description or spec.description,
                                    Usage(), rng)
