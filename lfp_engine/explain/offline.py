@@ -6,9 +6,8 @@ the class of the tokens it fires on most (`word_classes.py` says where classes c
 which it cannot give), their polarity in the lexicon where the task has one (VADER), and the
 token before its peak when one token stands there in most examples; a token that is only a piece
 of a longer word ('l' of ' l' + 'ovely') has neither class nor polarity, and a feature firing on
-such pieces says "word pieces". The phrase uses plain words
-("numbers", "punctuation", "positive adjectives") so a person can search for them in the feature
-browser. It judges relevance to a sentiment task by the correlation between the feature's
+such pieces says "word pieces". The phrase uses plain words ("numbers", "punctuation", "positive
+adjectives") so a person can search for them in the feature browser. It judges relevance to a sentiment task by the correlation between the feature's
 activation and the lexicon value of the token it fires on (not an LLM's judgement, and its detail
 says so), and is scored by a keyword judge through the same detection scorer as an LLM's
 explanation. Its records say 'offline' wherever they are shown, so nothing offline passes for an
@@ -30,9 +29,11 @@ from lfp_engine.explain.word_classes import FUNCTION_WORDS, NUMBERS, PUNCTUATION
 
 OFFLINE_SOURCE = "offline"
 NO_FIRING = "nothing in these examples"
+"""The explanation of a feature none of whose examples fires (explanations complete 'it fires on ...')."""
 WORD_PIECES = "word pieces"
 """The class of tokens that are pieces of longer words (`is_piece`)."""
-"""The explanation of a feature none of whose examples fires (explanations complete 'it fires on ...')."""
+WITHOUT_POLARITY = (NUMBERS, PUNCTUATION, FUNCTION_WORDS, WORD_PIECES)
+"""Classes whose phrase never names a lexicon polarity."""
 OFFLINE_RELEVANCE = "by lexicon correlation, not by an LLM (the activation against each token's VADER value)"
 """How an offline relevance label was reached, opening its stored detail (and shown with it)."""
 
@@ -106,8 +107,10 @@ DOMINANT_SHARE = 0.6
 """A class describes the top tokens when it holds this share of their activation weight; two
 classes together must hold `PAIR_SHARE`."""
 PAIR_SHARE = 0.8
+RATED_SHARE = 0.5
+"""A polarity is named only when the lexicon rates at least this share of the top tokens' weight..."""
 POLARITY_SHARE = 0.8
-"""One polarity names the top tokens when it holds this share of the weight the lexicon rates."""
+"""...and one polarity names them when it holds this share of the rated weight."""
 CONTEXT_SHARE = 0.5
 """The token before the peak is named when it stands there in at least this share of the examples
 (and in at least `CONTEXT_MIN` of them)."""
@@ -135,7 +138,7 @@ def polarity_phrase(top: Sequence[TopToken], lexicon: Mapping[str, float]) -> st
     total = sum(t.weight for t in top)
     positive = sum(t.weight for t in top if not t.piece and lexicon.get(t.word, 0.0) > 0)
     negative = sum(t.weight for t in top if not t.piece and lexicon.get(t.word, 0.0) < 0)
-    if total <= 0 or positive + negative < 0.5 * total:
+    if total <= 0 or positive + negative < RATED_SHARE * total:
         return ""
     if positive >= POLARITY_SHARE * (positive + negative):
         return "positive"
@@ -166,7 +169,7 @@ def offline_explanation(examples: Sequence[Example], lexicon: Mapping[str, float
         return NO_FIRING
     top = _top(found, k)
     kind = word_class_phrase(top, classes)
-    polarity = polarity_phrase(top, lexicon) if kind not in (NUMBERS, PUNCTUATION, FUNCTION_WORDS, WORD_PIECES) else ""
+    polarity = "" if kind in WITHOUT_POLARITY else polarity_phrase(top, lexicon)
     head = f"{polarity} {kind}".strip()
     return f"{head}{context_phrase(found)}: " + ", ".join(f"'{t.word}'" for t in top)
 
