@@ -207,6 +207,16 @@ class RunData:
                         list(key))
         return None if frame.empty else frame.iloc[0]
 
+    def relevance_detail(self, key: FeatureKey) -> str | None:
+        """How the feature's relevance label was reached (offline: the lexicon correlation and its
+        figures; with an LLM: the judge's answer), or None where nothing was recorded."""
+        if "feature_explanations" not in self.tables():
+            return None
+        frame = self._q("SELECT relevance_detail FROM feature_explanations WHERE model = ? AND layer = ? "
+                        "AND dict_size = ? AND feature = ?", list(key))
+        detail = None if frame.empty else frame["relevance_detail"].iloc[0]
+        return None if detail is None or pd.isna(detail) else str(detail)
+
     def feature_examples(self, key: FeatureKey) -> pd.DataFrame:
         return self._q("SELECT kind, rank, quantile, text_id, position, tokens, activations, peak_index, "
                        "max_activation FROM feature_examples WHERE model = ? AND layer = ? AND dict_size = ? AND feature = ? "

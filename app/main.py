@@ -50,7 +50,7 @@ def run_picker() -> None:
 
 def auth_configured() -> bool:
     """Whether the server is set up for Streamlit's own authentication: an `[auth]` section in its
-    `.streamlit/secrets.toml` (README, "Sharing the dashboard")."""
+    `.streamlit/secrets.toml` (docs/guide.md, "Sharing the dashboard")."""
     try:
         return "auth" in st.secrets
     except FileNotFoundError:  # no secrets.toml at all: authentication is off

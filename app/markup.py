@@ -34,6 +34,11 @@ def quoted(text: str) -> str:
             f'font-size: 1.15rem">{html.escape(text)}</blockquote>')
 
 
+def note(text: str) -> str:
+    """A small grey line of stored text (an LLM judge's answer may hold markdown or markup)."""
+    return f'<div style="font-size: 0.85rem; color: #555">{html.escape(text)}</div>'
+
+
 def labelled(label: str, body: str) -> str:
     """A small caption line above a block of HTML (one example among several)."""
     return f'<div style="margin: 0.7rem 0 0.15rem; font-size: 0.85rem; color: #555">{html.escape(label)}</div>{body}'

@@ -161,7 +161,7 @@ def markdown(results: dict) -> str:
     if not results["gpu"]:
         lines += ["", "**No GPU was available** to the session that made these figures: they are the CPU figures "
                       "of the script's fast mode (`--fast`: the micro world instead of `small`). On a GPU run "
-                      "`PYTHONPATH=. python -m benchmarks.bench_gpu --write-docs` (README, Scaling out)."]
+                      "`PYTHONPATH=. python -m benchmarks.bench_gpu --write-docs` ([scaling.md](scaling.md))."]
     for key, title in (("world_run", "Synthetic world, stage by stage"), ("hub_run", "Hub-kind run from local files")):
         run = results[key]
         memory = "GPU memory allocated, peak of the stage" if results["gpu"] else "process peak RSS so far"

@@ -324,7 +324,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     if not is_loopback(args.address):
         print(f"lfp: warning: listening on {args.address}: anyone who can reach this machine on port {args.port} can "
               "use the dashboard, load models, run generation and write quiz answers; share it behind an "
-              "authenticating proxy or with Streamlit's authentication (README, Sharing the dashboard)",
+              "authenticating proxy or with Streamlit's authentication (docs/guide.md, Sharing the dashboard)",
               file=sys.stderr, flush=True)
     print(f"LFP Explorer on {paths.root}: open http://{host}:{args.port} in a browser (Ctrl+C stops it)", flush=True)
     command = streamlit_command(paths.root, args.port, args.address)
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
     run.add_argument("--launcher", choices=LAUNCHERS,
                      help="run as --nproc processes on this machine, started by torchrun or accelerate launch "
-                          "(README, Scaling out; for several machines call them yourself)")
+                          "(docs/scaling.md; for several machines call them yourself)")
     run.add_argument("--nproc", type=int, help="processes for --launcher (default: one per GPU, else 2)")
     run.add_argument("--accelerate-config", help="accelerate's config file for --launcher accelerate (default: "
                                                  "accelerate's own default config, else data parallel)")
@@ -382,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     dashboard.add_argument("--address", default=LOOPBACK,
                            help="address to listen on (default localhost: this machine only; 0.0.0.0 opens the "
-                                "dashboard to every network the machine is on, see README, Sharing the dashboard)")
+                                "dashboard to every network the machine is on; see docs/guide.md, Sharing the "
+                                "dashboard)")
     dashboard.set_defaults(func=cmd_app)
     return parser
 

@@ -1,6 +1,6 @@
 """`lfp run --launcher torchrun|accelerate --nproc N`: the same run as N processes on this machine.
 
-A convenience over the launchers people already use (README, "Scaling out"): it writes their
+A convenience over the launchers people already use (docs/scaling.md): it writes their
 command line and becomes it, so Ctrl+C and a killed process reach the launcher, which stops every
 process. `torchrun --standalone` rendezvouses on a free local port; `accelerate launch` uses the
 user's accelerate config when given one (or when `accelerate config` wrote a default), else plain

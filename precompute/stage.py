@@ -126,7 +126,7 @@ def no_derived(config: RunConfig) -> Any:
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of a run (README, "What a run is")."""
+    """One step of a run (docs/guide.md, "What a run is")."""
 
     name: str
     run: Callable[[StageContext], StageResult | None]
@@ -146,7 +146,7 @@ class Stage:
     """Values derived from settings outside `sections` that still change the results."""
     distributed: bool = False
     """Whether every process runs the stage, sharing its work through `StageContext.ranks`; else
-    rank 0 runs it alone while the others wait (README, "Scaling out")."""
+    rank 0 runs it alone while the others wait (docs/scaling.md)."""
 
     def fingerprint(self, config: RunConfig, upstream: dict[str, str]) -> str:
         return fingerprint({

@@ -1,4 +1,4 @@
-"""Screenshots of every dashboard page on a run, for the README (docs/screenshots/*.png).
+"""Screenshots of every dashboard page on a run, for the README and docs/guide.md (docs/screenshots/*.png).
 
     PYTHONPATH=. python scripts/screenshots.py --run runs/tiny [--out docs/screenshots] [--pages diffing,lab]
 

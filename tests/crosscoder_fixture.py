@@ -55,7 +55,7 @@ def add_crosscoder_fixture(run: Path, seed: int = 0) -> Path:
     latents.loc[picked.index, "reward_rank"] = [1, 2, 3]
     latents.loc[picked.index, "top_rank"] = [1, 2, 3]
     latents.loc[latents.index.difference(picked.index), "top_rank"] = pd.NA
-    latents.loc[picked.index, "explanation"] = [MARKUP_EXPLANATION, "fires on 'great'", "fires on 'the'"]
+    latents.loc[picked.index, "explanation"] = [MARKUP_EXPLANATION, "positive adjectives: 'great'", "function words: 'the'"]
     latents.loc[picked.index, "explanation_source"] = "offline"
     latents.loc[picked.index, "sentence"] = [MARKUP_SENTENCE, "Latent two exists only after tuning.", pd.NA]
     sae_examples = store.query("SELECT * FROM feature_examples WHERE model = 'tuned' ORDER BY layer, dict_size, "

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from lfp_engine.explain.evidence import Evidence
+from lfp_engine.explain.explainer import explain_offline
+from lfp_engine.explain.prompts import Example
+from lfp_engine.explain.word_classes import word_classes
 
 from lfp_engine.report.divergence import PLANTED, featured, plain_example
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
@@ -20,10 +26,12 @@ from lfp_engine.report.verdict import read_verdict
 from app.runs import run_label
 from lfp_engine.run.manifest import read_manifest
 from lfp_engine.run.store import RunStore
+from lfp_engine.sae.keys import FeatureKey
+from lfp_engine.tuning.lexicon import vader_lexicon
 from precompute.cli import main
 
 from .apptest import MAIN, metrics, texts
-from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TOKEN
+from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TOKEN, copy_run
 
 pytestmark = pytest.mark.slow
 
@@ -186,6 +194,41 @@ def test_search_with_quotes_and_sql_is_literal(open_app, app_runs, search):
     assert "features" in store.tables()
     if search in HOSTILE_EXPLANATION:
         assert HOSTILE_EXPLANATION in at.dataframe[0].value["explanation"].tolist()
+
+
+def peaked(word: str) -> Example:
+    return Example([" The", " film", " was", f" {word}", "."], [0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+OFFLINE_FEATURES = {"positive adjectives": ["great", "superb", "lovely"], "numbers": ["7", "10", "1999"],
+                    "punctuation": [".", ",", "!"]}
+"""A search a person would type, and the tokens of a feature it should find."""
+
+
+def test_searching_offline_phrases_finds_the_features_that_fire_on_them(open_app, app_runs, tmp_path):
+    """Issue 20: offline explanations (made here by the explain stage's own function from features
+    with known top tokens, written into a copy of the micro run) are found by the words a person
+    searches for, through the browser's query."""
+    run = copy_run(app_runs["micro"], tmp_path / "runs" / "offline")
+    store = RunStore(run)
+    at = open_app(run, "views/features.py")
+    layer, dict_size = at.selectbox(key="browser_dictionary").value
+    evidence = [Evidence(FeatureKey("tuned", layer, dict_size, i), [peaked(w) for w in words], [], [], 1.0)
+                for i, words in enumerate(OFFLINE_FEATURES.values())]
+    records = explain_offline(evidence, vader_lexicon(), word_classes(synthetic_world=True, pipeline=None), True,
+                              0.3, 0.01, np.random.default_rng(0))
+    store.write({}, [("UPDATE features SET explanation = ?, explanation_source = 'offline' WHERE model = 'tuned' "
+                      "AND layer = ? AND dict_size = ? AND feature = ?", [r.explanation, layer, dict_size, r.feature])
+                     for r in records])
+    for i, search in enumerate(OFFLINE_FEATURES):
+        assert records[i].explanation.startswith(search)
+        at = open_app(run, "views/features.py")
+        at.selectbox(key="browser_sort").set_value("feature index")
+        at.toggle(key="browser_descending").set_value(False)  # features 0-2 on the first page, whatever else matches
+        at.text_input(key="browser_search").set_value(search).run()
+        found = at.dataframe[0].value
+        assert i in found["feature"].tolist(), (search, records[i].explanation)
+        assert found["explanation"].str.contains(search, regex=False).all()
 
 
 def test_picking_a_row_opens_the_feature(open_app, app_runs):

@@ -2,9 +2,10 @@
 headless Chromium (Debian's package, through Playwright's Python client).
 
 Every page renders without an exception on a run carrying FIXTURE probe/explain tables
-(tests/contract_fixture.py); stored markup shows as text and runs nothing; clicking a row of the
-feature browser opens that feature. Skips only where Chromium or Playwright is not installed
-(`bash scripts/install.sh --test` installs both).
+(tests/contract_fixture.py); every page opens on its title, nothing rendered above it; stored
+markup shows as text and runs nothing; clicking a row of the feature browser opens that feature.
+Skips only where Chromium or Playwright is not installed (`bash scripts/install.sh --test`
+installs both).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ if chromium_path() is None:
 
 TITLES = {"story": "Did the model learn the feedback we gave it?", "layers": "Layers",
           "features": "Feature browser", "feature": "Feature", "lexicon": "Lexicon: the reward as the model learned it",
-          "compare": "Compare runs", "diffing": "What tuning changed"}
+          "compare": "Compare runs", "diffing": "What tuning changed", "playground": "Implicit reward playground",
+          "lab": "Ablation and steering lab", "validation": "Validation", "quiz": "Explanation quiz"}
 LIVE_PAGES = ("playground", "lab", "validation", "quiz")
 """Pages that load the run's models: tested on a whole copy of a run (the fixture runs hold only a store)."""
 
@@ -53,6 +55,29 @@ def test_every_page_renders_and_stored_markup_stays_text(app_runs):
         assert page.get_by_text(MARKUP_EXPLANATION, exact=False).count() == 1
         assert page.locator('[data-testid="stMain"] b').count() == 0  # '<b>bold</b>' was not made bold
         assert dialogs == [] and errors == []
+
+
+FIRST_ELEMENT = """() => {
+  const shown = Array.from(document.querySelectorAll('[data-testid="stMain"] [data-testid="stElementContainer"]'))
+    .filter(e => e.getBoundingClientRect().height > 0);
+  if (shown.length === 0) return null;
+  const title = shown[0].querySelector('h1');
+  return title ? title.innerText.trim() : 'not a title: ' + shown[0].innerText.trim().slice(0, 200);
+}"""
+"""The heading text of the first element the main area shows, or what stands there instead."""
+
+
+def test_every_page_opens_on_its_title(live_app_run):
+    """Nothing is rendered above a page's title: Streamlit writes a page script's bare strings onto
+    the page (an attribute docstring once stood above the Lexicon page's title), and the static
+    check in test_architecture.py sees only the scripts, not what they draw. One server, every page,
+    on a whole copy of the micro run (the live pages load its models)."""
+    with streamlit_app(["--run", str(live_app_run)]) as url, chromium() as page:
+        first = {}
+        for name, path in PAGE_PATHS.items():
+            open_page(page, f"{url}/{path}", timeout_ms=120_000)
+            first[name] = page.evaluate(FIRST_ELEMENT)
+        assert first == {name: TITLES[name] for name in PAGE_PATHS}
 
 
 def click_first_row(page, grid) -> None:

@@ -1,6 +1,7 @@
 """The tree's promises, checked: the store's documentation lists exactly the tables the stages
 declare, stages write only declared tables, nothing imports in a cycle, stages and pages hold no
-long functions of their own science, and docstrings point only inside the repository."""
+long functions of their own science, docstrings point only inside the repository, and no page
+script holds a bare expression Streamlit would write onto the page."""
 
 from __future__ import annotations
 
@@ -112,3 +113,36 @@ def test_stages_read_other_stages_through_typed_outputs():
     for path in (ROOT / "precompute").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"outputs_of\(\s*[\"']", text), f"{path} reads a stage's outputs by name"
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    """ids of the docstring statements of the module, its functions and its classes."""
+    owners = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    return {id(node.body[0]) for node in ast.walk(tree)
+            if isinstance(node, owners) and ast.get_docstring(node) is not None}
+
+
+def stray_expressions(source: str) -> list[int]:
+    """Lines of the expression statements Streamlit's "magic" writes onto the page when the file
+    runs as a page script: every bare expression but a call, an await, a yield and a docstring (an
+    attribute docstring under a constant is such a bare string)."""
+    tree = ast.parse(source)
+    docstrings = _docstrings(tree)
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and id(node) not in docstrings
+            and not isinstance(node.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom))]
+
+
+def test_stray_expressions_finds_attribute_docstrings():
+    source = '"""Page."""\nX = 1\n"""What X is."""\ndef f():\n    """Doc."""\n    y = 2\n    "stray"\n    f()\n'
+    assert stray_expressions(source) == [3, 7]
+
+
+def test_page_scripts_write_nothing_by_accident():
+    """Streamlit renders a bare string in a page script as text (a constant's attribute docstring
+    once showed above the Lexicon page's title): page scripts say things with `st.*` calls and
+    explain their constants in comments."""
+    pages = [ROOT / "app" / "main.py", *sorted((ROOT / "app" / "views").glob("*.py"))]
+    stray = {str(p.relative_to(ROOT)): lines for p in pages
+             if (lines := stray_expressions(p.read_text(encoding="utf-8")))}
+    assert stray == {}

@@ -285,10 +285,11 @@ def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_ho
     assert top_by_reward(shared_only, 2).iloc[[1, 2]].tolist() == [1, 2]  # none created: the most reward-linked
     row = pd.Series({"layer": 2, "feature": 0, "tag": "tuned-only", "norm_base": 0.05, "norm_tuned": 1.0,
                      "specific": True, "decoder_cosine": 0.1,
-                     "explanation": "fires on 'great'", "reward_r": 0.1, "reward_ci_low": -0.1, "reward_ci_high": 0.3,
+                     "explanation": "positive adjectives: 'great'", "reward_r": 0.1, "reward_ci_low": -0.1, "reward_ci_high": 0.3,
                      "reward_q": 0.01})
     effect = pd.Series({"mean_difference": -0.2, "ci_low": -0.3, "ci_high": -0.1})
     text = plain_sentence(row, effect, pd.Series({"mean_difference": 0.01}))
+    assert "; it fires on positive adjectives: 'great';" in text
     assert "5% as long" in text and "no more and no less reward that we can tell" in text
     assert "lowered the reward by 0.2 " in text and "against +0.01 " in text
     chance = plain_sentence(pd.Series({**row, "reward_r": 0.4, "reward_ci_low": 0.1, "reward_ci_high": 0.6,

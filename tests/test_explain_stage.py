@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -12,6 +13,7 @@ from lfp_engine.explain.annotation import NONE_OF_THE_ABOVE
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer
 from lfp_engine.models.generation import sample_completions
 from lfp_engine.explain.llm import CACHE_TABLE
+from lfp_engine.explain.offline import NO_FIRING, OFFLINE_RELEVANCE
 from lfp_engine.run.config import config_from_dict
 from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.tuning.reward import VaderReward, scored_texts
@@ -36,7 +38,13 @@ def test_offline_explanations_cover_every_shared_feature(micro_run):
     explained = store.read("feature_explanations")
     assert set(explained["model"]) == {"tuned", "base"} and (explained["status"] == "ok").all()
     assert explained["relevance"].notna().all()  # a sentiment task: offline relevance from the lexicon
-    assert explained["relevance_detail"].str.contains("r = ").all()
+    assert explained["relevance_detail"].str.startswith(OFFLINE_RELEVANCE + ": r = ").all()  # says it is no LLM's
+    # a phrase a person can search for (word class, polarity, context), then the top tokens
+    phrase = re.compile(r"((positive|negative|positive and negative) )?[a-z ]+(, after '.+' in \d+ of \d+ examples)?"
+                        r": '.+'")
+    assert explained["explanation"].map(lambda e: e == NO_FIRING or phrase.fullmatch(e) is not None).all()
+    heads = explained["explanation"].str.split(r":|,", regex=True).str[0]
+    assert heads.str.contains("adjectives|verbs|nouns|names|punctuation").any()  # the world's classes are used
     # dense features too (quiet windows, not silent ones); a toy layer-0 feature at one constant activation on every
     # '.' (or on blank tokens) has no window quieter than its examples, or no word to judge by, and no score
     scored = explained["detection_score"].notna()

@@ -7,7 +7,7 @@ import streamlit as st
 from app import charts, ui
 from lfp_engine.sae.keys import FeatureKey
 from lfp_engine.report.formatting import missing, num, percent
-from app.markup import highlighted, labelled, quoted
+from app.markup import highlighted, labelled, note, quoted
 
 run = ui.current_run()
 st.title("Feature")
@@ -40,6 +40,8 @@ else:
     relevance = ("relevance not judged" if missing(row["relevance"])
                  else "related to the tuning task" if row["relevance"] else "not related to the tuning task")
     st.caption(f"Explained by `{row['explanation_source']}`; judged {relevance}.")
+    if (detail := run.relevance_detail(key)) is not None:
+        st.html(note(f"How relevance was judged: {detail}"))
 scores = st.columns(4)
 scores[0].metric("Simulation score", num(row["simulation_score"], 2))
 scores[1].metric("Detection score", num(row["detection_score"], 2))

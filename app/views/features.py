@@ -72,7 +72,10 @@ event = st.dataframe(
         "max_activation": st.column_config.NumberColumn("max activation", format="%.3f"),
         "n_firing": st.column_config.NumberColumn("tokens fired on", format="%d"),
     })
-ui.explain("Relevant: the explainer judged the explanation related to the tuning task. Simulation score: how "
+ui.explain("Relevant: related to the tuning task, as an LLM judged it or, for explainer `offline`, as the lexicon "
+           "says: the feature's activation follows the lexicon value of the tokens it fires on (no LLM involved). "
+           "Offline explanations name the word class, polarity and context of the top tokens, so searches such as "
+           "'positive adjectives' or 'numbers' find them. Simulation score: how "
            "well activations predicted from the explanation alone match the real ones (correlation). Twin "
            "similarity: cosine between this feature and its closest feature in the other dictionary. Density: "
            "share of held-out tokens the feature fires on.")

@@ -18,8 +18,7 @@ FEATURES_KEY, ADDED_KEY, RESULT_KEY = "lab_features", "lab_added", "lab_result"
 HELDOUT_SHOWN = 50
 
 
-CROSSCODER = "crosscoder "
-"""Prefix of a crosscoder latent's name in the feature list ('crosscoder 3/512/17')."""
+CROSSCODER = "crosscoder "  # prefix of a crosscoder latent's name in the feature list ('crosscoder 3/512/17')
 
 
 def feature_id(layer: int, size: int, feature: int) -> str:

@@ -9,10 +9,11 @@ import streamlit as st
 from app import charts, ui
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
 
+# The columns of the divergence report the page shows (`kind` where the world planted one). A comment, not
+# a string: Streamlit writes a page script's bare strings onto the page.
 REPORT_SHOWN = ("rank", "word", "kind", "split", "lexicon_value", "tuned_value", "tuned_ci_low", "tuned_ci_high",
                 "base_value", "base_ci_low", "base_ci_high", "difference", "difference_ci_low", "difference_ci_high",
                 "q_opposite", "divergent", "behaviour_difference", "behaviour_q", "reason")
-"""The columns of the divergence report the page shows (`kind` where the world planted one)."""
 
 run = ui.current_run()
 st.title("Lexicon: the reward as the model learned it")

@@ -17,6 +17,7 @@ from lfp_engine.explain.evidence import dictionary_evidence
 from lfp_engine.explain.explainer import explain_offline, explain_with_llm, records_frame
 from lfp_engine.explain.llm import Endpoint, ResponseCache, Usage
 from lfp_engine.explain.settings import ExplainSettings
+from lfp_engine.explain.word_classes import WordClasses
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.run.store import RunStore
 from lfp_engine.run.tasks import TaskSpec
@@ -24,10 +25,11 @@ from lfp_engine.tuning.lexicon import vader_lexicon
 
 
 def explain_latents(inputs: DiffingInputs, latents: pd.DataFrame, examples: pd.DataFrame, settings: ExplainSettings,
-                    task: TaskSpec, endpoint: Endpoint | None, store: RunStore) -> pd.DataFrame:
+                    task: TaskSpec, endpoint: Endpoint | None, store: RunStore, classes: WordClasses) -> pd.DataFrame:
     """`latents` (ranked: with top_rank) with explanation, explanation_source and relevance filled for
     the tuned-only latents and the top ones by reward (with an LLM the top ones only), from their
-    `examples` (`crosscoder_examples` rows); LLM answers are cached in `store`'s explanation cache."""
+    `examples` (`crosscoder_examples` rows); LLM answers are cached in `store`'s explanation cache; offline
+    phrases name the word `classes` this machine can give (`explain.word_classes`)."""
     chosen = latents[(latents["tag"] == "tuned-only") | latents["top_rank"].notna()]
     if endpoint is not None:
         chosen = chosen[chosen["top_rank"].notna()]
@@ -42,7 +44,7 @@ def explain_latents(inputs: DiffingInputs, latents: pd.DataFrame, examples: pd.D
                                             grouped, inputs.vocab, width, settings.n_windows, settings.n_quiet,
                                             settings.shown_fraction, rng, inputs.device)
     if endpoint is None:
-        records = explain_offline(evidence, vader_lexicon(), task.reward in ("vader", "classifier"),
+        records = explain_offline(evidence, vader_lexicon(), classes, task.reward in ("vader", "classifier"),
                                   settings.relevance_min_r, settings.relevance_max_p, rng)
     else:
         records = explain_with_llm(evidence, endpoint, ResponseCache(store),

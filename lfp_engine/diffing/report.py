@@ -74,7 +74,7 @@ def presence_clause(latent: pd.Series) -> str:
 def plain_sentence(latent: pd.Series, effect: pd.Series | None = None, control: pd.Series | None = None) -> str:
     """One sentence about a latent (a `crosscoder_latents` row), for a non-specialist."""
     what = latent.get("explanation")
-    what = f"; it {what}" if isinstance(what, str) and what else ""
+    what = f"; it fires on {what}" if isinstance(what, str) and what else ""  # an explanation completes "fires on"
     return (f"Latent {int(latent['feature'])} of layer {int(latent['layer'])} {presence_clause(latent)}{what}; "
             f"{reward_clause(latent['reward_r'], latent['reward_ci_low'], latent['reward_ci_high'], latent['reward_q'])}"
             f"{ablation_clause(effect, control)}.")

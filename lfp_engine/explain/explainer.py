@@ -9,8 +9,9 @@ it restates what it was shown.
 The LLM path sends every request of a kind at once through `llm.complete_many` (bounded
 concurrency, cached, retried); a feature whose explanation request fails is recorded as failed,
 and any score whose requests failed stays empty and is asked again on the next run. The offline
-path needs no endpoint: top-token explanations, lexicon-correlation relevance, keyword-judge
-detection, and no simulation score (simulating activations from text needs a language model).
+path needs no endpoint: a phrase from the feature's statistics with its top tokens (`offline.py`),
+lexicon-correlation relevance, keyword-judge detection, and no simulation score (simulating
+activations from text needs a language model).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from lfp_engine.explain.llm import Endpoint, ResponseCache, Usage, complete_many
-from lfp_engine.explain.offline import (OFFLINE_SOURCE, keyword_judge, lexicon_correlation, offline_explanation,
-                                        offline_relevance, top_tokens)
+from lfp_engine.explain.offline import (OFFLINE_RELEVANCE, OFFLINE_SOURCE, keyword_judge, lexicon_correlation,
+                                        offline_explanation, offline_relevance, top_tokens)
 from lfp_engine.explain.prompts import (Example, detection_request, explanation_request, parse_detection,
                                         parse_explanation, parse_relevance, parse_simulation, relevance_request,
                                         simulation_request)
 from lfp_engine.explain.scoring import balanced_accuracy, detection_score, detection_task, simulation_score
 from lfp_engine.explain.evidence import Evidence
+from lfp_engine.explain.word_classes import WordClasses
 from lfp_engine.sae.feature_tables import EXPLANATION_COLUMNS
 from lfp_engine.sae.keys import KEY_COLUMNS
 
@@ -60,16 +62,20 @@ def _record(ev: Evidence, source: str) -> ExplanationRecord:
     return ExplanationRecord(model=model, layer=layer, dict_size=dict_size, feature=feature, source=source)
 
 
-def explain_offline(evidence: Sequence[Evidence], lexicon: Mapping[str, float], sentiment_task: bool,
-                    min_abs_r: float, max_p: float, rng: np.random.Generator) -> list[ExplanationRecord]:
+def explain_offline(evidence: Sequence[Evidence], lexicon: Mapping[str, float], classes: WordClasses,
+                    sentiment_task: bool, min_abs_r: float, max_p: float,
+                    rng: np.random.Generator) -> list[ExplanationRecord]:
+    """Offline records; `lexicon` gives polarities and relevance only for a sentiment task (the
+    tasks whose reward is a lexicon's or a sentiment classifier's)."""
     records = []
     for ev in evidence:
         r = _record(ev, OFFLINE_SOURCE)
-        r.explanation = offline_explanation(ev.shown, lexicon)
+        r.explanation = offline_explanation(ev.shown, lexicon if sentiment_task else {}, classes)
         if sentiment_task:
             corr = lexicon_correlation(ev.shown + ev.held_out, lexicon)
             r.relevance = offline_relevance(corr, min_abs_r, max_p)
-            r.relevance_detail = f"activation vs lexicon value: r = {corr.r:+.2f}, p = {corr.p_value:.2g}, {corr.n_tokens} tokens"
+            r.relevance_detail = (f"{OFFLINE_RELEVANCE}: r = {corr.r:+.2f}, p = {corr.p_value:.2g}, "
+                                  f"{corr.n_tokens} tokens")
         else:
             r.relevance_detail = "relevance to this task needs an LLM judge (set llm.base_url or the API key)"
         words = top_tokens(ev.shown)

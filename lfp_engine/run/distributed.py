@@ -1,7 +1,7 @@
 """Several processes, one run: who is who, how they wait for and hear from each other, and how a
 stage deals its work out among them.
 
-A run is spread over processes the way PyTorch and Hugging Face jobs are (README, "Scaling out"):
+A run is spread over processes the way PyTorch and Hugging Face jobs are (docs/scaling.md):
 a launcher (`torchrun`, `accelerate launch`, or either under Slurm's `srun`) starts the same
 `lfp run` in every process and tells each its place through the environment (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT). `Ranks` is that place plus the few collectives the stages

@@ -3,7 +3,7 @@
 Kept apart from the stages' sections on purpose: no stage fingerprints `distributed`, so a run
 started on one GPU resumes on eight (and the other way round) without redoing finished stages;
 what changes between the two is how fast a stage runs and the rounding of floating-point sums,
-never what it computes (README, "Scaling out").
+never what it computes (docs/scaling.md).
 """
 
 from __future__ import annotations

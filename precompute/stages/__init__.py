@@ -1,4 +1,4 @@
-"""The stages of a run, in pipeline order (README, "What a run is"), and the tables each writes."""
+"""The stages of a run, in pipeline order (docs/guide.md, "What a run is"), and the tables each writes."""
 
 from lfp_engine.run.manifest import CONFIG_TABLE, MANIFEST_TABLE
 

@@ -24,6 +24,7 @@ from lfp_engine.diffing.report import closing_note, comparisons, latent_sentence
 from lfp_engine.diffing.reward_correlation import reward_links
 from lfp_engine.diffing.tables import examples_to_read, linked_latents, paper_links, tagged_latents
 from lfp_engine.explain.llm import endpoint_from_settings
+from lfp_engine.explain.word_classes import available_word_classes
 from lfp_engine.models.generation import Sampling
 from lfp_engine.models.hub import token_strings
 from lfp_engine.probe.reader import probe_dictionaries
@@ -90,7 +91,8 @@ def run(ctx: StageContext) -> StageResult:
     log.info("crosscoder: reward correlations and probe done")
     examples = examples_to_read(inputs, stats, latents)
     latents = explain_latents(inputs, latents, examples, config.explain, task_spec(config.task),
-                              endpoint_from_settings(config.llm), ctx.store)
+                              endpoint_from_settings(config.llm), ctx.store,
+                              available_word_classes(config.world.kind == "synthetic"))
     log.info("crosscoder: tuned-only latents explained")
     prompts = read_world_table(ctx.paths.world, PROMPTS)
     prompts = prompts.loc[prompts["purpose"] == "eval", "prompt"].head(s.n_prompts).tolist()

@@ -20,6 +20,7 @@ from lfp_engine.explain.evidence import chosen_features, feature_evidence
 from lfp_engine.explain.explainer import (explain_offline, explain_with_llm, explanation_summary, records_frame,
                                           with_explanations)
 from lfp_engine.explain.llm import ResponseCache, Usage, endpoint_from_settings
+from lfp_engine.explain.word_classes import available_word_classes, class_sources, installed_pipeline
 from lfp_engine.models.hub import token_strings
 from lfp_engine.run.config import RunConfig
 from lfp_engine.run.tasks import task_spec
@@ -45,9 +46,10 @@ def run(ctx: StageContext) -> StageResult:
                                 e.shown_fraction, rng, ctx.device)
     usage = Usage()
     if endpoint is None:
-        log.info("no LLM endpoint configured (llm.base_url / %s): explaining %d features offline",
-                 c.llm.api_key_env, len(evidence))
-        records = explain_offline(evidence, vader_lexicon(), spec.reward in ("vader", "classifier"),
+        classes = available_word_classes(c.world.kind == "synthetic")
+        log.info("no LLM endpoint configured (llm.base_url / %s): explaining %d features offline (word classes: "
+                 "%s)", c.llm.api_key_env, len(evidence), classes.sources)
+        records = explain_offline(evidence, vader_lexicon(), classes, spec.reward in ("vader", "classifier"),
                                   e.relevance_min_r, e.relevance_max_p, rng)
     else:
         log.info("explaining %d features with %s at %s", len(evidence), endpoint.model,
@@ -74,14 +76,17 @@ def run(ctx: StageContext) -> StageResult:
 
 
 def endpoint_fingerprint(config: RunConfig) -> dict:
-    """Which explainer will answer (never the key): switching on an endpoint redoes the stage."""
+    """Which explainer will answer (never the key): switching on an endpoint redoes the stage, and
+    so does installing a trained spaCy pipeline the offline explainer would use."""
     endpoint = endpoint_from_settings(config.llm)
     return {"task": task_spec(config.task).description,
-            "llm": endpoint.describe() if endpoint is not None else None}
+            "llm": endpoint.describe() if endpoint is not None else None,
+            "word_classes": None if endpoint is not None else class_sources(config.world.kind == "synthetic",
+                                                                              installed_pipeline())}
 
 
 STAGE = Stage(name="explain", run=run, sections=("explain",),
               tables=("feature_explanations", "features", "explanation_summary", "annotation_questions",
                       "annotations", "explanation_cache"),
               needs=("features",), derived=endpoint_fingerprint,
-              version=2)  # 2: quiet examples are each feature's weakest windows, so dense features get scored
+              version=3)  # 3: offline explanations are phrases (word class, polarity, context) beside the tokens
