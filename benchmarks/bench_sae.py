@@ -12,7 +12,10 @@ sae-lens and this repository's requirements, with the same torch:
    order), every dictionary of the run (n and 2n per layer) with the paper's settings (batch 32,
    lr 1e-3, L1 1e-3): ours in one joint loop (tied, the paper's architecture, and untied, the
    same architecture as SAELens's 'standard' SAE), ours one dictionary at a time, and SAELens's
-   `SAETrainer` one dictionary at a time and its `MultiSAETrainer` (all in lockstep).
+   `SAETrainer` one dictionary at a time and its `MultiSAETrainer` (all in lockstep). Each
+   variant's rate is the training's matrix products (`step_flops`: five per dictionary and step)
+   per second, and its share of this CPU's own rate on exactly those products, measured here by
+   running them alone (`matmul_rate`): what is left is the time spent outside the products.
 2. Activation capture of the run's layers (forward pass + hooks + masking + shard files)
    against a bare forward pass of the model over the same batches.
 3. Interoperability: SAELens's `SAE.load_from_disk` reads an SAE we saved and computes the same.
@@ -130,11 +133,46 @@ def training_inputs(acts: ActivationSet, n_examples: int, device: str | torch.de
                           [dataclasses.replace(s, architecture="untied") for s in tied])
 
 
+def step_flops(d_in: int, specs: list[SaeSpec]) -> int:
+    """Floating-point operations of one training step's matrix products over every dictionary of
+    `specs`: for each, the encoder x W_enc and decoder z W_dec forward (2 B d s each), and backward
+    the codes' gradient g W_dec^T, the decoder's z^T g and the encoder's x^T dpre (the input's
+    gradient is not needed). Five products of 2 B d s: the work any trainer of these SAEs does."""
+    return sum(5 * 2 * BATCH * d_in * spec.d_sae for spec in specs)
+
+
+def matmul_rate(d_in: int, specs: list[SaeSpec], seconds: float = 1.0) -> float:
+    """FLOP/s of this machine on exactly the products of one training step (`step_flops`), as
+    batched products over the dictionaries of one size (how the joint loop runs them), run
+    back to back with nothing else: the ceiling a trainer of these SAEs could reach here."""
+    generator = torch.Generator().manual_seed(0)
+    products = []
+    for d_sae in sorted({s.d_sae for s in specs}):
+        n = sum(s.d_sae == d_sae for s in specs)
+        x, g = (torch.randn(n, BATCH, d_in, generator=generator) for _ in range(2))
+        z = torch.randn(n, BATCH, d_sae, generator=generator)
+        w_enc, w_dec = torch.randn(n, d_in, d_sae, generator=generator), torch.randn(n, d_sae, d_in, generator=generator)
+        products += [(x, w_enc), (z, w_dec), (g, w_dec.transpose(-1, -2)), (z.transpose(-1, -2), g),
+                     (x.transpose(-1, -2), z)]
+
+    def step() -> None:
+        for a, b in products:
+            torch.bmm(a, b)
+
+    step()
+    repeats, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        repeats += 1
+    return step_flops(d_in, specs) * repeats / (time.perf_counter() - start)
+
+
 def bench_training(acts: ActivationSet, n_examples: int, repeats: int) -> list[dict]:
     inputs = training_inputs(acts, n_examples)
     data, layers, order, n_steps, tied, untied = (inputs.data, inputs.layers, inputs.order, inputs.n_steps,
                                                   inputs.tied, inputs.untied)
     sizes = (acts.d_model, 2 * acts.d_model)
+    flops = step_flops(acts.d_model, tied) * n_steps
     variants = {
         "ours, joint loop, tied (paper)": lambda: time_ours(data, layers, tied, order, n_steps),
         "ours, joint loop, untied": lambda: time_ours(data, layers, untied, order, n_steps),
@@ -146,11 +184,19 @@ def bench_training(acts: ActivationSet, n_examples: int, repeats: int) -> list[d
     }
     time_ours(data, layers, tied, order, 50)  # warm-up: thread pool, kernel selection
     times = {name: [] for name in variants}
+    rates = []
     for _ in range(repeats):
+        rates.append(matmul_rate(acts.d_model, tied))
         for name, fn in variants.items():
             times[name].append(fn())
-    return [{"task": f"train {len(tied)} SAEs ({len(layers)} layers x {sizes}), {n_steps * BATCH} examples each",
-             "variant": name, "best_s": min(t), "all_s": [round(x, 2) for x in t]} for name, t in times.items()]
+    ceiling = max(rates)
+    task = f"train {len(tied)} SAEs ({len(layers)} layers x {sizes}), {n_steps * BATCH} examples each"
+    rows = [{"task": task, "variant": name, "best_s": min(t), "all_s": [round(x, 2) for x in t],
+             "gflop_per_s": flops / min(t) / 1e9, "share_of_matmul_rate": flops / min(t) / ceiling}
+            for name, t in times.items()]
+    return rows + [{"task": task, "variant": "matrix products alone (the ceiling)", "best_s": flops / ceiling,
+                    "all_s": [round(flops / r, 2) for r in rates], "gflop_per_s": ceiling / 1e9,
+                    "share_of_matmul_rate": 1.0}]
 
 
 def bench_capture(run: Path, layers: list[int], n_tokens: int, batch_size: int, repeats: int) -> list[dict]:
@@ -221,7 +267,7 @@ def main() -> None:
     rows += bench_capture(run, acts.layers, args.capture_tokens, args.capture_batch, args.repeats)
     frame = pd.DataFrame(rows)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(frame[["task", "variant", "best_s", "all_s"]].to_string(index=False))
+    print(frame[["task", "variant", "best_s", "all_s", "gflop_per_s", "share_of_matmul_rate"]].to_string(index=False))
     best = dict(zip(frame["variant"], frame["best_s"]))
     ratios = {
         "sae-lens SAETrainer / ours joint tied": best["sae-lens SAETrainer, one SAE at a time (standard)"]

@@ -62,6 +62,33 @@ def test_forward_and_gradients_match_a_float64_reference(architecture, k):
         torch.testing.assert_close(mine.grad.double(), ref.grad, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("architecture", ["tied", "untied"])
+def test_the_hand_gradient_is_the_float64_reference_gradient_of_every_member(architecture):
+    """relu_step, the training step of the ReLU SAEs, against the paper's loss differentiated by autograd."""
+    stack, l1 = 3, torch.tensor([0.3, 0.0, 1.5], dtype=torch.float64)
+    sae = random_sae(architecture, stack=stack).double()
+    if architecture == "untied":
+        with torch.no_grad():
+            sae.W_dec_free[2, 4] = 0.0  # a latent whose decoder is zero: its L1 gradient must stay finite
+    x = torch.randn(stack, 20, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    terms = sae.relu_step(x, l1)
+    for i in range(stack):
+        W_enc = sae.W_enc[i].detach().clone().requires_grad_()
+        b_enc = sae.b_enc[i].detach().clone().requires_grad_()
+        b_dec = sae.b_dec[i].detach().clone().requires_grad_()
+        free = None if architecture == "tied" else sae.W_dec_free[i].detach().clone().requires_grad_()
+        loss, x_hat = reference_loss(x[i], W_enc, b_enc, W_enc.T if free is None else free, b_dec, float(l1[i]),
+                                     architecture)
+        loss.backward()
+        torch.testing.assert_close(terms.loss[i], loss.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(terms.mse[i], ((x_hat - x[i]) ** 2).sum(1).mean().detach(), rtol=1e-12, atol=0)
+        for mine, ref in [(sae.W_enc, W_enc), (sae.b_enc, b_enc), (sae.b_dec, b_dec)] + (
+                [] if free is None else [(sae.W_dec_free, free)]):
+            expected = torch.nan_to_num(ref.grad)  # autograd's norm at zero; the hand gradient gives 0 there
+            torch.testing.assert_close(mine.grad[i], expected, rtol=1e-10, atol=1e-12)
+    assert torch.equal(terms.fired, (torch.relu(sae.pre_activations(x)) > 0).any(-2))
+
+
 def test_tied_weights_are_one_parameter_and_stay_tied():
     sae = random_sae("tied")
     names = [name for name, _ in sae.named_parameters()]

@@ -96,24 +96,30 @@ class _Stack:
         self.theta = torch.full((len(members),), math.nan, device=device)
         self.window = torch.zeros(len(LOGGED), len(members), device=device)
 
-    def step(self, batch: torch.Tensor) -> torch.Tensor:
-        """The summed loss of one batch ([n_layers, B, d_in]); updates the firing and threshold state."""
+    def step(self, batch: torch.Tensor) -> None:
+        """The gradients of one batch ([n_layers, B, d_in]) into the parameters' `.grad`; updates the
+        firing, threshold and logging state. The ReLU architectures without AuxK take their
+        gradient by hand (`SparseAutoencoder.relu_step`), the others through autograd."""
         x = batch if self.select is None else batch.index_select(0, self.select)
-        dead = self.since_fired >= self.dead_after if self.use_auxk else None
-        if dead is not None and not bool(dead.any()):  # nothing to revive: skip the second decoder pass
-            dead = None
-        terms = self.module.losses(x, self.l1, dead, self.auxk)
+        if self.module.architecture in ("tied", "untied") and not self.use_auxk:
+            terms = self.module.relu_step(x, self.l1)
+        else:
+            dead = self.since_fired >= self.dead_after if self.use_auxk else None
+            if dead is not None and not bool(dead.any()):  # nothing to revive: skip the second decoder pass
+                dead = None
+            terms = self.module.losses(x, self.l1, dead, self.auxk)
+            terms.loss.sum().backward()
         with torch.no_grad():
-            # Data-parallel: a latent fired if it fired in any process's slice of the global batch.
-            fired = self.ranks.either(terms.fired) if self.use_auxk else terms.fired
-            self.since_fired = torch.where(fired, 0.0, self.since_fired + x.shape[-2] * self.ranks.size)
+            if self.use_auxk:
+                # Data-parallel: a latent fired if it fired in any process's slice of the global batch.
+                fired = self.ranks.either(terms.fired)
+                self.since_fired = torch.where(fired, 0.0, self.since_fired + x.shape[-2] * self.ranks.size)
             if terms.min_kept is not None:
                 seen = torch.isfinite(terms.min_kept)
                 moved = torch.where(torch.isnan(self.theta), terms.min_kept,
                                     (1 - self.rate) * self.theta + self.rate * terms.min_kept)
                 self.theta = torch.where(seen, moved, self.theta)
             self.window += torch.stack([terms.loss, terms.mse, terms.sparsity, terms.aux])
-        return terms.loss.sum()
 
     def finish(self) -> list[tuple[int, SparseAutoencoder, float | None]]:
         """(spec index, trained SAE, score threshold) per member; BatchTopK thresholds set."""
@@ -167,7 +173,8 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
             raise InputError(f"the activation stream ended after {step} of {n_steps} steps")
         batch = ranks.part(batch, dim=1)
         optimizer.zero_grad(set_to_none=True)
-        sum(stack.step(batch) for stack in stacks).backward()
+        for stack in stacks:
+            stack.step(batch)
         ranks.average_([p.grad for p in params if p.grad is not None])
         optimizer.step()
         if (step + 1) % log_every == 0 or step + 1 == n_steps:
