@@ -37,13 +37,13 @@ from lfp_engine.probe.reader import PROBE_FILES, ProbeReader
 from lfp_engine.tuning.reward import VaderReward, build_reward
 from lfp_engine.statistics import PairedComparison, paired_comparison
 from lfp_engine.sae.autoencoder import SparseAutoencoder
-from lfp_engine.sae.crosscoder import load_crosscoders
+from lfp_engine.diffing.crosscoder import load_crosscoders
 from lfp_engine.sae.keys import DictionaryKey
 from lfp_engine.sae.saelens_format import find_saes, load_sae
 from lfp_engine.run.store import RunStore
 from lfp_engine.run.tasks import task_spec
 from lfp_engine.validation.ablation import intervened_completions, relevant_features
-from lfp_engine.validation.paired_forward import PairedModels
+from lfp_engine.diffing.paired_forward import PairedModels
 from lfp_engine.worlds import PROMPTS, WorldRecord, read_world_table
 
 MAX_SAMPLES = 256

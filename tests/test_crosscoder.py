@@ -13,17 +13,17 @@ import pytest
 import torch
 from scipy import stats
 
+from lfp_engine.diffing.crosscoder import Crosscoder, load_crosscoder, save_crosscoder, train_crosscoders
+from lfp_engine.diffing.paired_activations import PairedActivations
+from lfp_engine.diffing.paired_forward import BaseCompanion, PairedModels
+from lfp_engine.diffing.settings import CrosscoderSettings
+from lfp_engine.diffing.tags import latent_geometry, latent_scaling, specific, tag_latents
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.models.hooks import capture_mlp_outputs
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.activations import capture_activations
-from lfp_engine.sae.crosscoder import Crosscoder, load_crosscoder, save_crosscoder, train_crosscoders
-from lfp_engine.sae.model_diffing import latent_geometry, latent_scaling, specific, tag_latents
-from lfp_engine.sae.paired_activations import PairedActivations
-from lfp_engine.sae.settings import CrosscoderSettings
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.validation.interventions import Intervention, intervening, intervention_hooks
-from lfp_engine.validation.paired_forward import BaseCompanion, PairedModels
 
 from .conftest import tiny_neox
 
@@ -243,7 +243,7 @@ def test_during_generation_the_base_model_reads_what_the_tuned_model_reads(monke
 def test_reward_correlations_are_partial_given_length_with_false_discovery_control():
     """Against the textbook formula r_xy.z = (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)), and
     a latent that only tracks length (it fires on every full stop) shows no link."""
-    from lfp_engine.sae.reward_correlation import reward_correlations
+    from lfp_engine.diffing.reward_correlation import reward_correlations
 
     rng = np.random.default_rng(0)
     n = 80
@@ -271,8 +271,8 @@ def test_reward_correlations_are_partial_given_length_with_false_discovery_contr
 
 
 def test_tuned_only_latents_rank_by_reward_link_and_sentences_say_no_evidence_honestly():
-    from lfp_engine.sae.crosscoder_report import plain_sentence
-    from lfp_engine.sae.crosscoder_tables import rank_by_reward, top_by_reward
+    from lfp_engine.diffing.report import plain_sentence
+    from lfp_engine.diffing.tables import rank_by_reward, top_by_reward
 
     latents = pd.DataFrame({"layer": [1, 1, 2, 2, 2], "feature": [0, 1, 0, 1, 2],
                             "tag": ["tuned-only", "shared", "tuned-only", "tuned-only", "dead"],

@@ -2,7 +2,7 @@
 
 A run's behaviour is fully determined by one `RunConfig`. Each section lives beside the code of
 its step (`lfp_engine/worlds/settings.py`, `tuning/`, `sae/`, `probe/`, `explain/`,
-`validation/`, `report/`) and checks its own fields when it is built; `RunConfig` adds its top-level
+`validation/`, `diffing/`, `report/`) and checks its own fields when it is built; `RunConfig` adds its top-level
 settings and the checks that span sections. Each pipeline stage fingerprints the sections it
 reads, so changing a setting re-runs exactly the stages it affects. A config is built once from
 its final values (`build_config`), so an out-of-range setting fails before any work starts and
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lfp_engine.diffing.settings import CrosscoderSettings
 from lfp_engine.explain.settings import ExplainSettings, LlmSettings
 from lfp_engine.probe.settings import ContrastiveSettings, ProbeSettings
 from lfp_engine.report.settings import BehaviourSettings
@@ -27,7 +28,7 @@ from lfp_engine.run.overrides import merge, typed_layer
 from lfp_engine.run.presets import PRESETS
 from lfp_engine.run.settings import DistributedSettings
 from lfp_engine.run.tasks import TASKS, TaskName, task_spec
-from lfp_engine.sae.settings import ActivationSettings, CrosscoderSettings, FeatureSettings, SaeSettings
+from lfp_engine.sae.settings import ActivationSettings, FeatureSettings, SaeSettings
 from lfp_engine.tuning.settings import (DivergenceSettings, DpoSettings, EvaluationSettings, RewardSettings,
                                         RlhfSettings)
 from lfp_engine.validation.settings import ValidateSettings

@@ -29,7 +29,7 @@ import pandas as pd
 from torch import nn
 
 from lfp_engine.models.generation import Sampling, sample_completions
-from lfp_engine.validation.paired_forward import PairedModels
+from lfp_engine.diffing.paired_forward import PairedModels
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.keys import DictionaryKey, FeatureKey
 from lfp_engine.run.distributed import SINGLE, Ranks

@@ -12,7 +12,7 @@ strength * W_dec[f] / ||W_dec[f]|| at every position.
 
 Crosscoder latents (model diffing, after the paper) are ablated the same way in the tuned model,
 h_tuned - sum over ablated j of z_j * d_j^tuned, where the code z_j reads the base model's output
-at the same token too: the base model runs in lockstep (`paired_forward.py`), and with nothing
+at the same token too: the base model runs in lockstep (`diffing/paired_forward.py`), and with nothing
 ablated it does not run at all.
 
 Interventions are per request. `intervention_hooks` installs, once per model, one forward hook
@@ -34,12 +34,13 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from lfp_engine.diffing.paired_forward import (LatentContribution, PairedModels, accompanied, check_latents,
+                                               companion_hooks, latent_contributions)
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.run.errors import InputError
-from lfp_engine.sae.autoencoder import THRESHOLDED, SparseAutoencoder
-from lfp_engine.sae.crosscoder import Crosscoder
+from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.keys import DictionaryKey
-from lfp_engine.validation.paired_forward import PairedModels, accompanied, companion_hooks, current_companion
+from lfp_engine.validation.contribution import FeatureContribution, check_range
 
 LayerEdit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,84 +73,12 @@ def validate(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAuto
                           *((k, tuple(f for f, _ in v)) for k, v in intervention.steer.items())]:
         if key not in saes:
             raise InputError(f"no dictionary of size {key[1]} at layer {key[0]}; available: {sorted(saes)}")
-        _check_range(features, sizes[key], f"layer {key[0]}'s dictionary of {sizes[key]}")
-    crosscoders = {} if paired is None else paired.crosscoders
-    for key, latents in intervention.ablate_crosscoder.items():
-        if latents and key not in crosscoders:
-            raise InputError(f"no crosscoder of size {key[1]} at layer {key[0]}; available: {sorted(crosscoders)} "
-                             "(the `crosscoder` stage makes them)")
-        if latents:
-            _check_range(latents, crosscoders[key].module.d_sae, f"layer {key[0]}'s crosscoder of {key[1]}")
+        check_range(features, sizes[key], f"layer {key[0]}'s dictionary of {sizes[key]}")
+    check_latents(paired, intervention.ablate_crosscoder)
     for pairs in intervention.steer.values():
         for _, strength in pairs:
             if not math.isfinite(strength):
                 raise InputError(f"steering strength must be a finite number, got {strength}")
-
-
-def _check_range(features: tuple[int, ...], size: int, what: str) -> None:
-    bad = [f for f in features if not 0 <= int(f) < size]
-    if bad:
-        raise InputError(f"feature index {bad} out of range for {what}")
-
-
-class _Ablation:
-    """What some features contribute to one layer's output: their codes times their decoder rows.
-
-    A ReLU SAE's code depends on its own encoder column alone, and so does a BatchTopK SAE's at
-    inference (its own threshold replaces the batch top-k): for these only the chosen columns are
-    computed, those of all the layer's dictionaries in one product (generation runs this at every
-    step). A top-k SAE's codes depend on each other (the k largest survive), so it is encoded in
-    full."""
-
-    def __init__(self, parts: list[tuple[SparseAutoencoder, tuple[int, ...]]]):
-        self.topk = []
-        columns, biases, thresholds, rows = [], [], [], []
-        for sae, features in parts:
-            idx = torch.as_tensor(features, dtype=torch.long, device=sae.W_enc.device)
-            if sae.architecture == "topk":
-                self.topk.append((sae, idx, sae.W_dec[idx].detach()))
-                continue
-            columns.append(sae.W_enc[:, idx].detach())
-            biases.append(sae.b_enc[idx].detach())
-            thresholds.append(sae.threshold[idx].detach() if sae.architecture in THRESHOLDED
-                              else torch.zeros_like(biases[-1]))
-            rows.append(sae.W_dec[idx].detach())
-        self.columns = (torch.cat(columns, dim=1), torch.cat(biases), torch.cat(thresholds),
-                        torch.cat(rows)) if columns else None
-
-    def removed(self, h: torch.Tensor) -> torch.Tensor:
-        """The chosen features' contribution to a layer output h [..., d_in] of their SAEs."""
-        removed = None
-        if self.columns is not None:
-            weights, bias, threshold, decoder = self.columns
-            pre = h.to(weights.dtype) @ weights + bias
-            removed = torch.where(pre > threshold, torch.relu(pre), torch.zeros_like(pre)) @ decoder
-        for sae, idx, decoder in self.topk:
-            part = sae.encode(h.to(decoder.dtype))[..., idx] @ decoder
-            removed = part if removed is None else removed + part
-        return removed
-
-
-
-class _CrosscoderAblation:
-    """What some crosscoder latents contribute to the tuned model's output at one layer: their codes
-    (read from the base model's output there too, through the current companion) times their tuned
-    decoder rows."""
-
-    def __init__(self, parts: list[tuple[Crosscoder, tuple[int, ...]]]):
-        self.layer = parts[0][0].layer
-        self.parts = [(crosscoder.width, _Ablation([(crosscoder.module, latents)])) for crosscoder, latents in parts]
-
-    def removed(self, h: torch.Tensor) -> torch.Tensor:
-        companion = current_companion()
-        if companion is None or self.layer not in companion.outputs:
-            raise RuntimeError("crosscoder latents ablated without the base model running alongside")
-        base = companion.outputs[self.layer].to(h.dtype)
-        total = None
-        for width, ablation in self.parts:
-            part = ablation.removed(torch.cat([base, h], dim=-1))[..., width:]
-            total = part if total is None else total + part
-        return total
 
 
 def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseAutoencoder],
@@ -161,10 +90,7 @@ def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseA
     for key, features in sorted(intervention.ablate.items()):
         if features:
             ablated.setdefault(key[0], []).append((saes[key], tuple(features)))
-    crossed: dict[int, list[tuple[Crosscoder, tuple[int, ...]]]] = {}
-    for key, latents in sorted(intervention.ablate_crosscoder.items()):
-        if latents:
-            crossed.setdefault(key[0], []).append((paired.crosscoders[key], tuple(latents)))
+    crossed = latent_contributions(paired, intervention.ablate_crosscoder)
     pushes: dict[int, torch.Tensor] = {}
     for key, pairs in sorted(intervention.steer.items()):
         for feature, strength in pairs:
@@ -172,7 +98,7 @@ def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseA
             push = strength * direction / direction.norm()
             pushes[key[0]] = pushes[key[0]] + push if key[0] in pushes else push
 
-    def edit(removals: list[_Ablation | _CrosscoderAblation], push: torch.Tensor | None) -> LayerEdit:
+    def edit(removals: list[FeatureContribution | LatentContribution], push: torch.Tensor | None) -> LayerEdit:
         def apply(h: torch.Tensor) -> torch.Tensor:
             out = h
             for removal in removals:
@@ -182,8 +108,8 @@ def layer_edits(intervention: Intervention, saes: Mapping[DictionaryKey, SparseA
         return apply
 
     layers = ablated.keys() | crossed.keys() | pushes.keys()
-    return {layer: edit(([_Ablation(ablated[layer])] if layer in ablated else []) +
-                        ([_CrosscoderAblation(crossed[layer])] if layer in crossed else []), pushes.get(layer))
+    return {layer: edit(([FeatureContribution(ablated[layer])] if layer in ablated else []) +
+                        ([crossed[layer]] if layer in crossed else []), pushes.get(layer))
             for layer in layers}
 
 

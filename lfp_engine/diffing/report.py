@@ -11,6 +11,8 @@ contains zero is said as "no evidence", never as an effect.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -100,6 +102,28 @@ def tag_counts(latents: pd.DataFrame) -> pd.DataFrame:
     return counts
 
 
+def comparisons(probe_metrics: pd.DataFrame, sae_headline: Mapping[str, float], divergence_rank: pd.Series,
+                latents: pd.DataFrame) -> tuple[dict[str, float], str]:
+    """The probe on crosscoder codes beside the paper's probe on the tuned model's SAE codes (same test
+    split), and the layers' tuned-only latents beside the divergence ranking of the layers.
+
+    Returns (headline, text): the crosscoder probe's test measures with their p-values as
+    '<measure>_p', and the comparison in lines. `probe_metrics`: `crosscoder_probe_metrics` rows;
+    `sae_headline`: the probe stage's headline; `divergence_rank`: each layer's divergence rank."""
+    test = probe_metrics[(probe_metrics["subset"] == "test")
+                         & probe_metrics["metric"].isin(["kendall_tau", "accuracy"])]
+    headline = {r.metric: r.value for r in test.itertuples()}
+    headline |= {f"{r.metric}_p": r.p_value for r in test.itertuples()}
+    sae = {m: sae_headline.get("sae_" + m, float("nan")) for m in headline}
+    lines = [f"probe on crosscoder codes, test {m}: {v:.3f} (p {headline[m + '_p']:.2g}); on the tuned model's SAE "
+             f"codes: {sae[m]:.3f}" for m, v in headline.items() if not m.endswith("_p")]
+    per_layer = latents[latents["tag"] == "tuned-only"].groupby("layer").size()
+    lines.append("tuned-only latents by layer (divergence rank): " + ", ".join(
+        f"layer {layer} (rank {divergence_rank.get(layer, '?')}): {int(per_layer.get(layer, 0))}"
+        for layer in sorted(latents["layer"].unique())))
+    return headline, "\n".join(lines)
+
+
 def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, comparison: str, n_top: int) -> str:
     """The stage's summary: counts per tag, the top latents (tuned-only ones, or when tuning created
     none the latents most tied to the reward) with their reward links and the nearest feature of the
@@ -128,3 +152,29 @@ def closing_note(latents: pd.DataFrame, ablation: pd.DataFrame | None, compariso
                      f"{row.nearest_sae_probe_rank}); {row.explanation or 'not explained'}")
     lines.append(comparison)
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DiffingSummary:
+    """What the run's manifest keeps of its model diffing (the `crosscoder` stage's summary, which
+    documents each field)."""
+
+    n_by_tag: dict[str, int]
+    n_specific: int
+    variance_explained: dict[str, float]
+    loss_recovered: dict[str, float]
+    top_latents: list[str]
+
+
+def summarize(latents: pd.DataFrame, metrics: pd.DataFrame) -> DiffingSummary:
+    """Latents per tag, the tuned-only ones Latent Scaling confirms, each model's variance explained
+    and loss recovered averaged over layers (`metrics`: `crosscoder_metrics`), and the top latents by
+    reward as 'layer/dict_size/feature', best first."""
+    top = latents[latents["top_rank"].notna()].sort_values("top_rank")
+    by_model = metrics.groupby("model")
+    return DiffingSummary(
+        n_by_tag={str(k): int(v) for k, v in latents["tag"].value_counts().items()},
+        n_specific=int((latents["specific"] & (latents["tag"] == "tuned-only")).sum()),
+        variance_explained={str(k): float(v) for k, v in by_model["variance_explained"].mean().items()},
+        loss_recovered={str(k): float(v) for k, v in by_model["loss_recovered"].mean().items()},
+        top_latents=[f"{r.layer}/{r.dict_size}/{r.feature}" for r in top.itertuples()])

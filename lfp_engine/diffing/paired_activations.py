@@ -2,7 +2,7 @@
 
 A crosscoder (Lindsey et al. 2024) reads both models at the same token, so its training rows pair
 the two models' MLP outputs token by token. The `activations` stage captures both models from the
-same texts, in the same seeded order, cut to the same window (`activations.capture_sets`); this
+same texts, in the same seeded order, cut to the same window (`sae.activations.capture_sets`); this
 module checks that (the two indexes must agree row for row: text, position, token, shard and
 offset) and then reads the pair as an ordinary activation set twice as wide, so everything that
 streams over activations (training batches, statistics, context windows) works on pairs unchanged.

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lfp_engine.sae.crosscoder import Crosscoder
-from lfp_engine.sae.settings import CrosscoderSettings
+from lfp_engine.diffing.crosscoder import Crosscoder
+from lfp_engine.diffing.settings import CrosscoderSettings
 
 TAGS = ("tuned-only", "base-only", "shared", "changed", "dead")
 

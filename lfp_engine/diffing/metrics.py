@@ -1,4 +1,4 @@
-"""How good is a crosscoder, model by model? The SAE metrics of `metrics.py`, once per model.
+"""How good is a crosscoder, model by model? The SAE metrics of `sae/metrics.py`, once per model.
 
 On held-out paired rows: variance explained, normalised MSE and MSE of each model's block of the
 reconstruction; L0, dead and dense fractions of the shared codes. Spliced-in loss, per model: the
@@ -11,15 +11,17 @@ output there. Loss recovered = (zero - spliced) / (zero - clean), as for the SAE
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
+from lfp_engine.diffing.crosscoder import Crosscoder, crosscoder_folder
+from lfp_engine.diffing.inputs import DiffingInputs
+from lfp_engine.diffing.paired_activations import MODELS, PairedActivations
 from lfp_engine.models.hooks import capture_mlp_outputs
-from lfp_engine.sae.crosscoder import Crosscoder
 from lfp_engine.sae.metrics import EVAL_BATCH_ROWS, ReconstructionTotals, loss_recovered, token_loss, zero_output
-from lfp_engine.sae.paired_activations import MODELS, PairedActivations
 
 
 @torch.no_grad()
@@ -80,3 +82,23 @@ def crosscoder_spliced_losses(models: Mapping[str, nn.Module], pad_token_id: int
             rows.append({"layer": layer, "model": model, "ce_clean": clean, "ce_spliced": spliced,
                          "ce_zero_ablated": zero, "loss_recovered": loss_recovered(clean, spliced, zero)})
     return pd.DataFrame(rows)
+
+
+def metrics_table(inputs: DiffingInputs, dense_threshold: float, eval_batch_size: int, train_seconds: float,
+                  folder: Path) -> pd.DataFrame:
+    """`crosscoder_metrics`: one row per layer and model, the reconstruction metrics of the model's
+    block beside its spliced-in losses, with the crosscoder's settings and its folder (`folder`: the
+    crosscoders' folder as the run records it, relative to the run)."""
+    parts = [crosscoder_reconstruction(c, inputs.evaluation, dense_threshold).assign(
+        layer=c.layer, dict_size=c.module.d_sae, scale=list(c.scales), score_threshold=c.score_threshold)
+        for c in inputs.crosscoders]
+    spliced = crosscoder_spliced_losses(inputs.models, inputs.tokenizer.pad_token_id, inputs.evaluation,
+                                        inputs.crosscoders, eval_batch_size)
+    table = pd.concat(parts, ignore_index=True).merge(spliced, on=["layer", "model"])
+    s = inputs.settings
+    table = table.assign(architecture=s.architecture, k=s.k if s.architecture == "batchtopk" else None,
+                         n_train_examples=s.n_train_examples, train_seconds=train_seconds,
+                         crosscoder_path=[str(crosscoder_folder(folder, r.layer, r.dict_size))
+                                          for r in table.itertuples()])
+    first = ["layer", "dict_size", "model", "architecture", "k"]
+    return table[first + [c for c in table.columns if c not in first]]

@@ -1,7 +1,7 @@
 """The paper's probe (sections 3.3, 4.1), fit on crosscoder codes instead of the tuned model's SAE codes.
 
 The same triples, the same A(x) (mean code over the substituted word's tokens, or over the text),
-the same activation deltas, fit and measures (`dataset.py`, `linear.py`, `measures.py`); only the
+the same activation deltas, fit and measures (`probe/dataset.py`, `probe/linear.py`, `probe/measures.py`); only the
 code changes: A(x) is the concatenation over the chosen layers of the crosscoder's codes, which read
 the base and the tuned model on the same text. Its weight on a latent says how much the implicit
 reward the probe recovers leans on that latent, the second of the crosscoder's links to the reward.
@@ -18,16 +18,20 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lfp_engine.diffing.crosscoder import Crosscoder
+from lfp_engine.diffing.inputs import DiffingInputs
+from lfp_engine.probe.agreement import agreement_rows, measure_agreement
 from lfp_engine.probe.dataset import build_dataset
 from lfp_engine.probe.encoding import CodeLayout, Encoder, TokenizedText
 from lfp_engine.probe.linear import LinearProbe, fit
-from lfp_engine.probe.agreement import agreement_rows, measure_agreement
 from lfp_engine.probe.measures import measure, metrics_frame
+from lfp_engine.probe.settings import ProbeSettings
 from lfp_engine.probe.triples import ELEMENTS
-from lfp_engine.probe.zero_point import ContextTokens
+from lfp_engine.probe.variants import tokenized_elements
 from lfp_engine.probe.words import WordSet, stratified_resamples
+from lfp_engine.probe.zero_point import ContextTokens
+from lfp_engine.run.seeding import derive_seed
 from lfp_engine.sae.activations import mlp_outputs, pad_batch
-from lfp_engine.sae.crosscoder import Crosscoder
 
 VARIANT = "crosscoder"
 
@@ -102,3 +106,16 @@ def fit_crosscoder_probe(encoder: CrosscoderEncoder, texts: Mapping[str, list[To
                             "probe_weight": probe.weights})
     weights["probe_weight_rank"] = weights["probe_weight"].abs().rank(ascending=False, method="min").astype(int)
     return CrosscoderProbe(probe, metrics, weights, len(triples))
+
+
+def probe_on_codes(inputs: DiffingInputs, triples: pd.DataFrame, kind: str, max_tokens: int,
+                   settings: ProbeSettings) -> CrosscoderProbe:
+    """The probe on crosscoder codes over a seeded sample of at most `crosscoder.max_probe_triples` of
+    the contrastive `triples` (of `kind`, texts cut to `max_tokens` as the activations were), fit and
+    measured with the probe stage's settings."""
+    triples = sample_triples(triples, inputs.settings.max_probe_triples,
+                             np.random.default_rng(derive_seed(inputs.seed, "probe triples")))
+    encoder = CrosscoderEncoder(inputs.models["tuned"], inputs.models["base"], inputs.tokenizer, inputs.by_layer,
+                                inputs.evaluation.info.bos_token_id, max_tokens, settings.batch_size)
+    return fit_crosscoder_probe(encoder, tokenized_elements(triples, kind, inputs.tokenizer, max_tokens), triples, kind,
+                                settings.cv_folds, settings.n_bootstrap, inputs.seed)

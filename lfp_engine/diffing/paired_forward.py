@@ -9,6 +9,8 @@ layer hooks. During generation the tuned model reads only the new tokens against
 cache; the base model then gets a cache of its own, started afresh whenever the tuned model starts
 a new cache (a new `generate` call), so both read the same prefix. The companion is current per
 request (a `ContextVar`), like interventions, and runs only when the current request needs it.
+`LatentContribution` is what the tuned model's layer hook removes: the chosen latents' codes on
+[base; tuned] at that layer times their tuned decoder rows.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
+from lfp_engine.diffing.crosscoder import Crosscoder
 from lfp_engine.models.hooks import capture_mlp_outputs
-from lfp_engine.sae.crosscoder import Crosscoder
+from lfp_engine.run.errors import InputError
 from lfp_engine.sae.keys import DictionaryKey
+from lfp_engine.validation.contribution import FeatureContribution, check_range
 
 
 @dataclass(frozen=True)
@@ -94,3 +98,48 @@ def accompanied(base: nn.Module, layers: Sequence[int]) -> Iterator[BaseCompanio
         yield companion
     finally:
         _companion.reset(token)
+
+
+class LatentContribution:
+    """What some crosscoder latents contribute to the tuned model's output at one layer: their codes
+    (read from the base model's output there too, through the current companion) times their tuned
+    decoder rows."""
+
+    def __init__(self, parts: list[tuple[Crosscoder, tuple[int, ...]]]):
+        self.layer = parts[0][0].layer
+        self.parts = [(crosscoder.width, FeatureContribution([(crosscoder.module, latents)]))
+                      for crosscoder, latents in parts]
+
+    def removed(self, h: torch.Tensor) -> torch.Tensor:
+        companion = current_companion()
+        if companion is None or self.layer not in companion.outputs:
+            raise RuntimeError("crosscoder latents ablated without the base model running alongside")
+        base = companion.outputs[self.layer].to(h.dtype)
+        total = None
+        for width, contribution in self.parts:
+            part = contribution.removed(torch.cat([base, h], dim=-1))[..., width:]
+            total = part if total is None else total + part
+        return total
+
+
+def check_latents(paired: PairedModels | None, latents: Mapping[DictionaryKey, tuple[int, ...]]) -> None:
+    """Refuse latents of a crosscoder `paired` does not hold (none without `paired`) and latent indices
+    out of range."""
+    crosscoders = {} if paired is None else paired.crosscoders
+    for key, chosen in latents.items():
+        if chosen and key not in crosscoders:
+            raise InputError(f"no crosscoder of size {key[1]} at layer {key[0]}; available: {sorted(crosscoders)} "
+                             "(the `crosscoder` stage makes them)")
+        if chosen:
+            check_range(chosen, crosscoders[key].module.d_sae, f"layer {key[0]}'s crosscoder of {key[1]}")
+
+
+def latent_contributions(paired: PairedModels | None,
+                         latents: Mapping[DictionaryKey, tuple[int, ...]]) -> dict[int, LatentContribution]:
+    """{layer: what the chosen `latents` of its crosscoders contribute to the tuned model there}, for
+    the layers where any is chosen (`paired` is read only then)."""
+    crossed: dict[int, list[tuple[Crosscoder, tuple[int, ...]]]] = {}
+    for key, chosen in sorted(latents.items()):
+        if chosen:
+            crossed.setdefault(key[0], []).append((paired.crosscoders[key], tuple(chosen)))
+    return {layer: LatentContribution(parts) for layer, parts in crossed.items()}

@@ -4,7 +4,7 @@ After the paper (whose SAEs read one model each): a crosscoder (Lindsey et al. 2
 dictionary whose encoder reads both models' activations at the same token (their contributions
 summed) and whose decoder writes a reconstruction for each model. A latent used only by the tuned
 model keeps a decoder in the tuned block and lets the base block shrink to nothing. Here it is an
-SAE over the paired rows [x_base; x_tuned] with two decoder blocks (`autoencoder.py`, n_blocks=2),
+SAE over the paired rows [x_base; x_tuned] with two decoder blocks (`sae/autoencoder.py`, n_blocks=2),
 trained by the same stacked trainer as the paper's SAEs, one crosscoder per chosen layer, with
 BatchTopK by default (Minder et al. 2025: the L1 penalty fakes tuned-only latents) and AuxK.
 
@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lfp_engine.diffing.paired_activations import MODELS, PairedActivations, activation_scales
+from lfp_engine.diffing.settings import CrosscoderSettings
 from lfp_engine.run.errors import InputError
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.keys import DictionaryKey
-from lfp_engine.sae.paired_activations import MODELS, PairedActivations, activation_scales
 from lfp_engine.sae.saelens_format import CFG, cfg_value, load_sae, save_sae
-from lfp_engine.sae.settings import CrosscoderSettings
 from lfp_engine.sae.training import SaeSpec, train_saes
 
 

@@ -3,7 +3,7 @@
 The validate stage's ablation (paper 4.2, table 6), latent by latent: completions of held-out
 openings by the tuned model with one latent's contribution removed at its layer (its code reads the
 base model too, which runs alongside: `paired_forward.py`), against the unmodified model on the same
-openings with the same random draws (`ablation.intervened_completions`), compared by a paired test.
+openings with the same random draws (`validation.ablation.intervened_completions`), compared by a paired test.
 Removing *anything* that fires often may move the reward, so each latent is set beside a control:
 the live latent of the same layer, neither tuned-only nor itself chosen, whose firing density is
 closest to its own, ablated the same way.
@@ -11,6 +11,7 @@ closest to its own, ablated the same way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,13 +19,16 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
+from lfp_engine.diffing.inputs import DiffingInputs
+from lfp_engine.diffing.paired_forward import PairedModels
 from lfp_engine.models.generation import Sampling
 from lfp_engine.sae.keys import DictionaryKey
 from lfp_engine.statistics import paired_comparison
 from lfp_engine.tuning.reward import RewardFunction
 from lfp_engine.validation.ablation import intervened_completions
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervention_hooks
-from lfp_engine.validation.paired_forward import PairedModels
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,19 @@ def latent_ablations(model: nn.Module, tokenizer, prompts: Sequence[str], paired
     for column in ("layer", "dict_size", "feature", "control_for"):
         table[column] = table[column].astype("Int64")
     return table
+
+
+def ablate_top_latents(inputs: DiffingInputs, latents: pd.DataFrame, prompts: Sequence[str],
+                       reward: RewardFunction | None, sampling: Sampling) -> pd.DataFrame | None:
+    """`crosscoder_ablation` for the first `crosscoder.n_ablate` latents by top_rank (tuned-only ones
+    first), each switched off in the tuned model on the held-out `prompts`, and their density-matched
+    controls; None (and a warning) when the task has no reward function or no latent is ranked."""
+    top = latents[latents["top_rank"] <= inputs.settings.n_ablate].sort_values("top_rank")
+    if reward is None or top.empty:
+        log.warning("crosscoder ablation skipped: %s", "the task has no reward function" if reward is None else
+                    "no latent to ablate")
+        return None
+    by_layer = inputs.by_layer
+    chosen = [LatentAblation(by_layer[int(r.layer)].key, int(r.feature), "top") for r in top.itertuples()]
+    return latent_ablations(inputs.models["tuned"], inputs.tokenizer, prompts, inputs.paired(),
+                            chosen + density_matched_controls(latents, top), reward, sampling, inputs.seed)

@@ -21,9 +21,11 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from lfp_engine.sae.crosscoder import Crosscoder
+from lfp_engine.diffing.crosscoder import Crosscoder
+from lfp_engine.diffing.inputs import DiffingInputs
+from lfp_engine.diffing.paired_activations import PairedActivations
 from lfp_engine.sae.metrics import EVAL_BATCH_ROWS
-from lfp_engine.sae.paired_activations import PairedActivations
+from lfp_engine.tuning.reward import RewardFunction
 
 
 @torch.no_grad()
@@ -93,3 +95,17 @@ def text_lengths(text_ids: Sequence[int], evaluation: PairedActivations) -> np.n
     """Tokens of each text as captured, in the order of `text_ids`."""
     counts = evaluation.index.groupby("text_id").size()
     return counts.loc[list(text_ids)].to_numpy(dtype=np.float64)
+
+
+def reward_links(inputs: DiffingInputs, reward: RewardFunction | None) -> pd.DataFrame:
+    """layer and `REWARD_COLUMNS` of every latent of every layer, over the held-out texts as captured;
+    no rows when the task has no reward function."""
+    if reward is None:
+        return pd.DataFrame(columns=["layer", *REWARD_COLUMNS]).astype({"layer": "int64", "feature": "int64"})
+    texts = texts_of(inputs.evaluation, inputs.tokenizer.decode)
+    parts = []
+    for crosscoder in inputs.crosscoders:
+        text_ids, totals = text_totals(crosscoder, inputs.evaluation)
+        parts.append(reward_correlations(totals, text_rewards(text_ids, texts, reward),
+                                         text_lengths(text_ids, inputs.evaluation)).assign(layer=crosscoder.layer))
+    return pd.concat(parts, ignore_index=True)
