@@ -209,23 +209,23 @@ class SparseAutoencoder(nn.Module):
         rows = x.shape[-2]
         alpha = torch.as_tensor(l1_coefficient, dtype=x.dtype, device=x.device).expand(self.stack)
         decoder = self.W_dec
-        pre = torch.baddbmm(self.b_enc.unsqueeze(-2), x, self.W_enc)
-        z = torch.relu(pre)
+        z = torch.relu(torch.baddbmm(self.b_enc.unsqueeze(-2), x, self.W_enc))
         error = torch.baddbmm(self.b_dec.unsqueeze(-2), z, decoder).sub_(x)
-        mse = error.pow(2).sum(-1).mean(-1)
+        mse = error.pow(2).sum((-2, -1)) / rows
         code_sums = z.sum(-2)
         weights = None if self.tied else decoder.norm(dim=-1)
-        sparsity = code_sums.sum(-1) / rows if weights is None else (code_sums * weights).sum(-1) / rows
+        sparsity = (code_sums if weights is None else code_sums * weights).sum(-1) / rows
         grad_out = error.mul_(2.0 / rows)
         penalty = (alpha / rows).view(-1, 1, 1) if weights is None else (alpha.unsqueeze(-1) * weights / rows).unsqueeze(-2)
-        grad_pre = torch.baddbmm(penalty, grad_out, decoder.transpose(-1, -2)).mul_(pre > 0)
-        grad_decoder = torch.bmm(z.transpose(-1, -2), grad_out)
+        # The ReLU's backward (autograd's own kernel): dz where z > 0, which is where pre > 0.
+        grad_pre = torch.ops.aten.threshold_backward(torch.baddbmm(penalty, grad_out, decoder.transpose(-1, -2)), z, 0)
         grad_encoder = torch.bmm(x.transpose(-1, -2), grad_pre)
-        if weights is None:
-            grad_encoder += grad_decoder.transpose(-1, -2)
+        if weights is None:  # W_dec = W_enc^T: the decoder's gradient z^T g, transposed, joins the encoder's
+            grad_encoder.baddbmm_(grad_out.transpose(-1, -2), z)
         else:
             unit = decoder / weights.clamp_min(torch.finfo(weights.dtype).tiny).unsqueeze(-1)
-            self.W_dec_free.grad = grad_decoder.add_(unit * (alpha.unsqueeze(-1) * code_sums / rows).unsqueeze(-1))
+            self.W_dec_free.grad = torch.bmm(z.transpose(-1, -2), grad_out).add_(
+                unit * (alpha.unsqueeze(-1) * code_sums / rows).unsqueeze(-1))
         self.W_enc.grad = grad_encoder
         self.b_enc.grad = grad_pre.sum(-2)
         self.b_dec.grad = grad_out.sum(-2)

@@ -121,12 +121,12 @@ def zero_output(h: torch.Tensor) -> torch.Tensor:
 def token_loss(model: nn.Module, sequences: Sequence[Sequence[int]], *, pad_token_id: int,
                bos_token_id: int | None, batch_size: int, layer: int | None = None,
                replace: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               before_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+               before_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
                desc: str = "LM loss") -> float:
     """Mean next-token cross-entropy over the text tokens of `sequences`, optionally with layer
     `layer`'s MLP output replaced by replace(output) at the text tokens. `before_batch(ids,
-    attention)` runs before each batch's forward pass (a crosscoder's replacement reads the other
-    model's activations of the same batch there)."""
+    attention, text)` runs before each batch's forward pass (a crosscoder's replacement places the
+    other model's activations of the batch's text tokens there). Batches are `sequences` in order."""
     if not sequences:
         raise InputError("no sequences to measure the loss on")
     device = next(model.parameters()).device
@@ -135,7 +135,7 @@ def token_loss(model: nn.Module, sequences: Sequence[Sequence[int]], *, pad_toke
     for start in tqdm(range(0, len(sequences), batch_size), desc=desc, unit="batch", leave=False, mininterval=1):
         ids, attention, text = pad_batch(sequences[start:start + batch_size], pad_token_id, bos_token_id, device)
         if before_batch is not None:
-            before_batch(ids, attention)
+            before_batch(ids, attention, text)
         if replace is None:
             logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
         else:
@@ -170,20 +170,38 @@ def reconstruction_table(evaluation: ActivationSet, specs: Sequence[SaeSpec], sa
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class ReferenceLosses:
+    """The two ends of `loss_recovered` for one model and layer on the held-out texts: the clean
+    loss and the loss with the layer's MLP output zeroed. The `sae` stage measures them for every
+    model and layer; model diffing, on the same texts in the same batches, reads them back from
+    `sae_metrics` rather than measuring them again."""
+
+    clean: float
+    zero_ablated: float
+
+
+def reference_losses(model: nn.Module, sequences: Sequence[Sequence[int]], layers: Iterable[int],
+                     **common: object) -> dict[int, ReferenceLosses]:
+    """{layer: ReferenceLosses} of `model` on `sequences` (`common`: `token_loss`'s batching)."""
+    clean = token_loss(model, sequences, desc="LM loss, clean", **common)
+    return {layer: ReferenceLosses(clean, token_loss(model, sequences, layer=layer, replace=zero_output,
+                                                     desc=f"LM loss, layer {layer} zeroed", **common))
+            for layer in layers}
+
+
 def spliced_losses(model: nn.Module, pad_token_id: int, evaluation: ActivationSet, specs: Sequence[SaeSpec],
                    saes: Sequence[SparseAutoencoder], batch_size: int) -> pd.DataFrame:
     """ce_clean, ce_spliced, ce_zero_ablated and loss_recovered per dictionary, on the eval texts."""
     sequences = [tokens for _, tokens in evaluation.sequences()]
     common = dict(pad_token_id=pad_token_id, bos_token_id=evaluation.info.bos_token_id, batch_size=batch_size)
-    clean = token_loss(model, sequences, desc="LM loss, clean", **common)
-    zero = {layer: token_loss(model, sequences, layer=layer, replace=zero_output,
-                              desc=f"LM loss, layer {layer} zeroed", **common)
-            for layer in sorted({s.layer for s in specs})}
+    references = reference_losses(model, sequences, sorted({s.layer for s in specs}), **common)
     rows = []
     for spec, sae in zip(specs, saes):
         spliced = token_loss(model, sequences, layer=spec.layer, replace=lambda h, sae=sae: sae(h.float()),
                              desc=f"LM loss, SAE {spec.layer}/{spec.d_sae}", **common)
-        rows.append({"layer": spec.layer, "dict_size": spec.d_sae, "ce_clean": clean, "ce_spliced": spliced,
-                     "ce_zero_ablated": zero[spec.layer],
-                     "loss_recovered": loss_recovered(clean, spliced, zero[spec.layer])})
+        reference = references[spec.layer]
+        rows.append({"layer": spec.layer, "dict_size": spec.d_sae, "ce_clean": reference.clean, "ce_spliced": spliced,
+                     "ce_zero_ablated": reference.zero_ablated,
+                     "loss_recovered": loss_recovered(reference.clean, spliced, reference.zero_ablated)})
     return pd.DataFrame(rows)
