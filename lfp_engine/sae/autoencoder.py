@@ -222,10 +222,9 @@ class SparseAutoencoder(nn.Module):
         grad_encoder = torch.bmm(x.transpose(-1, -2), grad_pre)
         if weights is None:  # W_dec = W_enc^T: the decoder's gradient z^T g, transposed, joins the encoder's
             grad_encoder.baddbmm_(grad_out.transpose(-1, -2), z)
-        else:
-            unit = decoder / weights.clamp_min(torch.finfo(weights.dtype).tiny).unsqueeze(-1)
-            self.W_dec_free.grad = torch.bmm(z.transpose(-1, -2), grad_out).add_(
-                unit * (alpha.unsqueeze(-1) * code_sums / rows).unsqueeze(-1))
+        else:  # the L1 term's gradient, alpha sum_rows(z_f) / (B ||W_dec[f]||) times W_dec[f], in one fused op
+            scale = alpha.unsqueeze(-1) * code_sums / (rows * weights.clamp_min(torch.finfo(weights.dtype).tiny))
+            self.W_dec_free.grad = torch.bmm(z.transpose(-1, -2), grad_out).addcmul_(decoder, scale.unsqueeze(-1))
         self.W_enc.grad = grad_encoder
         self.b_enc.grad = grad_pre.sum(-2)
         self.b_dec.grad = grad_out.sum(-2)
