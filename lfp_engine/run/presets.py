@@ -84,8 +84,9 @@ PRESETS: dict[str, Preset] = {
                 # One epoch over the 75,000 captured pairs in batches of 512 at lr 2e-3 (variance
                 # explained ~0.95 per model in under a minute on 2 cores); a latent silent for 20,000
                 # tokens counts as dead for AuxK (Gao et al.'s 10M is for LLM-sized runs).
+                # bfloat16 products: training 1.5x faster, quality within the seed's spread (docs/benchmarks.md).
                 "crosscoder": {"k": 16, "batch_size": 512, "learning_rate": 2e-3, "n_train_examples": 75_000,
-                               "auxk_dead_tokens": 20_000},
+                               "auxk_dead_tokens": 20_000, "precision": "bfloat16"},
             },
         ),
         Preset(
