@@ -52,16 +52,17 @@ from lfp_engine.worlds import CORPUS, read_world_table
 L1, LR, BATCH = 1e-3, 1e-3, 32
 
 
-def batches_of(data: torch.Tensor, order: torch.Tensor, n_steps: int):
-    """[layers, 32, d] batches of `data` ([layers, rows, d]) in a fixed order."""
+def batches_of(data: torch.Tensor, n_steps: int):
+    """[layers, 32, d] batches of `data` ([layers, rows, d], rows already in the batches' order):
+    views, as the `sae` stage's batches are views of its shuffled buffer, so no trainer pays for a copy."""
     for step in range(n_steps):
-        yield data[:, order[step * BATCH:(step + 1) * BATCH]]
+        yield data[:, step * BATCH:(step + 1) * BATCH]
 
 
-def time_ours(data, layers, specs, order, n_steps, device: str = "cpu") -> float:
-    """Seconds of our joint loop over `specs` (`data` and `order` already on `device`)."""
+def time_ours(data, layers, specs, n_steps, device: str = "cpu") -> float:
+    """Seconds of our joint loop over `specs` (`data` already on `device`)."""
     start = time.perf_counter()
-    train_saes(batches_of(data, order, n_steps), layers, specs, data.shape[-1], n_steps, LR, seed=0, log_every=500,
+    train_saes(batches_of(data, n_steps), layers, specs, data.shape[-1], n_steps, LR, seed=0, log_every=500,
                device=device)
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
@@ -83,26 +84,26 @@ def trainer_config(n_steps: int, device: str = "cpu"):
                             lr_end=LR, device=str(device))
 
 
-def time_saelens_each(data, specs, layers, order, n_steps, device: str = "cpu") -> float:
+def time_saelens_each(data, specs, layers, n_steps, device: str = "cpu") -> float:
     """Seconds of SAELens's `SAETrainer` on each spec in turn, on the batches ours sees."""
     from sae_lens.training.sae_trainer import SAETrainer
 
     start = time.perf_counter()
     for spec in specs:
         i = layers.index(spec.layer)
-        provider = (batch[i] for batch in batches_of(data, order, n_steps))
+        provider = (batch[i] for batch in batches_of(data, n_steps))
         SAETrainer(trainer_config(n_steps, device), saelens_sae(data.shape[-1], spec.d_sae, device), provider).fit()
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def time_saelens_multi(data, specs, layers, order, n_steps) -> float:
+def time_saelens_multi(data, specs, layers, n_steps) -> float:
     from sae_lens.training.multi_sae_trainer import MultiSAETrainer
 
     names = {f"layer{s.layer}_{s.d_sae}": s for s in specs}
     provider = ({f"layer{layer}": batch[i] for i, layer in enumerate(layers)}
-                for batch in batches_of(data, order, n_steps))
+                for batch in batches_of(data, n_steps))
     start = time.perf_counter()
     MultiSAETrainer(trainer_config(n_steps), {n: saelens_sae(data.shape[-1], s.d_sae) for n, s in names.items()},
                     {n: f"layer{s.layer}" for n, s in names.items()}, provider).fit()
@@ -114,10 +115,9 @@ class TrainingInputs:
     """What every timed SAE-training variant trains on, so that they are compared on the same batches."""
 
     data: torch.Tensor
-    """Every shard of every layer, [layers, rows, d_model], on the device."""
+    """Every shard of every layer, [layers, rows, d_model], on the device, its rows in a seeded
+    random order: the batches' order."""
     layers: list[int]
-    order: torch.Tensor
-    """A seeded permutation of the rows: the batches' order."""
     n_steps: int
     tied: list[SaeSpec]
     """Two dictionaries per layer (d_model and 2 x d_model latents), tied as the sae stage trains them."""
@@ -126,10 +126,10 @@ class TrainingInputs:
 
 def training_inputs(acts: ActivationSet, n_examples: int, device: str | torch.device = "cpu") -> TrainingInputs:
     layers = acts.layers
-    data = torch.cat([acts.shard(s, layers) for s in range(acts.info.n_shards)], dim=1).to(device)
-    order = torch.randperm(data.shape[1], generator=torch.Generator().manual_seed(0)).to(device)
+    data = torch.cat([acts.shard(s, layers) for s in range(acts.info.n_shards)], dim=1)
+    data = data[:, torch.randperm(data.shape[1], generator=torch.Generator().manual_seed(0))].to(device)
     tied = [SaeSpec(layer, size, "tied", L1) for layer in layers for size in (acts.d_model, 2 * acts.d_model)]
-    return TrainingInputs(data, layers, order, min(n_examples, data.shape[1]) // BATCH, tied,
+    return TrainingInputs(data, layers, min(n_examples, data.shape[1]) // BATCH, tied,
                           [dataclasses.replace(s, architecture="untied") for s in tied])
 
 
@@ -169,20 +169,19 @@ def matmul_rate(d_in: int, specs: list[SaeSpec], seconds: float = 1.0) -> float:
 
 def bench_training(acts: ActivationSet, n_examples: int, repeats: int) -> list[dict]:
     inputs = training_inputs(acts, n_examples)
-    data, layers, order, n_steps, tied, untied = (inputs.data, inputs.layers, inputs.order, inputs.n_steps,
-                                                  inputs.tied, inputs.untied)
+    data, layers, n_steps, tied, untied = inputs.data, inputs.layers, inputs.n_steps, inputs.tied, inputs.untied
     sizes = (acts.d_model, 2 * acts.d_model)
     flops = step_flops(acts.d_model, tied) * n_steps
     variants = {
-        "ours, joint loop, tied (paper)": lambda: time_ours(data, layers, tied, order, n_steps),
-        "ours, joint loop, untied": lambda: time_ours(data, layers, untied, order, n_steps),
-        "ours, one SAE at a time, untied": lambda: sum(time_ours(data, layers, [s], order, n_steps) for s in untied),
-        "sae-lens SAETrainer, one SAE at a time (standard)": lambda: time_saelens_each(data, untied, layers, order,
+        "ours, joint loop, tied (paper)": lambda: time_ours(data, layers, tied, n_steps),
+        "ours, joint loop, untied": lambda: time_ours(data, layers, untied, n_steps),
+        "ours, one SAE at a time, untied": lambda: sum(time_ours(data, layers, [s], n_steps) for s in untied),
+        "sae-lens SAETrainer, one SAE at a time (standard)": lambda: time_saelens_each(data, untied, layers,
                                                                                        n_steps),
-        "sae-lens MultiSAETrainer, lockstep (standard)": lambda: time_saelens_multi(data, untied, layers, order,
+        "sae-lens MultiSAETrainer, lockstep (standard)": lambda: time_saelens_multi(data, untied, layers,
                                                                                     n_steps),
     }
-    time_ours(data, layers, tied, order, 50)  # warm-up: thread pool, kernel selection
+    time_ours(data, layers, tied, 50)  # warm-up: thread pool, kernel selection
     times = {name: [] for name in variants}
     rates = []
     for _ in range(repeats):
@@ -240,7 +239,7 @@ def check_interop(acts: ActivationSet) -> float:
     layers = acts.layers[:1]
     data = acts.shard(0, layers)
     order = torch.randperm(data.shape[1], generator=torch.Generator().manual_seed(0))
-    sae = train_saes(batches_of(data, order, 50), layers, [SaeSpec(layers[0], 2 * acts.d_model, "tied", L1)],
+    sae = train_saes(batches_of(data[:, order], 50), layers, [SaeSpec(layers[0], 2 * acts.d_model, "tied", L1)],
                      acts.d_model, 50, LR, seed=0).saes[0]
     folder = Path(tempfile.mkdtemp())
     save_sae(sae, folder, model_name="bench", hook_name=acts.hook_name(layers[0]), metadata={"layer": layers[0]})

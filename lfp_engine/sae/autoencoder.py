@@ -193,7 +193,8 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def relu_step(self, x: torch.Tensor, l1_coefficient: torch.Tensor | float) -> StepTerms:
         """`losses(x, l1_coefficient)` of a stack of ReLU SAEs ('tied', 'untied'; no AuxK) on a batch
-        x [stack, B, d_in], with the gradient of the summed loss written to every parameter's `.grad`.
+        x [stack, B, d_in], with the gradient of the summed loss written to every parameter's `.grad`
+        (overwritten in place where there is one: no fresh buffers each step, nothing to zero first).
 
         The gradient is the one autograd takes through `losses` (tested against it in float64),
         derived by hand: with e = x_hat - x and g = 2 e / B (the squared error's gradient at x_hat),
@@ -219,15 +220,18 @@ class SparseAutoencoder(nn.Module):
         penalty = (alpha / rows).view(-1, 1, 1) if weights is None else (alpha.unsqueeze(-1) * weights / rows).unsqueeze(-2)
         # The ReLU's backward (autograd's own kernel): dz where z > 0, which is where pre > 0.
         grad_pre = torch.ops.aten.threshold_backward(torch.baddbmm(penalty, grad_out, decoder.transpose(-1, -2)), z, 0)
-        grad_encoder = torch.bmm(x.transpose(-1, -2), grad_pre)
+        params = (self.W_enc, self.b_enc, self.b_dec) + (() if weights is None else (self.W_dec_free,))
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.empty_like(p)
+        torch.bmm(x.transpose(-1, -2), grad_pre, out=self.W_enc.grad)
         if weights is None:  # W_dec = W_enc^T: the decoder's gradient z^T g, transposed, joins the encoder's
-            grad_encoder.baddbmm_(grad_out.transpose(-1, -2), z)
+            self.W_enc.grad.baddbmm_(grad_out.transpose(-1, -2), z)
         else:  # the L1 term's gradient, alpha sum_rows(z_f) / (B ||W_dec[f]||) times W_dec[f], in one fused op
             scale = alpha.unsqueeze(-1) * code_sums / (rows * weights.clamp_min(torch.finfo(weights.dtype).tiny))
-            self.W_dec_free.grad = torch.bmm(z.transpose(-1, -2), grad_out).addcmul_(decoder, scale.unsqueeze(-1))
-        self.W_enc.grad = grad_encoder
-        self.b_enc.grad = grad_pre.sum(-2)
-        self.b_dec.grad = grad_out.sum(-2)
+            torch.bmm(z.transpose(-1, -2), grad_out, out=self.W_dec_free.grad).addcmul_(decoder, scale.unsqueeze(-1))
+        torch.sum(grad_pre, -2, out=self.b_enc.grad)
+        torch.sum(grad_out, -2, out=self.b_dec.grad)
         loss = mse + alpha * sparsity
         return StepTerms(loss, mse, sparsity, torch.zeros_like(mse), code_sums > 0, None)
 

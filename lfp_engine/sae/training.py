@@ -102,8 +102,8 @@ class _Stack:
         self.window = torch.zeros(len(LOGGED), len(members), device=device)
 
     def step(self, batch: torch.Tensor) -> None:
-        """The gradients of one batch ([n_layers, B, d_in]) into the parameters' `.grad`; updates the
-        firing, threshold and logging state. The ReLU architectures without AuxK take their
+        """The gradients of one batch ([n_layers, B, d_in]) into the parameters' `.grad`, replacing the
+        last step's; updates the firing, threshold and logging state. The ReLU architectures without AuxK take their
         gradient by hand (`SparseAutoencoder.relu_step`, float32), the others through autograd, their
         forward pass in the stack's precision."""
         x = batch if self.select is None else batch.index_select(0, self.select)
@@ -113,6 +113,7 @@ class _Stack:
             dead = self.since_fired >= self.dead_after if self.use_auxk else None
             if dead is not None and not bool(dead.any()):  # nothing to revive: skip the second decoder pass
                 dead = None
+            self.module.zero_grad(set_to_none=True)
             with autocast(self.precision, self.device):
                 terms = self.module.losses(x, self.l1, dead, self.auxk)
             terms.loss.sum().backward()
@@ -183,8 +184,7 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
         if batch is None:
             raise InputError(f"the activation stream ended after {step} of {n_steps} steps")
         batch = ranks.part(batch, dim=1)
-        optimizer.zero_grad(set_to_none=True)
-        for stack in stacks:
+        for stack in stacks:  # each writes its gradients afresh
             stack.step(batch)
         ranks.average_([p.grad for p in params if p.grad is not None])
         optimizer.step()
