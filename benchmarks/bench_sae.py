@@ -156,7 +156,8 @@ def matmul_rate(d_in: int, specs: list[SaeSpec], seconds: float = 1.0) -> float:
         n = sum(s.d_sae == d_sae for s in specs)
         x, g = (torch.randn(n, BATCH, d_in, generator=generator) for _ in range(2))
         z = torch.randn(n, BATCH, d_sae, generator=generator)
-        w_enc, w_dec = torch.randn(n, d_in, d_sae, generator=generator), torch.randn(n, d_sae, d_in, generator=generator)
+        w_enc = torch.randn(n, d_in, d_sae, generator=generator)
+        w_dec = torch.randn(n, d_sae, d_in, generator=generator)
         products += [(x, w_enc), (z, w_dec), (g, w_dec.transpose(-1, -2)), (z.transpose(-1, -2), g),
                      (x.transpose(-1, -2), z)]
 

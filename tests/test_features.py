@@ -70,9 +70,9 @@ def test_each_quantile_band_keeps_the_rows_with_its_largest_keys():
     sae = random_sae("tied", d_in=6, d_sae=5, seed=2)
     x = torch.randn(300, 6, generator=torch.Generator().manual_seed(3))
     z = sae.encode(x).detach()
-    edges = torch.cat([torch.zeros(5, 1), torch.sort(torch.rand(5, 3, generator=torch.Generator().manual_seed(4))
-                                                     * z.max(0).values[:, None], dim=1).values, z.max(0).values[:, None]],
-                      dim=1)
+    top = z.max(0).values[:, None]
+    inner = torch.sort(torch.rand(5, 3, generator=torch.Generator().manual_seed(4)) * top, dim=1).values
+    edges = torch.cat([torch.zeros(5, 1), inner, top], dim=1)
     keys, kept = _quantile_samples(sae, chunked(x, 64), edges, 4, 3, seed=9)
     generator = torch.Generator().manual_seed(9)
     u = torch.cat([torch.rand(chunk.shape[0], 5, generator=generator) for _, chunk in chunked(x, 64)()])

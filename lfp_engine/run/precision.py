@@ -9,8 +9,9 @@ runs the products at two to three times float32's rate (docs/benchmarks.md). Els
 is emulated and slower than float32, so the setting falls back to float32 and says so in the log.
 
 Which precision a step trains in is a setting (`synthetic.pretrain_precision`,
-`sae.precision`, `crosscoder.precision`), float32 by default, so a preset chooses it explicitly,
-it is part of the stage's fingerprint, and a run on new hardware never changes precision unasked.
+`crosscoder.precision`), float32 by default, so a preset chooses it explicitly, it is part of the
+stage's fingerprint, and a run on new hardware never changes precision unasked. The SAEs train in
+float32: at the paper's batch of 32 rows, casting costs what bfloat16 products save.
 """
 
 from __future__ import annotations

@@ -63,8 +63,8 @@ PRESETS: dict[str, Preset] = {
                 # planted world, with word-grouped folds (benchmarks/bench_world.py), that
                 # direction carries held-out words' polarity for 85-87% of them after three
                 # passes (seeds 0-2) and for 99-100% after six.
-                # Matrix products in bfloat16 (this CPU has AVX-512 BF16): pretraining about twice as
-                # fast, the same held-out loss and base-model criterion at seeds 0-2 (docs/benchmarks.md).
+                # Matrix products in bfloat16 (this CPU has AVX-512 BF16): pretraining steps 1.3-1.7x
+                # faster, the same held-out loss and base-model criterion at seeds 0-2 (docs/benchmarks.md).
                 "synthetic": {"n_reviews": 20000, "pretrain_epochs": 6.0, "pretrain_precision": "bfloat16"},
                 "rlhf": {"steps": 480, "learning_rate": 3e-5, "beta": 0.5, "generation_batch_size": 64,
                          "mini_batch_size": 16},

@@ -217,7 +217,8 @@ class SparseAutoencoder(nn.Module):
         weights = None if self.tied else decoder.norm(dim=-1)
         sparsity = (code_sums if weights is None else code_sums * weights).sum(-1) / rows
         grad_out = error.mul_(2.0 / rows)
-        penalty = (alpha / rows).view(-1, 1, 1) if weights is None else (alpha.unsqueeze(-1) * weights / rows).unsqueeze(-2)
+        per_row = (alpha / rows).unsqueeze(-1)  # the L1 term's weight on each row's codes
+        penalty = (per_row if weights is None else per_row * weights).unsqueeze(-2)
         # The ReLU's backward (autograd's own kernel): dz where z > 0, which is where pre > 0.
         grad_pre = torch.ops.aten.threshold_backward(torch.baddbmm(penalty, grad_out, decoder.transpose(-1, -2)), z, 0)
         params = (self.W_enc, self.b_enc, self.b_dec) + (() if weights is None else (self.W_dec_free,))
@@ -228,7 +229,7 @@ class SparseAutoencoder(nn.Module):
         if weights is None:  # W_dec = W_enc^T: the decoder's gradient z^T g, transposed, joins the encoder's
             self.W_enc.grad.baddbmm_(grad_out.transpose(-1, -2), z)
         else:  # the L1 term's gradient, alpha sum_rows(z_f) / (B ||W_dec[f]||) times W_dec[f], in one fused op
-            scale = alpha.unsqueeze(-1) * code_sums / (rows * weights.clamp_min(torch.finfo(weights.dtype).tiny))
+            scale = per_row * code_sums / weights.clamp_min(torch.finfo(weights.dtype).tiny)
             torch.bmm(z.transpose(-1, -2), grad_out, out=self.W_dec_free.grad).addcmul_(decoder, scale.unsqueeze(-1))
         torch.sum(grad_pre, -2, out=self.b_enc.grad)
         torch.sum(grad_out, -2, out=self.b_dec.grad)

@@ -134,8 +134,8 @@ def _quantile_samples(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple[
                 candidate = torch.full((F, z.shape[0]), -1.0, device=device)
                 candidate[feature[inside], row[inside]] = u[row[inside], feature[inside]]
                 top = candidate.topk(min(per_quantile, z.shape[0]), dim=1)
-                merged = torch.cat([keys[j], top.values], dim=1).topk(min(per_quantile, keys[j].shape[1] +
-                                                                          top.values.shape[1]), dim=1)
+                values = torch.cat([keys[j], top.values], dim=1)
+                merged = values.topk(min(per_quantile, values.shape[1]), dim=1)
                 numbers = torch.cat([kept[j], top.indices + start], dim=1)
                 keys[j], kept[j] = merged.values, numbers.gather(1, merged.indices)
     return [k.T for k in keys], [k.T for k in kept]

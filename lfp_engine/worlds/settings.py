@@ -119,7 +119,7 @@ class SyntheticSettings:
     """AdamW weight decay of the weight matrices (biases and norms get none)."""
     pretrain_precision: Precision = "float32"
     """'float32', or 'bfloat16': the model's matrix products under bfloat16 autocast (weights, Adam,
-    attention and the loss stay float32), about twice as fast on a CPU with AVX-512 BF16 or AMX;
+    attention and the loss stay float32), 1.3-1.7x faster on this project's CPU (AVX-512 BF16);
     where the device lacks native bfloat16, float32 is used and the log says so. The tiny preset
     uses bfloat16 (docs/benchmarks.md: same held-out loss and base-model criterion)."""
 
