@@ -102,17 +102,15 @@ def sae_throughput(run: Path, device: torch.device, n_examples: int) -> list[dic
     """Tokens per second of SAE training on the run's activations: ours (all dictionaries in one
     loop) and SAELens's trainer (one at a time), on the same batches in the same order."""
     inputs = training_inputs(ActivationSet(run / "activations" / "train"), n_examples, device)
-    data, layers, order, n_steps, specs, untied = (inputs.data, inputs.layers, inputs.order, inputs.n_steps,
-                                                   inputs.tied, inputs.untied)
-    time_ours(data, layers, specs, order, min(50, n_steps), str(device))  # warm-up: kernels, thread pool
-    variants = {"ours, joint loop, tied (the sae stage)": lambda: time_ours(data, layers, specs, order, n_steps,
-                                                                             str(device)),
-                "ours, joint loop, untied": lambda: time_ours(data, layers, untied, order, n_steps, str(device))}
+    data, layers, n_steps, specs, untied = inputs.data, inputs.layers, inputs.n_steps, inputs.tied, inputs.untied
+    time_ours(data, layers, specs, min(50, n_steps), str(device))  # warm-up: kernels, thread pool
+    variants = {"ours, joint loop, tied (the sae stage)": lambda: time_ours(data, layers, specs, n_steps, str(device)),
+                "ours, joint loop, untied": lambda: time_ours(data, layers, untied, n_steps, str(device))}
     try:
         import sae_lens  # noqa: F401
 
         variants["sae-lens SAETrainer, one at a time (standard = untied)"] = lambda: time_saelens_each(
-            data, untied, layers, order, n_steps, str(device))
+            data, untied, layers, n_steps, str(device))
     except ImportError:
         logging.getLogger("bench").warning("sae_lens is not importable: SAELens's trainer is not timed")
     rows = []

@@ -31,6 +31,9 @@ class WorldOutputs(StageOutputs):
     pretrain_tokens: int | None = None
     pretrain_train_loss: float | None = None
     pretrain_test_loss: float | None = None
+    pretrain_precision: str | None = None
+    """Synthetic worlds: what pretraining's matrix products ran in (float32 where bfloat16 was asked
+    for on a device without it)."""
     n_sentiment_words: int | None = None
     n_heldout_words: int | None = None
 

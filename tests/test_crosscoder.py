@@ -14,15 +14,17 @@ import torch
 from scipy import stats
 
 from lfp_engine.diffing.crosscoder import Crosscoder, load_crosscoder, save_crosscoder, train_crosscoders
-from lfp_engine.diffing.paired_activations import PairedActivations
+from lfp_engine.diffing.metrics import crosscoder_spliced_losses
+from lfp_engine.diffing.paired_activations import MODELS, PairedActivations
 from lfp_engine.diffing.paired_forward import BaseCompanion, PairedModels
 from lfp_engine.diffing.settings import CrosscoderSettings
 from lfp_engine.diffing.tags import latent_geometry, latent_scaling, specific, tag_latents
 from lfp_engine.models.architecture import mlp_modules
 from lfp_engine.models.hooks import capture_mlp_outputs
 from lfp_engine.run.errors import InputError
-from lfp_engine.sae.activations import capture_activations
+from lfp_engine.sae.activations import capture_activations, mlp_outputs
 from lfp_engine.sae.autoencoder import SparseAutoencoder
+from lfp_engine.sae.metrics import ReferenceLosses, text_losses
 from lfp_engine.validation.interventions import Intervention, intervening, intervention_hooks
 
 from .conftest import tiny_neox
@@ -175,6 +177,47 @@ def test_crosscoder_files_round_trip(tmp_path):
                                  [*loaded.module.named_parameters(), *loaded.module.named_buffers()], strict=True):
         assert torch.equal(p, q), name
     torch.testing.assert_close(loaded.normalized_norms(), crosscoder.module.block_norms() / torch.tensor([1.5, 2.0]))
+
+
+def test_spliced_losses_read_the_other_model_from_the_captured_rows(tmp_path):
+    """The crosscoder's spliced-in loss takes the other model's output at each token from the held-out
+    paired rows; against running the other model on every batch and splicing its output in (what the
+    stage did before), on texts of varied length (padding), the same loss up to float32 rounding.
+    Given reference losses (the sae stage's), it uses them instead of measuring them."""
+    models = {"base": tiny_neox(layers=3, hidden=WIDTH, vocab=VOCAB, seed=0),
+              "tuned": tiny_neox(layers=3, hidden=WIDTH, vocab=VOCAB, seed=3)}
+    generator = torch.Generator().manual_seed(2)
+    lengths = torch.randint(3, 20, (40,), generator=generator).tolist()
+    sequences = [(i, torch.randint(2, VOCAB, (n,), generator=generator).tolist()) for i, n in enumerate(lengths)]
+    for name, model in models.items():
+        capture_activations(model, iter(sequences), [LAYER], tmp_path / name, pad_token_id=0, bos_token_id=1,
+                            batch_size=16, shard_rows=4096, model_name=name)
+    paired = PairedActivations(tmp_path / "base", tmp_path / "tuned")
+    crosscoder = random_crosscoder()
+    table = crosscoder_spliced_losses(models, 0, paired, [crosscoder], batch_size=8).set_index("model")
+    texts = [tokens for _, tokens in paired.sequences()]
+    common = dict(pad_token_id=0, bos_token_id=1, batch_size=8)
+    for block, name in enumerate(MODELS):
+        other, captured = models[MODELS[1 - block]], {}
+
+        def run_other(ids, attention, text, other=other, captured=captured):
+            captured["h"] = mlp_outputs(other, [LAYER], ids, attention)[LAYER]
+
+        def splice(h, block=block, captured=captured):
+            pair = [captured["h"], h] if block == 1 else [h, captured["h"]]
+            return crosscoder.module(torch.cat(pair, dim=-1))[..., block * WIDTH:(block + 1) * WIDTH]
+
+        expected = text_losses(models[name], texts, layer=LAYER, replace=splice, before_batch=run_other,
+                               **common).mean
+        assert table.loc[name, "ce_spliced"] == pytest.approx(expected, rel=1e-5)
+        assert table.loc[name, "ce_clean"] == text_losses(models[name], texts, **common).mean
+        assert table.loc[name, "ce_zero_ablated"] == text_losses(models[name], texts, layer=LAYER,
+                                                                  replace=torch.zeros_like, **common).mean
+    given = {(name, LAYER): ReferenceLosses(1.0, 3.0, 2.0, 0.1) for name in MODELS}
+    reused = crosscoder_spliced_losses(models, 0, paired, [crosscoder], batch_size=8, references=given)
+    assert (reused["ce_clean"] == 1.0).all() and (reused["ce_zero_ablated"] == 3.0).all()
+    np.testing.assert_array_equal(reused["ce_spliced"], table["ce_spliced"].to_numpy())
+    np.testing.assert_allclose(reused["loss_recovered"], (3.0 - reused["ce_spliced"]) / 2.0)
 
 
 def paired_models() -> tuple[torch.nn.Module, PairedModels, Crosscoder]:

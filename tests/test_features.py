@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lfp_engine.sae.activations import ActivationSet
-from lfp_engine.sae.features import context_windows, direct_logit_effects, feature_statistics
+from lfp_engine.sae.features import _quantile_samples, context_windows, direct_logit_effects, feature_statistics
 
 from .conftest import tiny_neox
 from .test_activations import capture, sequences
@@ -61,6 +61,29 @@ def test_statistics_match_brute_force():
     again = feature_statistics(sae, chunked(x, 100), n_top=7, n_quantiles=4, per_quantile=3, histogram_bins=6,
                                seed=0)
     assert again.examples[["feature", "kind", "rank", "row"]].equals(stats.examples[["feature", "kind", "rank", "row"]])
+
+
+def test_each_quantile_band_keeps_the_rows_with_its_largest_keys():
+    """The reservoir sample of pass 3 against brute force: the same uniform keys drawn for every
+    (row, feature) entry chunk by chunk, and per feature and band the largest keys among the
+    entries that fire in that band, in descending order (-1 fills a band with too few)."""
+    sae = random_sae("tied", d_in=6, d_sae=5, seed=2)
+    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(3))
+    z = sae.encode(x).detach()
+    top = z.max(0).values[:, None]
+    inner = torch.sort(torch.rand(5, 3, generator=torch.Generator().manual_seed(4)) * top, dim=1).values
+    edges = torch.cat([torch.zeros(5, 1), inner, top], dim=1)
+    keys, kept = _quantile_samples(sae, chunked(x, 64), edges, 4, 3, seed=9)
+    generator = torch.Generator().manual_seed(9)
+    u = torch.cat([torch.rand(chunk.shape[0], 5, generator=generator) for _, chunk in chunked(x, 64)()])
+    band = (z[..., None] > edges[None, :, 1:-1]).sum(-1)
+    for f in range(5):
+        for j in range(4):
+            members = torch.nonzero((z[:, f] > 0) & (band[:, f] == j)).flatten()
+            order = members[torch.argsort(u[members, f], descending=True)][:3]
+            n = len(order)
+            assert kept[j][:n, f].tolist() == order.tolist()
+            assert keys[j][:n, f].tolist() == u[order, f].tolist() and (keys[j][n:, f] == -1).all()
 
 
 def test_context_windows_stay_in_their_text_and_carry_the_features_codes(tmp_path):

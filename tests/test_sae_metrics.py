@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from lfp_engine.run.errors import InputError
-from lfp_engine.sae.metrics import (MIN_INCREASE_STANDARD_ERRORS, LossRecovered, TextLosses, increase_standard_error,
+from lfp_engine.sae.metrics import (MIN_INCREASE_STANDARD_ERRORS, LossRecovered, ReferenceLosses, TextLosses, increase_standard_error,
                                     loss_recovered_reason, mean_loss_recovered, reconstruction_metrics, text_losses,
                                     zero_output)
 
@@ -67,9 +67,9 @@ def test_loss_recovered_is_one_for_the_identity_and_zero_for_zeros():
     model = tiny_neox(seed=SEED)
     clean, spliced, zero = losses(model, LAYER, lambda h: h, TEXTS)
     assert spliced.mean == clean.mean and zero.mean != clean.mean
-    assert LossRecovered.measure(clean, spliced, zero).loss_recovered == 1.0
+    assert LossRecovered.measure(ReferenceLosses.of(clean, zero), spliced.mean).loss_recovered == 1.0
     clean, spliced, zero = losses(model, LAYER, lambda h: torch.zeros_like(h), TEXTS)
-    assert LossRecovered.measure(clean, spliced, zero).loss_recovered == 0.0
+    assert LossRecovered.measure(ReferenceLosses.of(clean, zero), spliced.mean).loss_recovered == 0.0
 
 
 def test_loss_recovered_against_a_hand_computation():
@@ -78,7 +78,7 @@ def test_loss_recovered_against_a_hand_computation():
     clean = TextLosses(np.array([2.0, 3.3, 5.0]), counts)
     spliced = TextLosses(np.array([2.2, 3.6, 5.5]), counts)
     zero = TextLosses(np.array([3.0, 4.5, 7.5]), counts)
-    got = LossRecovered.measure(clean, spliced, zero)
+    got = LossRecovered.measure(ReferenceLosses.of(clean, zero), spliced.mean)
     assert got.ce_clean == pytest.approx(10.3 / 10) and got.ce_zero_ablated == pytest.approx(15.0 / 10)
     assert got.loss_increase == pytest.approx(0.47)
     assert got.loss_recovered == pytest.approx((1.5 - 1.13) / (1.5 - 1.03))  # (zero - spliced) / (zero - clean)
@@ -123,18 +123,18 @@ def test_a_layer_whose_zero_ablation_does_not_change_the_loss_has_no_ratio():
     output recovers half of it, as it should."""
     splice = lambda h: h * 0.5  # an SAE that halves the output it rebuilds  # noqa: E731
     clean, spliced, zero = losses(silenced(1.0), LAYER, splice, TEXTS)
-    normal = LossRecovered.measure(clean, spliced, zero)
+    normal = LossRecovered.measure(ReferenceLosses.of(clean, zero), spliced.mean)
     assert normal.loss_increase > MIN_INCREASE_STANDARD_ERRORS * normal.loss_increase_se  # the premise
     assert normal.loss_recovered == pytest.approx((zero.mean - spliced.mean) / (zero.mean - clean.mean))
 
     clean, spliced, zero = losses(silenced(0.0), LAYER, splice, TEXTS)
-    nothing = LossRecovered.measure(clean, spliced, zero)
+    nothing = LossRecovered.measure(ReferenceLosses.of(clean, zero), spliced.mean)
     assert nothing.loss_increase == 0 and nothing.loss_increase_se == 0 and nothing.loss_recovered is None
     reason = loss_recovered_reason(nothing.loss_increase, nothing.loss_increase_se)
     assert reason.startswith("zeroing the layer raises the loss by only 0 nats") and "would be noise" in reason
 
     clean, spliced, zero = losses(silenced(1e-3), LAYER, splice, TEXTS)
-    faint = LossRecovered.measure(clean, spliced, zero)
+    faint = LossRecovered.measure(ReferenceLosses.of(clean, zero), spliced.mean)
     assert 0 < faint.loss_increase < normal.loss_increase / 100
     assert faint.loss_recovered == pytest.approx(0.5, abs=0.01)
 
@@ -149,7 +149,7 @@ def test_an_increase_within_the_noise_of_the_texts_has_no_ratio():
     noise -= (counts * noise).sum() / counts.sum()  # the texts disagree, and average to 0.00026
     zero = TextLosses(clean.sums + counts * (0.00026 + noise), counts)
     spliced = TextLosses(clean.sums + counts * 0.00006, counts)
-    measured = LossRecovered.measure(clean, spliced, zero)
+    measured = LossRecovered.measure(ReferenceLosses.of(clean, zero), spliced.mean)
     assert measured.loss_increase == pytest.approx(0.00026)
     assert measured.loss_increase < MIN_INCREASE_STANDARD_ERRORS * measured.loss_increase_se
     assert measured.loss_recovered is None
@@ -162,7 +162,7 @@ def test_the_mean_loss_recovered_skips_empty_ones_and_counts_the_rest():
     assert mean_loss_recovered(pd.Series([None, None], dtype=float)) == (None, 0)
 
 
-def test_token_loss_is_the_mean_cross_entropy_of_the_text_tokens():
+def test_text_losses_are_the_cross_entropy_of_the_text_tokens():
     model = tiny_neox()
     expected = []
     with torch.no_grad():

@@ -103,6 +103,21 @@ def test_the_sae_stages_fill_the_store(micro_run):
 
 
 @pytest.mark.slow
+def test_the_crosscoder_measures_against_the_sae_stages_reference_losses(micro_run):
+    """The crosscoder stage reads the clean and zero-ablated losses back from `sae_metrics` (the same
+    held-out texts): one reference for both kinds of dictionary."""
+    store = RunStore(micro_run)
+    sae = store.read("sae_metrics")[["model", "layer", "ce_clean", "ce_zero_ablated"]].drop_duplicates()
+    crosscoder = store.read("crosscoder_metrics")
+    merged = crosscoder.merge(sae, on=["model", "layer"], suffixes=("", "_sae"), validate="one_to_one")
+    assert len(merged) == len(crosscoder) == 2 * len(read_manifest(store)["divergence"].outputs["layers"])
+    assert (merged["ce_clean"] == merged["ce_clean_sae"]).all()
+    assert (merged["ce_zero_ablated"] == merged["ce_zero_ablated_sae"]).all()
+    expected = (merged["ce_zero_ablated"] - merged["ce_spliced"]) / (merged["ce_zero_ablated"] - merged["ce_clean"])
+    np.testing.assert_allclose(merged["loss_recovered"], expected)
+
+
+@pytest.mark.slow
 def test_the_same_config_gives_the_same_saes(micro_run, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(micro_run, out)

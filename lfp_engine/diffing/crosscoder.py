@@ -31,6 +31,7 @@ import torch
 from lfp_engine.diffing.paired_activations import MODELS, PairedActivations, activation_scales
 from lfp_engine.diffing.settings import CrosscoderSettings
 from lfp_engine.run.errors import InputError
+from lfp_engine.run.precision import effective_precision
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 from lfp_engine.sae.keys import DictionaryKey
 from lfp_engine.sae.saelens_format import CFG, cfg_value, load_sae, save_sae
@@ -117,8 +118,9 @@ def train_crosscoders(train: PairedActivations, settings: CrosscoderSettings, se
     n_steps = settings.n_train_examples // settings.batch_size
     batches = train.shuffled_batches(layers, settings.batch_size, n_steps, seed, device)
     specs = [crosscoder_spec(settings, layer, train.width) for layer in layers]
+    precision = effective_precision(settings.precision, torch.device(device), "crosscoder training")
     trained = train_saes(_normalized(batches, inverse[:, None, :]), layers, specs, train.d_model, n_steps,
-                         settings.learning_rate, seed, device, desc=desc)
+                         settings.learning_rate, seed, device, desc=desc, precision=precision)
     crosscoders = []
     for layer, sae, theta, layer_scales in zip(layers, trained.saes, trained.score_thresholds, scales, strict=True):
         sae = sae.cpu()

@@ -4,9 +4,12 @@ On held-out paired rows: variance explained, normalised MSE and MSE of each mode
 reconstruction; L0, dead and dense fractions of the shared codes. Spliced-in loss, per model: the
 model's next-token cross-entropy with its MLP output at the layer replaced by the crosscoder's
 reconstruction for that model, which the crosscoder computes from *both* models' outputs at the same
-tokens: before each batch, a forward pass of the other model (stopped after the layer) captures its
-output there. Loss recovered = (zero - spliced) / (zero - clean), as for the SAEs, beside the loss
-increase zero - clean and left empty where that increase is within the noise (`LossRecovered`).
+tokens: the other model's output is the held-out paired row the activations stage captured for that
+token (`PairedSplice`), so the other model need not run again. Loss recovered = (zero - spliced) /
+(zero - clean), as for the SAEs (and, as for them, left empty where zeroing the layer raises the
+loss by less than the noise floor, `sae.metrics.MIN_INCREASE_STANDARD_ERRORS`), against the clean and
+zero-ablated losses the `sae` stage measured on the same texts (`sae_metrics`), read back rather
+than measured again.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from torch import nn
 from lfp_engine.diffing.crosscoder import Crosscoder, crosscoder_folder
 from lfp_engine.diffing.inputs import DiffingInputs
 from lfp_engine.diffing.paired_activations import MODELS, PairedActivations
-from lfp_engine.models.hooks import capture_mlp_outputs
-from lfp_engine.sae.metrics import EVAL_BATCH_ROWS, LossRecovered, ReconstructionTotals, text_losses, zero_output
+from lfp_engine.run.errors import InputError
+from lfp_engine.sae.metrics import (EVAL_BATCH_ROWS, LossRecovered, ReconstructionTotals, ReferenceLosses,
+                                    reference_losses, text_losses)
 
 
 @torch.no_grad()
@@ -45,18 +49,27 @@ def crosscoder_reconstruction(crosscoder: Crosscoder, evaluation: PairedActivati
 
 
 class PairedSplice:
-    """Replace one model's MLP output at the crosscoder's layer by the crosscoder's reconstruction
-    of it; `before_batch` captures the other model's output on the same batch first."""
+    """Replace one model's MLP output at the crosscoder's layer by the crosscoder's reconstruction of
+    it from both models' outputs; the other model's comes from the held-out paired rows. `text_losses`
+    replays the held-out texts in row order, so each batch's text tokens are the next rows, which
+    `before_batch` places at the batch's text positions."""
 
-    def __init__(self, crosscoder: Crosscoder, other: nn.Module, block: int):
-        self.crosscoder, self.other, self.block = crosscoder, other, block
+    def __init__(self, crosscoder: Crosscoder, evaluation: PairedActivations, block: int):
+        self.crosscoder, self.block = crosscoder, block
+        d, other = crosscoder.width, 1 - block
+        self.rows = torch.cat([x[0][:, other * d:(other + 1) * d]
+                               for _, x in evaluation.iter_rows([crosscoder.layer], EVAL_BATCH_ROWS)])
+        self.used = 0
         self.other_output: torch.Tensor | None = None
 
-    def before_batch(self, ids: torch.Tensor, attention: torch.Tensor) -> None:
-        layer = self.crosscoder.layer
-        with capture_mlp_outputs(self.other, [layer], stop_after_last=True) as captured:
-            self.other(input_ids=ids, attention_mask=attention, use_cache=False)
-        self.other_output = captured[layer].float()
+    def before_batch(self, ids: torch.Tensor, attention: torch.Tensor, text: torch.Tensor) -> None:
+        n = int(text.sum())
+        if self.used + n > len(self.rows):
+            raise InputError("the held-out texts have more tokens than their captured rows: re-run `activations`")
+        other = torch.zeros(*text.shape, self.crosscoder.width, device=text.device)
+        other[text] = self.rows[self.used:self.used + n].to(text.device)
+        self.used += n
+        self.other_output = other
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         pair = [self.other_output, h.float()] if self.block == 1 else [h.float(), self.other_output]
@@ -65,35 +78,52 @@ class PairedSplice:
 
 
 def crosscoder_spliced_losses(models: Mapping[str, nn.Module], pad_token_id: int, evaluation: PairedActivations,
-                              crosscoders: Sequence[Crosscoder], batch_size: int) -> pd.DataFrame:
-    """layer, model and the `LossRecovered` of the crosscoder spliced into that model, on the held-out texts."""
+                              crosscoders: Sequence[Crosscoder], batch_size: int,
+                              references: Mapping[tuple[str, int], ReferenceLosses] | None = None) -> pd.DataFrame:
+    """layer, model and the `LossRecovered` of the crosscoder spliced into that model, on the held-out
+    texts. `references`: the clean and zero-ablated losses by (model, layer), measured here when not given."""
     sequences = [tokens for _, tokens in evaluation.sequences()]
     common = dict(pad_token_id=pad_token_id, bos_token_id=evaluation.info.bos_token_id, batch_size=batch_size)
+    layers = [c.layer for c in crosscoders]
     rows = []
     for block, model in enumerate(MODELS):
-        clean = text_losses(models[model], sequences, desc=f"LM loss, {model}, clean", **common)
+        known = references or {(model, layer): reference for layer, reference in
+                               reference_losses(models[model], sequences, layers, **common).items()}
         for crosscoder in crosscoders:
-            layer = crosscoder.layer
-            zero = text_losses(models[model], sequences, layer=layer, replace=zero_output,
-                               desc=f"LM loss, {model}, layer {layer} zeroed", **common)
-            splice = PairedSplice(crosscoder, models[MODELS[1 - block]], block)
+            layer, reference = crosscoder.layer, known[(model, crosscoder.layer)]
+            splice = PairedSplice(crosscoder, evaluation, block)
             spliced = text_losses(models[model], sequences, layer=layer, replace=splice,
                                   before_batch=splice.before_batch, desc=f"LM loss, {model}, crosscoder {layer}",
                                   **common)
-            rows.append({"layer": layer, "model": model, **LossRecovered.measure(clean, spliced, zero).as_dict()})
+            if splice.used != len(splice.rows):
+                raise InputError("the held-out texts have fewer tokens than their captured rows: re-run `activations`")
+            rows.append({"layer": layer, "model": model, **LossRecovered.measure(reference, spliced.mean).as_dict()})
     return pd.DataFrame(rows)
 
 
+def stored_references(sae_metrics: pd.DataFrame, evaluation: PairedActivations,
+                      layers: Sequence[int]) -> dict[tuple[str, int], ReferenceLosses] | None:
+    """The clean and zero-ablated losses by (model, layer) that the `sae` stage measured on the same
+    held-out texts (its rows with as many eval tokens), or None when it lacks any of `layers`."""
+    same = sae_metrics[sae_metrics["n_eval_tokens"] == evaluation.n_rows]
+    found = {(str(r.model), int(r.layer)): ReferenceLosses(float(r.ce_clean), float(r.ce_zero_ablated),
+                                                           float(r.loss_increase), float(r.loss_increase_se))
+             for r in same.itertuples()}
+    return found if all((model, layer) in found for model in MODELS for layer in layers) else None
+
+
 def metrics_table(inputs: DiffingInputs, dense_threshold: float, eval_batch_size: int, train_seconds: float,
-                  folder: Path) -> pd.DataFrame:
+                  folder: Path, sae_metrics: pd.DataFrame) -> pd.DataFrame:
     """`crosscoder_metrics`: one row per layer and model, the reconstruction metrics of the model's
     block beside its spliced-in losses, with the crosscoder's settings and its folder (`folder`: the
-    crosscoders' folder as the run records it, relative to the run)."""
+    crosscoders' folder as the run records it, relative to the run; `sae_metrics`: the `sae` stage's
+    table, whose reference losses are reused)."""
     parts = [crosscoder_reconstruction(c, inputs.evaluation, dense_threshold).assign(
         layer=c.layer, dict_size=c.module.d_sae, scale=list(c.scales), score_threshold=c.score_threshold)
         for c in inputs.crosscoders]
+    references = stored_references(sae_metrics, inputs.evaluation, [c.layer for c in inputs.crosscoders])
     spliced = crosscoder_spliced_losses(inputs.models, inputs.tokenizer.pad_token_id, inputs.evaluation,
-                                        inputs.crosscoders, eval_batch_size)
+                                        inputs.crosscoders, eval_batch_size, references)
     table = pd.concat(parts, ignore_index=True).merge(spliced, on=["layer", "model"])
     s = inputs.settings
     table = table.assign(architecture=s.architecture, k=s.k if s.architecture == "batchtopk" else None,

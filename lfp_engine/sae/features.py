@@ -114,21 +114,31 @@ def _quantile_samples(sae: SparseAutoencoder, rows: Callable[[], Iterable[tuple[
                       edges: torch.Tensor, n_quantiles: int, per_quantile: int,
                       seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Pass 3: a uniform sample of `per_quantile` rows within each quantile band of each feature
-    (reservoir keys and row numbers per band)."""
+    (reservoir keys and row numbers per band, [per_quantile, F] each).
+
+    Every (row, feature) entry gets a uniform key; a band keeps its largest keys among the entries
+    that fire in it. Only firing entries are placed (codes are sparse), feature by feature, and the
+    keys are continuous, so the kept rows do not depend on how the selection is laid out."""
     device, F = sae.W_enc.device, sae.d_sae
     generator = torch.Generator(device=device).manual_seed(seed)
-    keys = [torch.full((0, F), -1.0, device=device) for _ in range(n_quantiles)]
-    kept = [torch.zeros(0, F, dtype=torch.long, device=device) for _ in range(n_quantiles)]
+    keys = [torch.full((F, 0), -1.0, device=device) for _ in range(n_quantiles)]
+    kept = [torch.zeros(F, 0, dtype=torch.long, device=device) for _ in range(n_quantiles)]
     if per_quantile > 0:
         for start, x in rows():
             z = sae.encode(x.to(device))
-            band = (z[..., None] > edges[None, :, 1:-1]).sum(-1)
             u = torch.rand(z.shape, generator=generator, device=device)
-            numbers = torch.arange(start, start + z.shape[0], device=device)[:, None].expand_as(z)
+            row, feature = torch.nonzero(z > 0, as_tuple=True)
+            band = (z[row, feature, None] > edges[feature, 1:-1]).sum(-1)
             for j in range(n_quantiles):
-                candidate = torch.where((z > 0) & (band == j), u, torch.full_like(u, -1.0))
-                keys[j], kept[j] = _merge_top(keys[j], kept[j], candidate, numbers, per_quantile)
-    return keys, kept
+                inside = band == j
+                candidate = torch.full((F, z.shape[0]), -1.0, device=device)
+                candidate[feature[inside], row[inside]] = u[row[inside], feature[inside]]
+                top = candidate.topk(min(per_quantile, z.shape[0]), dim=1)
+                values = torch.cat([keys[j], top.values], dim=1)
+                merged = values.topk(min(per_quantile, values.shape[1]), dim=1)
+                numbers = torch.cat([kept[j], top.indices + start], dim=1)
+                keys[j], kept[j] = merged.values, numbers.gather(1, merged.indices)
+    return [k.T for k in keys], [k.T for k in kept]
 
 
 @torch.no_grad()

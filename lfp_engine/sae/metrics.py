@@ -138,12 +138,12 @@ class TextLosses:
 def text_losses(model: nn.Module, sequences: Sequence[Sequence[int]], *, pad_token_id: int,
                 bos_token_id: int | None, batch_size: int, layer: int | None = None,
                 replace: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                before_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+                before_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
                 desc: str = "LM loss") -> TextLosses:
     """Next-token cross-entropy of the text tokens of each of `sequences`, optionally with layer
     `layer`'s MLP output replaced by replace(output) at the text tokens. `before_batch(ids,
-    attention)` runs before each batch's forward pass (a crosscoder's replacement reads the other
-    model's activations of the same batch there)."""
+    attention, text)` runs before each batch's forward pass (a crosscoder's replacement places the
+    other model's activations of the batch's text tokens there). Batches are `sequences` in order."""
     if not sequences:
         raise InputError("no sequences to measure the loss on")
     device = next(model.parameters()).device
@@ -151,7 +151,7 @@ def text_losses(model: nn.Module, sequences: Sequence[Sequence[int]], *, pad_tok
     for start in tqdm(range(0, len(sequences), batch_size), desc=desc, unit="batch", leave=False, mininterval=1):
         ids, attention, text = pad_batch(sequences[start:start + batch_size], pad_token_id, bos_token_id, device)
         if before_batch is not None:
-            before_batch(ids, attention)
+            before_batch(ids, attention, text)
         if replace is None:
             logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
         else:
@@ -195,6 +195,39 @@ def increase_standard_error(clean: TextLosses, other: TextLosses) -> float:
 
 
 @dataclass(frozen=True)
+class ReferenceLosses:
+    """The two ends of `loss_recovered` for one model and layer on the held-out texts: the clean loss,
+    the loss with the layer's MLP output zeroed, and the increase with its standard error. The `sae`
+    stage measures them for every model and layer; model diffing, on the same texts in the same
+    batches, reads them back from `sae_metrics` rather than measuring them again."""
+
+    clean: float
+    zero_ablated: float
+    loss_increase: float
+    """zero_ablated - clean: what deleting the layer costs, in nats per token."""
+    loss_increase_se: float
+    """Its standard error over the evaluation texts (`increase_standard_error`)."""
+
+    @classmethod
+    def of(cls, clean: TextLosses, zero: TextLosses) -> ReferenceLosses:
+        return cls(clean.mean, zero.mean, zero.mean - clean.mean, increase_standard_error(clean, zero))
+
+    @property
+    def above_noise(self) -> bool:
+        """Whether the increase clears `MIN_INCREASE_STANDARD_ERRORS` standard errors."""
+        return self.loss_increase > 0 and self.loss_increase >= MIN_INCREASE_STANDARD_ERRORS * self.loss_increase_se
+
+
+def reference_losses(model: nn.Module, sequences: Sequence[Sequence[int]], layers: Iterable[int],
+                     **common: object) -> dict[int, ReferenceLosses]:
+    """{layer: ReferenceLosses} of `model` on `sequences` (`common`: `text_losses`' batching)."""
+    clean = text_losses(model, sequences, desc="LM loss, clean", **common)
+    return {layer: ReferenceLosses.of(clean, text_losses(model, sequences, layer=layer, replace=zero_output,
+                                                         desc=f"LM loss, layer {layer} zeroed", **common))
+            for layer in layers}
+
+
+@dataclass(frozen=True)
 class LossRecovered:
     """The spliced-in loss of a dictionary against the clean and the zero-ablated model (one row of
     the metric tables: `sae_metrics`, `crosscoder_metrics`)."""
@@ -211,12 +244,10 @@ class LossRecovered:
     `MIN_INCREASE_STANDARD_ERRORS` standard errors (`loss_recovered_reason` says why)."""
 
     @classmethod
-    def measure(cls, clean: TextLosses, spliced: TextLosses, zero: TextLosses) -> LossRecovered:
-        increase = zero.mean - clean.mean
-        se = increase_standard_error(clean, zero)
-        above_noise = increase > 0 and increase >= MIN_INCREASE_STANDARD_ERRORS * se
-        ratio = (zero.mean - spliced.mean) / increase if above_noise else None
-        return cls(clean.mean, spliced.mean, zero.mean, increase, se, ratio)
+    def measure(cls, reference: ReferenceLosses, spliced: float) -> LossRecovered:
+        ratio = (reference.zero_ablated - spliced) / reference.loss_increase if reference.above_noise else None
+        return cls(reference.clean, spliced, reference.zero_ablated, reference.loss_increase,
+                   reference.loss_increase_se, ratio)
 
     def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
@@ -254,14 +285,11 @@ def spliced_losses(model: nn.Module, pad_token_id: int, evaluation: ActivationSe
     """Per dictionary: layer, dict_size and its `LossRecovered` on the eval texts."""
     sequences = [tokens for _, tokens in evaluation.sequences()]
     common = dict(pad_token_id=pad_token_id, bos_token_id=evaluation.info.bos_token_id, batch_size=batch_size)
-    clean = text_losses(model, sequences, desc="LM loss, clean", **common)
-    zero = {layer: text_losses(model, sequences, layer=layer, replace=zero_output,
-                               desc=f"LM loss, layer {layer} zeroed", **common)
-            for layer in sorted({s.layer for s in specs})}
+    references = reference_losses(model, sequences, sorted({s.layer for s in specs}), **common)
     rows = []
     for spec, sae in zip(specs, saes):
         spliced = text_losses(model, sequences, layer=spec.layer, replace=lambda h, sae=sae: sae(h.float()),
                               desc=f"LM loss, SAE {spec.layer}/{spec.d_sae}", **common)
         rows.append({"layer": spec.layer, "dict_size": spec.d_sae,
-                     **LossRecovered.measure(clean, spliced, zero[spec.layer]).as_dict()})
+                     **LossRecovered.measure(references[spec.layer], spliced.mean).as_dict()})
     return pd.DataFrame(rows)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from lfp_engine.run.distributed import SINGLE, Ranks
 from lfp_engine.run.errors import InputError
+from lfp_engine.run.precision import Precision, autocast
 from lfp_engine.run.seeding import derive_seed
 from lfp_engine.sae.autoencoder import SparseAutoencoder
 
@@ -79,9 +80,9 @@ class _Stack:
     coefficients, tokens since each latent last fired (AuxK), and the BatchTopK threshold estimate."""
 
     def __init__(self, specs: Sequence[SaeSpec], members: list[int], rows: list[int], n_layers: int, d_in: int,
-                 seed: int, device: torch.device | str, ranks: Ranks = SINGLE):
+                 seed: int, device: torch.device | str, ranks: Ranks = SINGLE, precision: Precision = "float32"):
         first = specs[members[0]]
-        self.members, self.ranks = members, ranks
+        self.members, self.ranks, self.precision, self.device = members, ranks, precision, torch.device(device)
         self.module = SparseAutoencoder(d_in, first.d_sae, first.architecture, first.k, stack=len(members),
                                         n_blocks=first.n_blocks).to(device)
         self.module.initialize([torch.Generator().manual_seed(specs[i].seed(seed)) for i in members])
@@ -92,28 +93,41 @@ class _Stack:
         self.l1, self.auxk, self.rate = values["l1_coefficient"], values["auxk_coefficient"], values["threshold_rate"]
         self.dead_after = values["auxk_dead_tokens"].unsqueeze(-1)
         self.use_auxk = bool((self.auxk > 0).any())
+        self.relu_by_hand = first.architecture in ("tied", "untied") and not self.use_auxk
+        if self.relu_by_hand and precision != "float32":
+            log.info("%s SAEs without AuxK train in float32 (their step by hand), whatever the precision asked",
+                     first.architecture)
         self.since_fired = torch.zeros(len(members), first.d_sae, device=device)
         self.theta = torch.full((len(members),), math.nan, device=device)
         self.window = torch.zeros(len(LOGGED), len(members), device=device)
 
-    def step(self, batch: torch.Tensor) -> torch.Tensor:
-        """The summed loss of one batch ([n_layers, B, d_in]); updates the firing and threshold state."""
+    def step(self, batch: torch.Tensor) -> None:
+        """The gradients of one batch ([n_layers, B, d_in]) into the parameters' `.grad`, replacing the
+        last step's; updates the firing, threshold and logging state. The ReLU architectures without AuxK take their
+        gradient by hand (`SparseAutoencoder.relu_step`, float32), the others through autograd, their
+        forward pass in the stack's precision."""
         x = batch if self.select is None else batch.index_select(0, self.select)
-        dead = self.since_fired >= self.dead_after if self.use_auxk else None
-        if dead is not None and not bool(dead.any()):  # nothing to revive: skip the second decoder pass
-            dead = None
-        terms = self.module.losses(x, self.l1, dead, self.auxk)
+        if self.relu_by_hand:
+            terms = self.module.relu_step(x, self.l1)
+        else:
+            dead = self.since_fired >= self.dead_after if self.use_auxk else None
+            if dead is not None and not bool(dead.any()):  # nothing to revive: skip the second decoder pass
+                dead = None
+            self.module.zero_grad(set_to_none=True)
+            with autocast(self.precision, self.device):
+                terms = self.module.losses(x, self.l1, dead, self.auxk)
+            terms.loss.sum().backward()
         with torch.no_grad():
-            # Data-parallel: a latent fired if it fired in any process's slice of the global batch.
-            fired = self.ranks.either(terms.fired) if self.use_auxk else terms.fired
-            self.since_fired = torch.where(fired, 0.0, self.since_fired + x.shape[-2] * self.ranks.size)
+            if self.use_auxk:
+                # Data-parallel: a latent fired if it fired in any process's slice of the global batch.
+                fired = self.ranks.either(terms.fired)
+                self.since_fired = torch.where(fired, 0.0, self.since_fired + x.shape[-2] * self.ranks.size)
             if terms.min_kept is not None:
                 seen = torch.isfinite(terms.min_kept)
                 moved = torch.where(torch.isnan(self.theta), terms.min_kept,
                                     (1 - self.rate) * self.theta + self.rate * terms.min_kept)
                 self.theta = torch.where(seen, moved, self.theta)
             self.window += torch.stack([terms.loss, terms.mse, terms.sparsity, terms.aux])
-        return terms.loss.sum()
 
     def finish(self) -> list[tuple[int, SparseAutoencoder, float | None]]:
         """(spec index, trained SAE, score threshold) per member; BatchTopK thresholds set."""
@@ -135,7 +149,8 @@ def _stacks(specs: Sequence[SaeSpec]) -> dict[tuple[str, int, int | None, int], 
 
 def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Sequence[SaeSpec], d_in: int,
                n_steps: int, learning_rate: float, seed: int, device: torch.device | str = "cpu",
-               log_every: int = 100, desc: str = "train SAEs", ranks: Ranks = SINGLE) -> TrainedSaes:
+               log_every: int = 100, desc: str = "train SAEs", ranks: Ranks = SINGLE,
+               precision: Precision = "float32") -> TrainedSaes:
     """Train every SAE in `specs` in one pass over `batches` ([len(layers), B, d_in] each, layer
     i of the batch holding layer `layers[i]`'s activations of the same rows).
 
@@ -145,6 +160,9 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
     Deterministic: seeded init per spec, and the batch order is the caller's (seeded). With several
     processes (`ranks`) the batches are global ones, of which each process trains on its slice,
     and gradients and logged losses are averaged over the processes (module docstring).
+    `precision` 'bfloat16' runs the forward passes of the autograd path under bfloat16 autocast (an
+    effective precision: `lfp_engine.run.precision`); at the paper's batch of 32 rows it would gain
+    nothing (casting costs what the products save), so the SAEs' own step stays float32.
     """
     if not specs:
         raise InputError("no SAEs to train")
@@ -153,7 +171,7 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
         raise InputError(f"SAEs asked for layers {missing}, which the activations do not hold ({list(layers)})")
     position = {layer: i for i, layer in enumerate(layers)}
     stacks = [_Stack(specs, members, [position[specs[i].layer] for i in members], len(layers), d_in, seed, device,
-                     ranks) for members in _stacks(specs).values()]
+                     ranks, precision) for members in _stacks(specs).values()]
     params = [p for stack in stacks for p in stack.module.parameters()]
     # Fused Adam: one kernel for all parameters, about 3x faster than the foreach version on a CPU.
     optimizer = torch.optim.Adam(params, lr=learning_rate, fused=True)
@@ -166,8 +184,8 @@ def train_saes(batches: Iterable[torch.Tensor], layers: Sequence[int], specs: Se
         if batch is None:
             raise InputError(f"the activation stream ended after {step} of {n_steps} steps")
         batch = ranks.part(batch, dim=1)
-        optimizer.zero_grad(set_to_none=True)
-        sum(stack.step(batch) for stack in stacks).backward()
+        for stack in stacks:  # each writes its gradients afresh
+            stack.step(batch)
         ranks.average_([p.grad for p in params if p.grad is not None])
         optimizer.step()
         if (step + 1) % log_every == 0 or step + 1 == n_steps:

@@ -31,7 +31,7 @@ LOCAL_BASE = "./base"
 @dataclass
 class BuiltWorld:
     record: WorldRecord
-    summary: dict[str, int | float]
+    summary: dict[str, int | float | str]
     """Counts and pretraining figures for the manifest (the fields of the world stage's outputs)."""
     ground_truth: pd.DataFrame | None = field(default=None)
     """Synthetic worlds: the planted lexicon (table `world_lexicon`)."""
@@ -106,7 +106,7 @@ def build_synthetic(config: RunConfig, spec: TaskSpec, folder: Path, seed: int, 
         "n_reviews": len(world.corpus), "vocab_size": len(world.tokenizer),
         "n_parameters": sum(t.numel() for t in world.model.parameters()),
         "pretrain_steps": p.steps, "pretrain_tokens": p.tokens_seen,
-        "pretrain_train_loss": p.train_loss, "pretrain_test_loss": p.test_loss,
+        "pretrain_train_loss": p.train_loss, "pretrain_test_loss": p.test_loss, "pretrain_precision": p.precision,
         "n_sentiment_words": len(world.ground_truth), "n_heldout_words": len(heldout),
         **_prompt_counts(prompts),
     }

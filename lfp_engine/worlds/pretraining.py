@@ -3,22 +3,59 @@
 A plain causal-LM loop rather than `transformers.Trainer`: the corpus is a few million tokens,
 packed into fixed-length blocks, and a hand loop keeps the run seeded end to end, shows one
 progress bar, and reports the held-out loss the world stage records.
+
+With `pretrain_precision` 'bfloat16' the forward pass runs under bfloat16 autocast
+(`lfp_engine.run.precision`): the model's matrix products in bfloat16, its weights, Adam's state
+and the loss in float32. Attention stays float32 (`float32_attention`): on a CPU, PyTorch's
+bfloat16 attention backward is several times slower than its float32 one at this model's head
+width (32), which would cancel much of what the products gain. The held-out loss is always
+measured in float32, so the two precisions are compared on one scale.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+from transformers import AttentionInterface, GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from lfp_engine.run.precision import Precision, autocast, effective_precision
 from lfp_engine.worlds.settings import SyntheticSettings
 
 log = logging.getLogger(__name__)
+
+FLOAT32_ATTENTION = "lfp_sdpa_float32"
+"""The name under which `float32_attention` registers its attention with transformers."""
+
+
+def _sdpa_in_float32(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, **kwargs: object) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, computed in float32 whatever autocast is active."""
+    with torch.autocast(query.device.type, enabled=False):
+        return sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
+
+
+AttentionInterface.register(FLOAT32_ATTENTION, _sdpa_in_float32)
+AttentionMaskInterface.register(FLOAT32_ATTENTION, sdpa_mask)  # masks built exactly as for SDPA
+
+
+@contextlib.contextmanager
+def float32_attention(model: GPTNeoXForCausalLM) -> Iterator[None]:
+    """Inside the block the model's attention runs in float32 (transformers' SDPA, the same
+    masks); the model's own attention setting is restored afterwards, so it is saved unchanged."""
+    original = model.config._attn_implementation
+    model.set_attn_implementation(FLOAT32_ATTENTION)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(original)
 
 
 def neox_config(settings: SyntheticSettings, tokenizer: PreTrainedTokenizerFast) -> GPTNeoXConfig:
@@ -59,6 +96,8 @@ class PretrainResult:
     test_loss: float
     tokens_seen: int
     steps: int
+    precision: Precision
+    """What the matrix products ran in: the setting, or float32 where the device lacks bfloat16."""
 
 
 @torch.no_grad()
@@ -80,8 +119,10 @@ def pretrain(settings: SyntheticSettings, tokenizer: PreTrainedTokenizerFast, tr
     test_blocks = pack_blocks(test_texts, tokenizer, settings.context_length)
     batch = settings.pretrain_batch_size
     steps = max(1, math.ceil(settings.pretrain_epochs * len(train_blocks) / batch))
-    log.info("pretraining %.2fM-parameter GPT-NeoX: %d blocks of %d tokens, %d steps",
-             sum(p.numel() for p in model.parameters()) / 1e6, len(train_blocks), settings.context_length, steps)
+    precision = effective_precision(settings.pretrain_precision, device, "pretraining")
+    log.info("pretraining %.2fM-parameter GPT-NeoX: %d blocks of %d tokens, %d steps, matrix products in %s",
+             sum(p.numel() for p in model.parameters()) / 1e6, len(train_blocks), settings.context_length, steps,
+             precision)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -103,22 +144,25 @@ def pretrain(settings: SyntheticSettings, tokenizer: PreTrainedTokenizerFast, tr
     model.train()
     running = float("nan")
     bar = tqdm(range(steps), desc="pretrain base model", unit="step", mininterval=1.0)
-    for step in bar:
-        if len(order) < batch:
-            order = torch.cat([order, torch.randperm(len(train_blocks), generator=generator)])
-        idx, order = order[:batch], order[batch:]
-        x = train_blocks[idx].to(device)
-        loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        running = loss.item() if math.isnan(running) else 0.95 * running + 0.05 * loss.item()
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{running:.3f}")
+    attention = float32_attention(model) if precision == "bfloat16" else contextlib.nullcontext()
+    with attention:
+        for step in bar:
+            if len(order) < batch:
+                order = torch.cat([order, torch.randperm(len(train_blocks), generator=generator)])
+            idx, order = order[:batch], order[batch:]
+            x = train_blocks[idx].to(device)
+            with autocast(precision, device):
+                loss = model(input_ids=x, labels=x).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running = loss.item() if math.isnan(running) else 0.95 * running + 0.05 * loss.item()
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{running:.3f}")
     model.eval()
     test_loss = mean_loss(model, test_blocks, batch, device)
     log.info("pretraining done: train loss %.3f, held-out loss %.3f", running, test_loss)
     return PretrainResult(model=model, train_loss=running, test_loss=test_loss,
-                          tokens_seen=steps * batch * settings.context_length, steps=steps)
+                          tokens_seen=steps * batch * settings.context_length, steps=steps, precision=precision)

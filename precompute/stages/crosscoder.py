@@ -76,7 +76,7 @@ def run(ctx: StageContext) -> StageResult:
     inputs = DiffingInputs(crosscoders, train, evaluation, {m: load_model(ctx, m) for m in MODELS}, tokenizer,
                            token_strings(tokenizer), s, config.features, ctx.seed, ctx.device)
     metrics = metrics_table(inputs, config.sae.dense_threshold, config.sae.eval_batch_size, trained.seconds,
-                            ctx.paths.crosscoders.relative_to(ctx.paths.root))
+                            ctx.paths.crosscoders.relative_to(ctx.paths.root), ctx.store.read("sae_metrics"))
     log.info("crosscoder: measured on both models")
     latents, stats = tagged_latents(inputs)
     log.info("crosscoder: %d latents tagged and scaled", len(latents))
