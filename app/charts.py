@@ -299,3 +299,24 @@ def ablation_bars(results: pd.DataFrame) -> alt.Chart:
         x=alt.X("mean_reward:Q", title="average reward"),
         color=alt.condition(alt.datum.condition == "relevant", alt.value(TUNED), alt.value(MUTED)),
         tooltip=["what", alt.Tooltip("mean_reward:Q", format=".2g")]).properties(height=alt.Step(26))
+
+
+KIND_COLORS = alt.Scale(domain=["ordinary", "contested", "reward_only"], range=[MUTED, TUNED, ACCENT])
+
+
+def policy_vs_lexicon(values: pd.DataFrame) -> alt.Chart:
+    """Each word's policy value (what tuning taught the model to prefer to write) against its lexicon
+    value, with its 95% interval, coloured by the kind the world planted (`policy_values`)."""
+    frame = values.assign(kind=values["kind"].fillna("word"))
+    x = alt.X("lexicon_value:Q", title="what the reward pays (lexicon value)")
+    color = alt.Color("kind:N", scale=KIND_COLORS if frame["kind"].isin(KIND_COLORS.domain).all() else alt.Undefined,
+                      title="planted as")
+    whiskers = alt.Chart(frame).mark_rule(opacity=0.35).encode(x=x, y="ci_low:Q", y2="ci_high:Q", color=color)
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
+    points = alt.Chart(frame).mark_circle(size=55, opacity=0.85).encode(
+        x=x, y=alt.Y("policy_value:Q", title="what tuning taught it to write (beta log pi_tuned/pi_base)"),
+        color=color, tooltip=["word", "kind", "split", alt.Tooltip("lexicon_value:Q", format="+.2f"),
+                              alt.Tooltip("policy_value:Q", format="+.3f"), alt.Tooltip("ci_low:Q", format="+.3f"),
+                              alt.Tooltip("ci_high:Q", format="+.3f"), "n_triples",
+                              alt.Tooltip("reward_difference:Q", format="+.3f")])
+    return (zero + whiskers + points).properties(height=360)

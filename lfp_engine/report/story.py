@@ -187,11 +187,11 @@ def divergence_headline(report: pd.DataFrame) -> str:
         n, of = int(report["policy_divergent"].astype(bool).sum()), int(report["policy_value"].notna().sum())
         if n == 0:
             return f"Of {rounded(of)} words, it learned none clearly against what the reward pays."
-        return f"For {rounded(n)} of {rounded(of)} words, it learned the opposite of what the reward pays."
+        return f"For {rounded(n)} of {rounded(of)} words ({share(n / of)}), it learned the opposite of what the reward pays."
     n, of = int(report["divergent"].astype(bool).sum()), len(report)
     if n == 0:
         return f"Of {rounded(of)} words, it reads none clearly against the reward inside."
-    return f"Inside, it reads {rounded(n)} of {rounded(of)} words the opposite way from the reward."
+    return f"Inside, it reads {rounded(n)} of {rounded(of)} words ({share(n / of)}) the opposite way from the reward."
 
 
 @dataclass(frozen=True)
@@ -334,13 +334,3 @@ def ablation_sentence(results: pd.DataFrame) -> str | None:
         text += f"; switching off random features like them changed it by {rounded_signed(rows.loc['random', 'mean_difference'])}"
     return text + "."
 
-
-def shares_sentence(counts: pd.DataFrame) -> str:
-    """The lens counts (`lens_counts`) as one sentence of percentages."""
-    parts = []
-    for lens, group in counts.groupby("lens", sort=False):
-        total = group["words"].sum()
-        by = group.set_index("reading")["words"]
-        parts.append(f"{lens}, {share(by[FOLLOWS] / total)} of words follow the reward and {share(by[AGAINST] / total)} "
-                     f"go against it")
-    return "In " + "; in ".join(parts) + "."
