@@ -94,6 +94,12 @@ def tuning_scene(run: RunData) -> Scene:
     return scene
 
 
+def probed(run: RunData) -> str:
+    """What the run's probe reads, as a person is told it: 'answers' (preference tasks), else 'words'."""
+    accuracy = run.has("probe_metrics") and run.probe_metric("sae", "test", "accuracy") is not None
+    return "answers" if accuracy else "words"
+
+
 def learned_scene(run: RunData) -> Scene:
     """Whether the model learned the feedback: the verdict's two lenses in plain words."""
     scene = Scene("learned", "Did it learn the feedback?")
@@ -102,7 +108,7 @@ def learned_scene(run: RunData) -> Scene:
     if writes is None and inside is None:
         scene.needs = "probe_metrics"
         return scene
-    things = "answers" if run.probe_metric("sae", "test", "accuracy") is not None else "words"
+    things = probed(run)
     scene.sentence = story.learned_headline(writes, inside, things)
     if writes is not None and inside is not None:
         scene.notes = [story.writes_sentence(writes), story.inside_sentence(inside, things)]

@@ -6,7 +6,7 @@ prints it); the divergence report, ranked, and what it recovers of a planted wor
 
 import streamlit as st
 
-from app import charts, ui
+from app import charts, storyline, ui
 from lfp_engine.report import story
 from lfp_engine.report.divergence import LENS_LABELS, recovery_sentence
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
@@ -20,9 +20,8 @@ def lexicon_summary(run, verdict) -> str:
     """The page's opening in plain words: what it shows, and the two lenses' answers (`lfp_engine.report.story`)."""
     text = ("Every word the reward knows, beside what the model made of it: what tuning taught it to write, and how "
             "it reads the word inside.")
-    things = "answers" if run.probe_metric("sae", "test", "accuracy") is not None else "words"
     if verdict.get("policy") is not None or verdict.get("learned") is not None:
-        text += " " + story.learned_headline(verdict.get("policy"), verdict.get("learned"), things)
+        text += " " + story.learned_headline(verdict.get("policy"), verdict.get("learned"), storyline.probed(run))
     report = run.divergence_report()
     return text + (" " + story.divergence_headline(report) if not report.empty else "")
 
