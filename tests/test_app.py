@@ -155,6 +155,20 @@ def test_the_tour_says_plainly_which_stage_a_step_waits_for(open_app, app_runs, 
         assert not at.exception
 
 
+def test_the_story_and_its_tour_on_a_dpo_run(open_app, dpo_run):
+    at = open_app(dpo_run)
+    verdict = read_verdict(RunStore(dpo_run))
+    shown = [m.value for m in at.markdown]
+    assert any(m.startswith("The model was tuned on pairs of answers, one preferred over the other") for m in shown)
+    assert story.learned_headline(verdict.get("policy"), verdict.get("learned")) in shown
+    assert all(f.text in shown for f in verdict.findings)
+    at.button(key="tour_start").click().run()
+    for heading in TOUR:
+        assert at.header[0].value == heading and not at.exception
+        at.button(key="tour_next").click().run()
+    assert "tour" not in at.query_params
+
+
 def test_layers_page_shows_divergence_and_sae_quality(open_app, app_runs):
     store = RunStore(app_runs["micro"])
     at = open_app(app_runs["micro"], "views/layers.py")

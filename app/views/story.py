@@ -75,7 +75,7 @@ if TOUR in st.query_params:
     st.stop()
 
 intro, start = st.columns([5, 1], vertical_alignment="center")
-intro.markdown("A language model was tuned to please a reward. Did it learn what the reward asks for, and where "
+intro.markdown("A language model was tuned on feedback. Did it learn what the feedback asks for, and where "
                "does it part from it?")
 start.button("Take the tour", key="tour_start", type="primary", on_click=go, args=(1,), icon=":material/tour:")
 
