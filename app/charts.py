@@ -243,8 +243,9 @@ def lens_bars(counts: pd.DataFrame) -> alt.FacetChart:
     return alt.Chart(counts.assign(order=counts["reading"].map(order.index))).mark_bar(height=16).encode(
         x=alt.X("words:Q", stack="normalize", title=None, axis=alt.Axis(format="%", tickCount=4)),
         color=alt.Color("reading:N", scale=READING_COLORS, title=None,
-                        legend=alt.Legend(orient="bottom", direction="horizontal", columns=3, labelLimit=120)),
-        order="order:Q", tooltip=["lens", "reading", "words"]).properties(height=18, width=250).facet(
+                        legend=alt.Legend(orient="bottom", direction="horizontal", columns=2, labelLimit=140,
+                                          columnPadding=6)),
+        order="order:Q", tooltip=["lens", "reading", "words"]).properties(height=18, width=230).facet(
         row=alt.Row("lens:N", sort=list(dict.fromkeys(counts["lens"])), title=None,
                     header=alt.Header(labelAngle=0, labelOrient="top", labelAnchor="start", labelFontSize=13,
                                       labelPadding=2)), spacing=6)
@@ -271,7 +272,7 @@ def word_map(words: pd.DataFrame, learned_title: str, labelled: tuple[str, ...] 
     points = alt.Chart(words).mark_point(filled=True, opacity=0.85).encode(
         x=x, y=y, color=alt.Color("reading:N", scale=READING_COLORS, title="the model", legend=alt.Legend(
             orient="right")),
-        shape=alt.Shape("kind:N", title="the word", legend=alt.Legend(orient="right")) if planted else
+        shape=alt.Shape("kind:N", title="the word", legend=alt.Legend(orient="right", labelLimit=220)) if planted else
         alt.value("circle"),
         size=alt.condition(alt.datum.kind == "not planted", alt.value(45), alt.value(110)) if planted else alt.value(60),
         tooltip=[alt.Tooltip("word:N"), alt.Tooltip("sentence:N", title="in a sentence"),
