@@ -321,3 +321,16 @@ def policy_vs_lexicon(values: pd.DataFrame) -> alt.Chart:
                               alt.Tooltip("ci_high:Q", format="+.3f"), "n_triples",
                               alt.Tooltip("reward_difference:Q", format="+.3f")])
     return (zero + whiskers + points).properties(height=360)
+
+
+def sentence_words(words: pd.DataFrame, order: tuple[str, ...], learned_title: str) -> alt.HConcatChart:
+    """The words of one sentence (rows of the word map): what the reward pays for each, and beside it what
+    the model learned, each on its own axis."""
+    def side(column: str, title: str) -> alt.Chart:
+        return alt.Chart(words).mark_bar(height=16).encode(
+            y=alt.Y("word:N", sort=list(order), title=None, axis=alt.Axis(labelFontSize=13)),
+            x=alt.X(f"{column}:Q", title=title),
+            color=alt.condition(f"datum.{column} > 0", alt.value(BASE), alt.value(TUNED)),
+            tooltip=["word", alt.Tooltip(f"{column}:Q", format="+.2g")]).properties(height=alt.Step(26), width=300)
+
+    return alt.hconcat(side("reward", "what the reward pays"), side("learned", learned_title))

@@ -144,8 +144,9 @@ def divergence(run: RunData) -> Divergence | None:
                       excerpts.get(featured.word) if featured is not None else None, title)
 
 
-def divergence_scene(run: RunData, found: Divergence | None) -> Scene:
-    """Where what it learned parts from the reward: one word in one sentence."""
+def divergence_scene(run: RunData, found: Divergence | None, with_map: bool = False) -> Scene:
+    """Where what it learned parts from the reward: one word in one sentence (`with_map`: above the word map,
+    the word labelled on it, as the tour shows it)."""
     scene = Scene("divergence", "Where it parts from the reward")
     if found is None:
         scene.needs = "word_values"
@@ -159,7 +160,14 @@ def divergence_scene(run: RunData, found: Divergence | None) -> Scene:
         if found.excerpt is not None:
             text = found.excerpt
             paid = float(found.featured.row.lexicon_value) > 0
-            scene.picture = lambda: st.html(marked_word(text.text, text.start, text.end, paid))
+            word = found.featured.word
+
+            def picture() -> None:
+                st.html(marked_word(text.text, text.start, text.end, paid))
+                if with_map:
+                    word_map_picture(found, (word,), height=380)
+
+            scene.picture = picture
     return scene
 
 
@@ -179,9 +187,11 @@ def playground_scene(run: RunData, found: Divergence | None) -> Scene:
     if found is not None and text is not None:
         shown = tuple(story.words_in(text, found.words["word"]))
         if shown:
+            words = found.words[found.words["word"].isin(shown)]
+
             def picture() -> None:
                 st.html(quoted(text))
-                word_map_picture(found, shown, height=320)
+                st.altair_chart(charts.sentence_words(words, shown, found.learned_title))
 
             scene.picture = picture
     scene.action = ("Open the playground", PLAYGROUND_PAGE, {"text": text} if text else {})
@@ -207,5 +217,5 @@ def lab_scene(run: RunData) -> Scene:
 def tour(run: RunData) -> list[Scene]:
     """The guided tour's screens, in order."""
     found = divergence(run)
-    return [reward_scene(run), tuning_scene(run), learned_scene(run), divergence_scene(run, found),
+    return [reward_scene(run), tuning_scene(run), learned_scene(run), divergence_scene(run, found, with_map=True),
             playground_scene(run, found), lab_scene(run)]
