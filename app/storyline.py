@@ -178,8 +178,8 @@ def word_map_picture(found: Divergence, labelled: tuple[str, ...] = (), height: 
 def playground_scene(run: RunData, found: Divergence | None) -> Scene:
     """Try a sentence yourself: the featured sentence's words on the word map, and a way into the playground."""
     scene = Scene("playground", "Try a sentence yourself")
-    if not run.has("probe_weights") and not run.has("policy_values"):
-        scene.needs = "policy_values"
+    if not run.has("probe_weights"):  # what the playground itself needs
+        scene.needs = "probe_weights"
         return scene
     scene.sentence = ("Type any sentence in the playground to see, word by word, what the reward pays and what the "
                       "model learned.")
