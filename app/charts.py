@@ -315,7 +315,7 @@ def policy_vs_lexicon(values: pd.DataFrame) -> alt.Chart:
     whiskers = alt.Chart(frame).mark_rule(opacity=0.35).encode(x=x, y="ci_low:Q", y2="ci_high:Q", color=color)
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
     points = alt.Chart(frame).mark_circle(size=55, opacity=0.85).encode(
-        x=x, y=alt.Y("policy_value:Q", title="what tuning taught it to write (beta log pi_tuned/pi_base)"),
+        x=x, y=alt.Y("policy_value:Q", title="what tuning taught it to write"),
         color=color, tooltip=["word", "kind", "split", alt.Tooltip("lexicon_value:Q", format="+.2f"),
                               alt.Tooltip("policy_value:Q", format="+.3f"), alt.Tooltip("ci_low:Q", format="+.3f"),
                               alt.Tooltip("ci_high:Q", format="+.3f"), "n_triples",
