@@ -264,7 +264,8 @@ def word_map(words: pd.DataFrame, learned_title: str, labelled: tuple[str, ...] 
              + alt.Chart(zero).mark_rule(color="#888").encode(y=alt.Y("v:Q", scale=alt.Scale(domain=[-y_pad, y_pad]))))
     corners = pd.DataFrame({"reward": [x_pad, -x_pad, -x_pad, x_pad], "learned": [y_pad, -y_pad, y_pad, -y_pad],
                             "label": ["agrees", "agrees", "learned the opposite", "learned the opposite"],
-                            "align": ["right", "left", "left", "right"], "baseline": ["top", "bottom", "top", "bottom"]})
+                            "align": ["right", "left", "left", "right"],
+                            "baseline": ["top", "bottom", "top", "bottom"]})
     labels = [alt.Chart(corners[corners["align"] == side]).mark_text(
         align=side, dx=-6 if side == "right" else 6, fontSize=14, fontWeight="bold", color="#555",
         baseline=alt.expr("datum.baseline"), dy=0).encode(x=x, y=y, text="label:N") for side in ("right", "left")]
@@ -274,7 +275,8 @@ def word_map(words: pd.DataFrame, learned_title: str, labelled: tuple[str, ...] 
             orient="right")),
         shape=alt.Shape("kind:N", title="the word", legend=alt.Legend(orient="right", labelLimit=220)) if planted else
         alt.value("circle"),
-        size=alt.condition(alt.datum.kind == "not planted", alt.value(45), alt.value(110)) if planted else alt.value(60),
+        size=(alt.condition(alt.datum.kind == "not planted", alt.value(45), alt.value(110)) if planted else
+              alt.value(60)),
         tooltip=[alt.Tooltip("word:N"), alt.Tooltip("sentence:N", title="in a sentence"),
                  alt.Tooltip("reward:Q", title="the reward pays", format="+.2g"),
                  alt.Tooltip("learned:Q", title="the model learned", format="+.2g"),

@@ -1,5 +1,5 @@
 """The run's findings as scenes: one heading, one short sentence and one picture each, for the Story
-page's first screen and its guided tour (DESIGN.md, "Telling it to a person").
+page's first screen and its guided tour.
 
 The sentences are the engine's (`lfp_engine.report.story`, read from the verdict and the divergence
 report); the pictures are `app.charts`' and `app.markup`'s; every number comes from the store through

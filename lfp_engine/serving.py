@@ -4,9 +4,9 @@ One `LiveRun` per run and process holds the tuned model, the base model, the tok
 tuned SAE, the probes and the task's reward, loaded once. Requests are methods:
 `implicit_reward` (the probe's reward per token of a text and the text's implicit reward, on the
 tuned or the base model, beside the true reward of the same text, in its units), `policy_reading`
-(the policy lens on a text: beta log pi_tuned/pi_base per token, word and in all, METHOD.md section
-10), `reward_units` (both lenses and the true reward of a text side by side in the reward's units) and
-`compare_generations` (completions with and without an intervention, drawn and scored by the validate
+(the policy lens on a text, `lfp_engine/policy`: beta log pi_tuned/pi_base per token, word and in
+all), `reward_units` (both lenses and the true reward of a text side by side in the reward's units)
+and `compare_generations` (completions with and without an intervention, drawn and scored by the validate
 stage's own function, `intervened_completions`).
 
 Several dashboard sessions call one `LiveRun` from their own threads at once. Nothing a request

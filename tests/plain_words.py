@@ -1,4 +1,4 @@
-"""Plain-language checks of what a page shows a person (issue 20, DESIGN.md "Telling it to a person"):
+"""Plain-language checks of what a page shows a person (issue 20):
 its length in words, the statistician's words it must not use, and its Flesch reading ease.
 
 Flesch reading ease (Flesch 1948) is 206.835 - 1.015 (words / sentences) - 84.6 (syllables / words):

@@ -160,7 +160,8 @@ def test_the_featured_word_is_a_planted_word_the_policy_learned_against_the_rewa
     learned = report[report["policy_divergent"]]
     assert clearest.word == learned.sort_values("policy_q_opposite")["word"].iloc[0]
     earnest = story.FeaturedWord(next(report[report["word"] == "earnest"].itertuples()), "policy")
-    assert story.word_sentence(earnest).endswith("pays for “earnest” (+2.0), yet tuning taught the model to avoid it.")
+    assert story.word_sentence(earnest).endswith("pays for “earnest” (+2.0), yet tuning taught the model to "
+                                                 "avoid it.")
 
 
 def test_without_the_policy_lens_the_featured_word_is_the_reports_own():

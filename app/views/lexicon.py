@@ -27,7 +27,7 @@ def lexicon_summary(run, verdict) -> str:
 
 
 def policy_section(run, verdict) -> None:
-    """The policy lens (METHOD.md section 10): each word's policy value against its lexicon value, the
+    """The policy lens (`lfp_engine/policy`): each word's policy value against its lexicon value, the
     verdict's answer, its recovery of a planted world, as `lfp report` words them."""
     st.header("What it learned to write: the policy lens")
     if not ui.needs(run, "policy_values", what="The policy lens"):

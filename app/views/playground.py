@@ -1,6 +1,6 @@
 """Implicit reward playground: type a text and see, word by word and for the whole text, three readings
 on one scale (the reward's units): the reward the model was tuned on, what tuning taught the policy to
-prefer to write (the policy lens, beta log pi_tuned/pi_base, METHOD.md section 10), and how the tuned
+prefer to write (the policy lens, beta log pi_tuned/pi_base, `lfp_engine/policy`), and how the tuned
 model reads it inside (the paper's probe on its SAE features); then, token by token, the probe's
 reading, the features behind each token, and the same text read by the base model. The opening text
 can come from the URL (`?text=`, the Story's tour links here with its sentence)."""
@@ -19,7 +19,7 @@ TEXT_REWARD = ("Every word's implicit value (the mean over its tokens) summed, t
                "with a zero point (each triple's neutral word, and tokens the triple's versions share before it, at "
                "0), so a word the model reads as neutral adds about 0.")
 
-POLICY_SUM = ("The sum over the text's tokens of beta log pi_tuned/pi_base (METHOD.md section 10): the text's "
+POLICY_SUM = ("The sum over the text's tokens of beta log pi_tuned/pi_base (the policy lens): the text's "
               "implicit reward under the policy, up to a term of the prompt alone. Large and noisy for a text the "
               "model would never write.")
 LENSES = (("reward", "reward", "What the reward pays for each word (its lexicon value times the reward's scale)."),

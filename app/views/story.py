@@ -1,4 +1,4 @@
-"""Story: the run for someone who has never heard of a probe (DESIGN.md, "Telling it to a person").
+"""Story: the run for someone who has never heard of a probe.
 
 The first screen answers, each in one short sentence with a picture: what was trained and what the
 reward pays, what tuning did to the reward, whether the model learned the feedback (the verdict's two
@@ -21,7 +21,8 @@ FLAGGED_COLUMNS = {"word": "word", "kind": "planted as", "lexicon_value": "rewar
                    "policy_ci_low": "policy from", "policy_ci_high": "policy to", "policy_q_opposite": "policy q",
                    "tuned_value": "read inside (tuned)", "tuned_ci_low": "from", "tuned_ci_high": "to",
                    "base_value": "read inside (base)", "difference": "tuned minus base", "q_opposite": "q",
-                   "behaviour_base_share": "use before", "behaviour_tuned_share": "use after", "lens_reason": "both lenses",
+                   "behaviour_base_share": "use before", "behaviour_tuned_share": "use after",
+                   "lens_reason": "both lenses",
                    "reason": "inside"}
 SAMPLE_COLUMNS = {"prompt": "opening", "base_completion": "base model writes", "base_reward": "base reward",
                   "tuned_completion": "tuned model writes", "tuned_reward": "tuned reward"}
@@ -182,7 +183,8 @@ with st.expander("How was this run made?"):
     st.markdown(f"The starting point is {narrative.base_model(config, run.stage_outputs().get('world', {}))}. "
                 f"Its goal: *{spec.description if spec else config.get('task')}*; "
                 f"{narrative.tuning(config, spec)}. {narrative.reward(config, spec)}")
-    st.caption(f"Run `{ui.run_label_of(run)}`: preset `{preset}`, task `{config.get('task')}`, seed {config.get('seed')}.")
+    st.caption(f"Run `{ui.run_label_of(run)}`: preset `{preset}`, task `{config.get('task')}`, "
+               f"seed {config.get('seed')}.")
 
 if run.has("rlhf_samples"):
     with st.expander("Every stored before-and-after sample"):

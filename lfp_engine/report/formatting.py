@@ -62,8 +62,8 @@ def interval(low: Any, high: Any, show: Callable[[Any], str] = num) -> str:
 
 
 def rounded(value: Any, digits: int = 2) -> str:
-    """A number for people (DESIGN.md, "Telling it to a person"): `digits` significant digits, never in
-    exponent form ('0.045', '0.69', '3.1', '120', '12,000'); counts stay whole; '–' when absent."""
+    """A number for people (the Story page): `digits` significant digits, never in exponent form
+    ('0.045', '0.69', '3.1', '120', '12,000'); counts stay whole; '–' when absent."""
     if missing(value):
         return "–"
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):

@@ -1,4 +1,4 @@
-"""The run told to a person who has never heard of a probe (DESIGN.md, "Telling it to a person").
+"""The run told to a person who has never heard of a probe (the Story page and its tour).
 
 One short sentence per finding, in everyday words, numbers rounded for people; one concrete word in
 one concrete sentence; every word placed by what the reward pays and what the model learned. Each
@@ -8,7 +8,7 @@ comparison and samples of the `rlhf` stage), never from a new measurement: the e
 (intervals, nulls, tests) stays in the verdict's own wording, which the Story page keeps one click
 away and `lfp report` prints.
 
-Two lenses (METHOD.md section 10) are told apart in plain words: *what it writes* is the policy lens
+Two lenses (`lfp_engine/policy`) are told apart in plain words: *what it writes* is the policy lens
 (beta log pi_tuned/pi_base, what tuning taught the model to prefer to write), *how it reads words
 inside* is the paper's probe (section 4.1). Where a run has no policy lens, the divergence is told
 through the probe alone.
@@ -102,7 +102,8 @@ WRITES_PLAIN = {
     "learned_order": "In what it writes, partly: it ranks words like the reward does, but does not clearly prefer "
                      "the paid ones.",
     "no_evidence": "In what it writes, no: its choice of words does not clearly follow the reward.",
-    "prefers_chosen": "In what it writes, yes: it now favours the answers people preferred, even in pairs it never saw.",
+    "prefers_chosen": "In what it writes, yes: it now favours the answers people preferred, even in pairs it never "
+                      "saw.",
     "no_evidence_pairs": "In what it writes, no: it does not clearly favour the answers people preferred.",
 }
 """Every answer of the verdict's policy finding (`verdict.POLICY_ANSWERS`), for a person."""
@@ -187,7 +188,8 @@ def divergence_headline(report: pd.DataFrame) -> str:
         n, of = int(report["policy_divergent"].astype(bool).sum()), int(report["policy_value"].notna().sum())
         if n == 0:
             return f"Of {rounded(of)} words, it learned none clearly against what the reward pays."
-        return f"For {rounded(n)} of {rounded(of)} words ({share(n / of)}), it learned the opposite of what the reward pays."
+        return (f"For {rounded(n)} of {rounded(of)} words ({share(n / of)}), it learned the opposite of what the "
+                "reward pays.")
     n, of = int(report["divergent"].astype(bool).sum()), len(report)
     if n == 0:
         return f"Of {rounded(of)} words, it reads none clearly against the reward inside."
@@ -299,7 +301,8 @@ def word_map(report: pd.DataFrame, kinds: Mapping[str, str] | None = None,
     follows = _significant(report["policy_q_agree" if policy else "q_agree"])
     signs = np.sign(report["lexicon_value"].to_numpy(float)) * np.sign(learned.to_numpy(float))
     frame = pd.DataFrame({
-        "word": report["word"].to_numpy(), "kind": [KIND_NAMES.get((kinds or {}).get(w, ""), "") for w in report["word"]],
+        "word": report["word"].to_numpy(),
+        "kind": [KIND_NAMES.get((kinds or {}).get(w, ""), "") for w in report["word"]],
         "reward": report["lexicon_value"].to_numpy(float), "learned": learned.to_numpy(float),
         "lens": WRITES if policy else INSIDE,
         "reading": np.where(against, AGAINST, np.where(follows, FOLLOWS, UNCLEAR)),
@@ -331,6 +334,7 @@ def ablation_sentence(results: pd.DataFrame) -> str | None:
     text = (f"Switching off {features} tied to the reward changed the "
             f"average reward by {rounded_signed(relevant['mean_difference'])}")
     if "random" in rows.index and not missing(rows.loc["random", "mean_difference"]):
-        text += f"; switching off random features like them changed it by {rounded_signed(rows.loc['random', 'mean_difference'])}"
+        random = rounded_signed(rows.loc["random", "mean_difference"])
+        text += f"; switching off random features like them changed it by {random}"
     return text + "."
 
