@@ -8,6 +8,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from lfp_engine.report.story import READINGS
+
 TUNED, BASE, ACCENT, MUTED = "#d1495b", "#00798c", "#edae49", "#8d99ae"
 MODEL_COLORS = alt.Scale(domain=["base", "tuned"], range=[BASE, TUNED])
 LAYER_AXIS = alt.Axis(labelAngle=0)
@@ -203,3 +205,134 @@ def relative_norms(latents: pd.DataFrame) -> alt.Chart:
         row=alt.Row("layer:O", title="layer"),
         tooltip=["layer", "tag", alt.Tooltip("count():Q", title="latents")],
     ).properties(height=120, width=640)
+
+
+# -- the Story page and its tour: pictures for people ---------------------------------------------
+
+READING_COLORS = alt.Scale(domain=list(READINGS),
+                           range=[BASE, "#c9ced6", TUNED])
+"""The readings of `lfp_engine.report.story.READINGS`."""
+
+
+def example_words(words: pd.DataFrame) -> alt.Chart:
+    """A few words and what the reward pays for each (teal: paid, red: penalised)."""
+    frame = words.assign(sign=words["lexicon_value"].map(lambda v: "paid" if v > 0 else "penalised"))
+    return alt.Chart(frame).mark_bar(height=16).encode(
+        y=alt.Y("word:N", sort=None, title=None, axis=alt.Axis(labelFontSize=13)),
+        x=alt.X("lexicon_value:Q", title="what the reward pays"),
+        color=alt.Color("sign:N", scale=alt.Scale(domain=["paid", "penalised"], range=[BASE, TUNED]), legend=None),
+        tooltip=["word", alt.Tooltip("lexicon_value:Q", title="reward", format="+.1f")]).properties(
+        height=alt.Step(24))
+
+
+def before_after(base: float, tuned: float) -> alt.Chart:
+    """The mean reward before and after tuning, as two bars."""
+    frame = pd.DataFrame({"model": ["before tuning", "after tuning"], "reward": [base, tuned]})
+    return alt.Chart(frame).mark_bar(height=16).encode(
+        y=alt.Y("model:N", sort=None, title=None, axis=alt.Axis(labelFontSize=13)),
+        x=alt.X("reward:Q", title="average reward"),
+        color=alt.Color("model:N", scale=alt.Scale(domain=["before tuning", "after tuning"], range=[BASE, TUNED]),
+                        legend=None),
+        tooltip=["model", alt.Tooltip("reward:Q", format=".2g")]).properties(height=alt.Step(24))
+
+
+def lens_bars(counts: pd.DataFrame) -> alt.FacetChart:
+    """Per lens, the share of words it reads with the reward, neither way, or against it (one stacked bar
+    each, the lens named above its bar)."""
+    order = list(READING_COLORS.domain)
+    return alt.Chart(counts.assign(order=counts["reading"].map(order.index))).mark_bar(height=16).encode(
+        x=alt.X("words:Q", stack="normalize", title=None, axis=alt.Axis(format="%", tickCount=4)),
+        color=alt.Color("reading:N", scale=READING_COLORS, title=None,
+                        legend=alt.Legend(orient="bottom", direction="horizontal", columns=2, labelLimit=140,
+                                          columnPadding=6)),
+        order="order:Q", tooltip=["lens", "reading", "words"]).properties(height=18, width=230).facet(
+        row=alt.Row("lens:N", sort=list(dict.fromkeys(counts["lens"])), title=None,
+                    header=alt.Header(labelAngle=0, labelOrient="top", labelAnchor="start", labelFontSize=13,
+                                      labelPadding=2)), spacing=6)
+
+
+def word_map(words: pd.DataFrame, learned_title: str, labelled: tuple[str, ...] = (), height: int = 430) -> alt.Chart:
+    """Every word by what the reward pays (across) and what the model learned (up), coloured by how the
+    lens reads it, shaped by its planted kind; the quadrants named in words; hover for the word in a
+    sentence. `labelled`: words written beside their dot."""
+    x_pad = max(float(words["reward"].abs().max()), 1e-9) * 1.08
+    y_pad = max(float(words["learned"].abs().max()), 1e-9) * 1.15
+    x = alt.X("reward:Q", title="what the reward pays for the word", scale=alt.Scale(domain=[-x_pad, x_pad]))
+    y = alt.Y("learned:Q", title=learned_title, scale=alt.Scale(domain=[-y_pad, y_pad]))
+    zero = pd.DataFrame({"v": [0.0]})
+    rules = (alt.Chart(zero).mark_rule(color="#888").encode(x=alt.X("v:Q", scale=alt.Scale(domain=[-x_pad, x_pad])))
+             + alt.Chart(zero).mark_rule(color="#888").encode(y=alt.Y("v:Q", scale=alt.Scale(domain=[-y_pad, y_pad]))))
+    corners = pd.DataFrame({"reward": [x_pad, -x_pad, -x_pad, x_pad], "learned": [y_pad, -y_pad, y_pad, -y_pad],
+                            "label": ["agrees", "agrees", "learned the opposite", "learned the opposite"],
+                            "align": ["right", "left", "left", "right"],
+                            "baseline": ["top", "bottom", "top", "bottom"]})
+    labels = [alt.Chart(corners[corners["align"] == side]).mark_text(
+        align=side, dx=-6 if side == "right" else 6, fontSize=14, fontWeight="bold", color="#555",
+        baseline=alt.expr("datum.baseline"), dy=0).encode(x=x, y=y, text="label:N") for side in ("right", "left")]
+    planted = bool(words["kind"].astype(bool).any())
+    points = alt.Chart(words).mark_point(filled=True, opacity=0.85).encode(
+        x=x, y=y, color=alt.Color("reading:N", scale=READING_COLORS, title="the model", legend=alt.Legend(
+            orient="right")),
+        shape=alt.Shape("kind:N", title="the word", legend=alt.Legend(orient="right", labelLimit=220)) if planted else
+        alt.value("circle"),
+        size=(alt.condition(alt.datum.kind == "not planted", alt.value(45), alt.value(110)) if planted else
+              alt.value(60)),
+        tooltip=[alt.Tooltip("word:N"), alt.Tooltip("sentence:N", title="in a sentence"),
+                 alt.Tooltip("reward:Q", title="the reward pays", format="+.2g"),
+                 alt.Tooltip("learned:Q", title="the model learned", format="+.2g"),
+                 alt.Tooltip("kind:N", title="planted?"), alt.Tooltip("reading:N", title="reading")])
+    layers = [rules, *labels, points]
+    if labelled:
+        shown = words[words["word"].isin(labelled)]
+        layers.append(alt.Chart(shown).mark_text(align="left", dx=8, fontSize=13, fontWeight="bold").encode(
+            x=x, y=y, text="word:N"))
+    return alt.layer(*layers).properties(height=height)
+
+
+def ablation_bars(results: pd.DataFrame) -> alt.Chart:
+    """The mean reward with nothing switched off, with the features tied to the reward switched off,
+    and with random features like them switched off (`ablation_results`: 'none', and each against it)."""
+    names = {"none": "nothing switched off", "relevant": "features tied to the reward off",
+             "random": "random features like them off"}
+    against_none = results["compared_with"].isna() | (results["compared_with"] == "none")
+    frame = results[against_none & results["condition"].isin(names)]
+    frame = frame.assign(what=frame["condition"].map(names))
+    return alt.Chart(frame).mark_bar(height=16).encode(
+        y=alt.Y("what:N", sort=list(names.values()), title=None, axis=alt.Axis(labelFontSize=13, labelLimit=260)),
+        x=alt.X("mean_reward:Q", title="average reward"),
+        color=alt.condition(alt.datum.condition == "relevant", alt.value(TUNED), alt.value(MUTED)),
+        tooltip=["what", alt.Tooltip("mean_reward:Q", format=".2g")]).properties(height=alt.Step(26))
+
+
+KIND_COLORS = alt.Scale(domain=["ordinary", "contested", "reward_only"], range=[MUTED, TUNED, ACCENT])
+
+
+def policy_vs_lexicon(values: pd.DataFrame) -> alt.Chart:
+    """Each word's policy value (what tuning taught the model to prefer to write) against its lexicon
+    value, with its 95% interval, coloured by the kind the world planted (`policy_values`)."""
+    frame = values.assign(kind=values["kind"].fillna("word"))
+    x = alt.X("lexicon_value:Q", title="what the reward pays (lexicon value)")
+    color = alt.Color("kind:N", scale=KIND_COLORS if frame["kind"].isin(KIND_COLORS.domain).all() else alt.Undefined,
+                      title="planted as")
+    whiskers = alt.Chart(frame).mark_rule(opacity=0.35).encode(x=x, y="ci_low:Q", y2="ci_high:Q", color=color)
+    zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="#888").encode(y="y:Q")
+    points = alt.Chart(frame).mark_circle(size=55, opacity=0.85).encode(
+        x=x, y=alt.Y("policy_value:Q", title="what tuning taught it to write"),
+        color=color, tooltip=["word", "kind", "split", alt.Tooltip("lexicon_value:Q", format="+.2f"),
+                              alt.Tooltip("policy_value:Q", format="+.3f"), alt.Tooltip("ci_low:Q", format="+.3f"),
+                              alt.Tooltip("ci_high:Q", format="+.3f"), "n_triples",
+                              alt.Tooltip("reward_difference:Q", format="+.3f")])
+    return (zero + whiskers + points).properties(height=360)
+
+
+def sentence_words(words: pd.DataFrame, order: tuple[str, ...], learned_title: str) -> alt.HConcatChart:
+    """The words of one sentence (rows of the word map): what the reward pays for each, and beside it what
+    the model learned, each on its own axis."""
+    def side(column: str, title: str) -> alt.Chart:
+        return alt.Chart(words).mark_bar(height=16).encode(
+            y=alt.Y("word:N", sort=list(order), title=None, axis=alt.Axis(labelFontSize=13)),
+            x=alt.X(f"{column}:Q", title=title),
+            color=alt.condition(f"datum.{column} > 0", alt.value(BASE), alt.value(TUNED)),
+            tooltip=["word", alt.Tooltip(f"{column}:Q", format="+.2g")]).properties(height=alt.Step(26), width=300)
+
+    return alt.hconcat(side("reward", "what the reward pays"), side("learned", learned_title))

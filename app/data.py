@@ -143,6 +143,33 @@ class RunData:
             "(SELECT word, lexicon_value FROM world_lexicon ORDER BY lexicon_value DESC, word LIMIT ?) UNION ALL "
             "(SELECT word, lexicon_value FROM world_lexicon ORDER BY lexicon_value ASC, word LIMIT ?)", [n, n])
 
+    def example_words(self, n_paid: int = 2, n_penalised: int = 1) -> pd.DataFrame:
+        """Words to show what the reward pays: the most paid and the most penalised words the world uses
+        the way the reward scores them (its ordinary words, where it planted kinds)."""
+        ordinary = "WHERE kind = 'ordinary'" if "kind" in self._q("SELECT * FROM world_lexicon LIMIT 0").columns else ""
+        return self._q(
+            f"(SELECT word, lexicon_value FROM world_lexicon {ordinary} ORDER BY lexicon_value DESC, word LIMIT ?) "
+            f"UNION ALL (SELECT word, lexicon_value FROM world_lexicon {ordinary} ORDER BY lexicon_value ASC, word "
+            "LIMIT ?)", [n_paid, n_penalised])
+
+    def word_kinds(self) -> dict[str, str]:
+        """Each word's planted kind (`world_lexicon.kind`); empty where the world planted none."""
+        if "world_lexicon" not in self.tables() or "kind" not in self._q("SELECT * FROM world_lexicon LIMIT 0").columns:
+            return {}
+        frame = self._q("SELECT word, kind FROM world_lexicon")
+        return dict(zip(frame["word"], frame["kind"]))
+
+    def word_examples(self) -> pd.DataFrame:
+        """One text per word of the word triples, the first triple that substitutes it: word, text and
+        the word's character span in it (start, end)."""
+        return self._q(
+            "SELECT word, arg_min(text, triple_id) AS text, arg_min(start_, triple_id) AS start, "
+            "arg_min(end_, triple_id) AS \"end\" FROM ("
+            "SELECT triple_id, word_positive AS word, text_positive AS text, start_positive AS start_, "
+            "end_positive AS end_ FROM triples WHERE kind = 'word' UNION ALL "
+            "SELECT triple_id, word_negative, text_negative, start_negative, end_negative FROM triples "
+            "WHERE kind = 'word') GROUP BY word ORDER BY word")
+
     def world_lexicon_summary(self) -> pd.DataFrame:
         kind = "kind" if "kind" in self._q("SELECT * FROM world_lexicon LIMIT 0").columns else "'ordinary' AS kind"
         return self._q(f"SELECT {kind}, polarity, heldout, count(*) AS words, sum(corpus_count) AS corpus_occurrences "
@@ -294,6 +321,16 @@ class RunData:
 
     def divergence_recovery(self) -> pd.DataFrame:
         return self._q("SELECT * FROM divergence_recovery ORDER BY lens DESC, kind")
+
+    def flag_calibration(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM flag_calibration ORDER BY lens, model DESC")
+
+    def policy_metrics(self) -> pd.DataFrame:
+        return self._q("SELECT * FROM policy_metrics ORDER BY subset, metric")
+
+    def policy_values(self) -> pd.DataFrame:
+        """Every word's policy value with the reward's own difference on the same triples."""
+        return self._q("SELECT * FROM policy_values ORDER BY lexicon_value DESC, word")
 
     def behaviour_kinds(self) -> pd.DataFrame:
         return self._q("SELECT * FROM behaviour_kinds ORDER BY kind, polarity")

@@ -102,3 +102,21 @@ def drivers_table(pieces: Sequence[str], values: Sequence[float], drivers: Seque
 def bullets(items: Sequence[str]) -> str:
     """Sentences as a bulleted list, each shown exactly as written."""
     return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
+
+
+def marked_word(text: str, start: int, end: int, positive: bool) -> str:
+    """A sentence with one word highlighted (teal where the reward pays for it, red where it takes
+    points), as a quotation."""
+    rgb = POSITIVE if positive else NEGATIVE
+    word = (f'<mark class="lfp-word" style="background: rgba({rgb}, 0.25); border-bottom: 2px solid rgb({rgb}); '
+            f'padding: 0 2px; border-radius: 2px">{html.escape(text[start:end])}</mark>')
+    return ('<blockquote style="border-left: 3px solid #edae49; margin: 0.2rem 0; padding: 0.2rem 0.8rem; '
+            f'font-size: 1.05rem">{html.escape(text[:start])}{word}{html.escape(text[end:])}</blockquote>')
+
+
+def completions(prompt: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """An opening and what each model wrote after it ((label, completion) pairs), each exactly as written."""
+    rows = "".join(f'<div><span style="color: #555">{html.escape(label)}</span> '
+                   f'<span style="color: #888">{html.escape(prompt)}</span>{html.escape(text)}</div>'
+                   for label, text in pairs)
+    return f'<div class="lfp-completions" style="font-size: 0.9rem; line-height: 1.5">{rows}</div>'

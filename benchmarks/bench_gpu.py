@@ -31,7 +31,6 @@ import logging
 import platform
 import resource
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from benchmarks.bench_live import median_ms, text_of
 from benchmarks.bench_sae import BATCH, time_ours, time_saelens_each, training_inputs
 from lfp_engine.models.hub import load_causal_lm
 from lfp_engine.run.presets import preset
-from lfp_engine.run.store import RunPaths, RunStore
+from lfp_engine.run.store import RunPaths
 from lfp_engine.sae.activations import ActivationSet
 from lfp_engine.serving import LiveRun
 from lfp_engine.validation.ablation import intervened_completions

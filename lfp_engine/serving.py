@@ -3,8 +3,11 @@
 One `LiveRun` per run and process holds the tuned model, the base model, the tokenizer, every
 tuned SAE, the probes and the task's reward, loaded once. Requests are methods:
 `implicit_reward` (the probe's reward per token of a text and the text's implicit reward, on the
-tuned or the base model, beside the true reward of the same text, in its units) and `compare_generations` (completions with and without an
-intervention, drawn and scored by the validate stage's own function, `intervened_completions`).
+tuned or the base model, beside the true reward of the same text, in its units), `policy_reading`
+(the policy lens on a text, `lfp_engine/policy`: beta log pi_tuned/pi_base per token, word and in
+all), `reward_units` (both lenses and the true reward of a text side by side in the reward's units)
+and `compare_generations` (completions with and without an intervention, drawn and scored by the validate
+stage's own function, `intervened_completions`).
 
 Several dashboard sessions call one `LiveRun` from their own threads at once. Nothing a request
 does is visible to another: interventions are current per context (`interventions.intervening`)
@@ -30,6 +33,9 @@ from lfp_engine.run.errors import InputError, StageOrderError
 from lfp_engine.models.hooks import shared_capture_hooks
 from lfp_engine.models.generation import Sampling
 from lfp_engine.models.hub import load_causal_lm, load_tokenizer, resolve_device
+from lfp_engine.policy.log_ratio import PolicyPair, task_beta
+from lfp_engine.policy.text import PolicyReading
+from lfp_engine.policy.text import read_text as read_policy
 from lfp_engine.probe.implicit_reward import read_text
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention, intervention_hooks, validate
 from lfp_engine.run.manifest import read_config, read_manifest
@@ -74,6 +80,25 @@ class LiveReward:
 
 
 @dataclass
+class ReadTogether:
+    """One text read by the probe, by the policy lens and by the reward, all in the reward's units: a
+    probe or lexicon value times the reward's scale (equation 3 sums a text's word values times the
+    scale), a policy value as it is (beta log pi_tuned/pi_base is in the reward's units already)."""
+
+    tokens: pd.DataFrame
+    """Per token of the policy's reading: position, token, start, end, policy, probe (the probe's
+    value of the same characters' token; NaN where the probe did not read it)."""
+    words: pd.DataFrame
+    """Per word of the reward's tokenizer: word, start, end, reward, probe, policy (NaN where a lens
+    did not read the word)."""
+    totals: dict[str, float | None]
+    """The text's true reward, the probe's implicit reward of the text, and the policy's sum ('reward',
+    'probe', 'policy'); None where a lens has no text-level number."""
+    truncated: bool
+    text_read: str
+
+
+@dataclass
 class GenerationComparison:
     samples: pd.DataFrame
     """Per sample: prompt, unmodified, unmodified_reward, modified, modified_reward, difference."""
@@ -107,6 +132,10 @@ class LiveRun:
                                                loaded=self.saes if name == "tuned" else None)
                         for name, file in PROBE_FILES.items() if (self.paths.probe / f"{file}.json").exists()}
         self.reward = build_reward(task_spec(self.config.task), self.config.reward, self.device)
+        beta = task_beta(self.config)
+        self.policy: PolicyPair | None = (PolicyPair(self.models["tuned"], self.models["base"], self.tokenizer, beta,
+                                                     self.config.world.max_length) if beta > 0 else None)
+        """The policy lens's two models (the same ones, loaded once); None without a KL penalty."""
         self.sampling = Sampling.of(self.config)
         prompts = read_world_table(self.paths.world, PROMPTS)
         self.heldout_prompts: list[str] = prompts.loc[prompts["purpose"] == "eval", "prompt"].tolist()
@@ -152,6 +181,37 @@ class LiveRun:
             words = pd.DataFrame(self.reward.token_values(text_read), columns=["word", "start", "end", "value"])
         return LiveReward(model, reading.tokens, reading.truncated, text_read, true_reward, words, reading.words,
                           reading.text_reward)
+
+    def policy_reading(self, text: str) -> PolicyReading:
+        """The policy lens on `text` after the document separator: beta log pi_tuned/pi_base per token,
+        per word (the sum of its tokens) and in all (`lfp_engine.policy.text`)."""
+        if self.policy is None:
+            raise InputError(f"this run was tuned without a KL penalty (beta {task_beta(self.config)}), so its "
+                             "policy has no implicit reward to read")
+        return read_policy(self.policy, text)
+
+    def reward_units(self, text: str) -> ReadTogether:
+        """`text` read by the tuned model's probe, by the policy lens and by the task's reward, per token,
+        per word and in all, in the reward's units (a VADER task: lexicon values times its scale)."""
+        probe = self.implicit_reward(text, "tuned")
+        policy = self.policy_reading(probe.text_read)
+        scale = self.reward.scale if isinstance(self.reward, VaderReward) else 1.0
+        by_span = dict(zip(zip(probe.tokens["start"], probe.tokens["end"]), probe.tokens["reward"] * scale))
+        tokens = policy.tokens.rename(columns={"reward": "policy"}).assign(
+            probe=[by_span.get(span, float("nan")) for span in zip(policy.tokens["start"], policy.tokens["end"])])
+        words = probe.implicit_words[["word", "start", "end"]].assign(probe=probe.implicit_words["value"] * scale)
+        words = words.merge(policy.words[["start", "end", "value"]].rename(columns={"value": "policy"}),
+                            on=["start", "end"], how="left")
+        if probe.words is not None:
+            words = words.merge(probe.words[["start", "end", "value"]].rename(columns={"value": "reward"}),
+                                on=["start", "end"], how="left")
+            words["reward"] *= scale
+        else:
+            words["reward"] = float("nan")
+        words = words.sort_values("start").reset_index(drop=True)[["word", "start", "end", "reward", "probe", "policy"]]
+        totals = {"reward": probe.true_reward, "probe": probe.implicit_text_reward, "policy": policy.total}
+        return ReadTogether(tokens[["position", "token", "start", "end", "policy", "probe"]], words, totals,
+                            probe.truncated or policy.truncated, policy.text_read)
 
     # -- the ablation and steering lab ------------------------------------------------------
 

@@ -6,13 +6,15 @@ Serves `streamlit run app/main.py -- --run RUN` and photographs each page in hea
 (tests/browser.py), at the full height of its content. The feature page shows the feature the
 browser lists first (the tuned model's first dictionary, highest twin similarity); the playground
 its example sentence; the lab after one generation (the relevant features ablated); the quiz at
-its first question (no answer is saved).
+its first question (no answer is saved). `tour` photographs each step of the Story's guided tour
+(tour-1.png, tour-2.png, ...), clicking Next from the first to the last.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +53,31 @@ def first_listed_feature(run: Path) -> dict[str, str]:
     return {k: str(int(row[k])) for k in ("layer", "dict_size", "feature")}
 
 
+TOUR = "tour"
+"""The guided tour's steps, photographed one by one (not a page of its own: the Story's `?tour=N`)."""
+
+
+def photograph_tour(page, url: str, out: Path) -> list[Path]:
+    """Each step of the tour as a room sees it (one 1400 x 1000 screen), from the first, clicking Next until
+    it says Finish."""
+    written = []
+    page.set_viewport_size({"width": WIDTH, "height": 1000})
+    seconds = open_page(page, f"{url}/?{TOUR}=1", timeout_ms=120_000)
+    for step in range(1, 100):
+        target = out / f"{TOUR}-{step}.png"
+        page.screenshot(path=str(target))
+        print(f"{target}  ({seconds:.2f} s to render)")
+        written.append(target)
+        if page.get_by_role("button", name="Finish").count():
+            return written
+        start = time.monotonic()
+        page.get_by_role("button", name="Next").click()
+        page.wait_for_function(f"() => new URL(location.href).searchParams.get('{TOUR}') === '{step + 1}'",
+                               timeout=60_000)
+        seconds = settle(page, 120_000) - start
+    return written
+
+
 def photograph(run: Path, runs_root: Path, out: Path, pages: list[str]) -> list[Path]:
     """Served from the runs folder's parent, so the sidebar names runs as `runs/<name>`."""
     written = []
@@ -58,6 +85,9 @@ def photograph(run: Path, runs_root: Path, out: Path, pages: list[str]) -> list[
     with streamlit_app(["--run", str(run), "--runs", str(runs_root)], cwd=runs_root.parent) as url, \
             chromium(WIDTH, 1000) as page:
         for name in pages:
+            if name == TOUR:
+                written += photograph_tour(page, url, out)
+                continue
             query = f"?{feature}" if name == "feature" else ""
             page.set_viewport_size({"width": WIDTH, "height": 1000})
             seconds = open_page(page, f"{url}/{PAGE_PATHS[name]}{query}", timeout_ms=120_000)
@@ -77,14 +107,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/tiny")
     parser.add_argument("--out", default="docs/screenshots")
-    parser.add_argument("--pages", default=",".join(PAGE_PATHS),
-                        help=f"comma-separated pages to photograph (default all: {', '.join(PAGE_PATHS)})")
+    parser.add_argument("--pages", default=",".join([*PAGE_PATHS, TOUR]),
+                        help=f"comma-separated pages to photograph (default all: {', '.join([*PAGE_PATHS, TOUR])})")
     args = parser.parse_args()
     run, out = Path(args.run).resolve(), Path(args.out).resolve()
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
-    unknown = sorted(set(pages) - set(PAGE_PATHS))
+    unknown = sorted(set(pages) - set(PAGE_PATHS) - {TOUR})
     if unknown:
-        parser.error(f"unknown pages {unknown}; pages are: {', '.join(PAGE_PATHS)}")
+        parser.error(f"unknown pages {unknown}; pages are: {', '.join([*PAGE_PATHS, TOUR])}")
     out.mkdir(parents=True, exist_ok=True)
     photograph(run, run.parent, out, pages)
 

@@ -133,3 +133,44 @@ def settle(page, timeout_ms: float = 30_000, quiet_ms: int = 1000) -> float:
 def full_height(page) -> int:
     """Height of the app's content: Streamlit scrolls inside its main block, not the document."""
     return int(page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight"))
+
+
+READ_TEXT = """(until) => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    const skip = Array.from(main.querySelectorAll('[data-testid="stVegaLiteChart"], [data-testid="stIconMaterial"]'));
+    const shown = skip.map(e => e.style.display);
+    skip.forEach(e => { e.style.display = 'none'; });
+    let text = main.innerText;
+    skip.forEach((e, i) => { e.style.display = shown[i]; });
+    if (until) {
+        const first = main.querySelector(until);
+        const cut = first ? text.indexOf(first.innerText.trim().split('\\n')[0]) : -1;
+        if (cut >= 0) text = text.slice(0, cut);
+    }
+    return text;
+}"""
+
+
+def visible_text(page) -> str:
+    """The words the app's main block shows a person (not the sidebar), as the browser renders them:
+    closed expanders show only their titles; the text inside charts (axis ticks, legends) and the names
+    of icons are left out."""
+    return page.evaluate(READ_TEXT, None)
+
+
+def opening_text(page) -> str:
+    """The words a page opens with (as `visible_text`): from its title to its first section (a header
+    below the title) or expander."""
+    return page.evaluate(READ_TEXT, 'h2, h3, [data-testid="stExpander"]')
+
+
+def first_chart_top(page) -> float | None:
+    """Where the first drawn chart (a vega-embed canvas or svg) starts, in pixels from the top of the
+    window; None when the page draws none."""
+    return page.evaluate("""() => {
+        const chart = document.querySelector('[data-testid="stVegaLiteChart"] canvas, '
+                                             + '[data-testid="stVegaLiteChart"] svg.marks');
+        if (!chart) return null;
+        const box = chart.getBoundingClientRect();
+        return box.height > 0 ? box.top : null;
+    }""")

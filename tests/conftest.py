@@ -82,8 +82,9 @@ def open_app(monkeypatch):
         at = AppTest.from_file(str(MAIN), default_timeout=120).run()
         if page is not None:
             at.switch_page(page)
-            if query:
-                at.query_params.update(query)
+        if query:
+            at.query_params.update(query)
+        if page is not None or query:
             at.run()
         assert not at.exception, [e.value for e in at.exception]
         return at

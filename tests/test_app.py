@@ -19,8 +19,8 @@ from lfp_engine.explain.evidence import Evidence
 from lfp_engine.explain.explainer import explain_offline
 from lfp_engine.explain.prompts import Example
 from lfp_engine.explain.word_classes import word_classes
-
-from lfp_engine.report.divergence import PLANTED, featured, plain_example
+from lfp_engine.report import story
+from lfp_engine.report.divergence import read_divergence_report, recovery_sentence
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
 from lfp_engine.report.verdict import read_verdict
 from app.runs import run_label
@@ -30,7 +30,7 @@ from lfp_engine.sae.keys import FeatureKey
 from lfp_engine.tuning.lexicon import vader_lexicon
 from precompute.cli import main
 
-from .apptest import MAIN, metrics, texts
+from .apptest import MAIN, chart_data, frame_with, metrics, texts
 from .contract_fixture import HOSTILE_EXPLANATION, MARKUP_EXPLANATION, MARKUP_TOKEN, copy_run
 
 pytestmark = pytest.mark.slow
@@ -48,53 +48,133 @@ def test_every_page_renders_on_the_real_micro_run(open_app, app_runs):
         assert not at.error, (page, [e.value for e in at.error])
 
 
-def test_story_shows_the_stores_numbers(open_app, app_runs):
-    store = RunStore(app_runs["fixture"])
-    at = open_app(app_runs["fixture"])
-    rewards = store.read("rlhf_rewards", "metric = ?", ["vader_reward"]).set_index("model")
-    shown = metrics(at)
-    assert shown["Base model, mean reward"] == num(rewards.loc["base", "mean"])
-    assert shown["Tuned model, mean reward"] == num(rewards.loc["tuned", "mean"])
-    assert at.metric[1].delta == signed(rewards.loc["tuned", "mean_difference"])
-    assert shown["Drift from the base model (KL)"] == num(rewards.loc["tuned", "kl_to_base"])
-    within = store.read("probe_metrics", "variant = 'sae' AND subset = 'test_within' AND metric = 'kendall_tau'").iloc[0]
-    answer = read_verdict(store).get("learned")
-    assert answer.text in [m.value for m in at.markdown]
-    assert f"Kendall tau {num(within['value'], 2)}" in answer.text
-    assert span(within["ci_low"], within["ci_high"], lambda v: num(v, 2)) in answer.text
-    samples = store.read("rlhf_samples")
-    assert at.table[0].value.iloc[:, 0].tolist() == samples["prompt"].head(5).tolist()
-    assert at.table[0].value.iloc[:, 4].tolist() == samples["tuned_reward"].head(5).tolist()
-    assert at.dataframe[0].value.to_numpy().tolist() == samples.to_numpy().tolist()
-    words = [line for line in texts(at).splitlines() if line.startswith("For example:")]
-    top = store.query("SELECT word FROM world_lexicon ORDER BY lexicon_value DESC, word LIMIT 1")["word"].iloc[0]
-    assert words and f"**{top}**" in words[0]
-    truth = store.read("world_lexicon").set_index("word")["kind"]  # one divergence told in plain words
-    example = featured(store.read("lfp_divergence", order_by="rank"), truth.index[truth != "ordinary"])
-    assert f"{plain_example(example)} {PLANTED[truth[example.word]]}" in [m.value for m in at.markdown]
-    said = [m.value for m in at.markdown if m.value.startswith("Words the reviews use ")]
-    assert len(said) == len(store.read("behaviour_kinds", "kind <> 'ordinary'"))  # what tuning taught it to write
+def kinds_of(store: RunStore) -> dict[str, str]:
+    truth = store.read("world_lexicon")
+    return dict(zip(truth["word"], truth["kind"]))
+
+
+def first_excerpt(store: RunStore, word: str) -> story.Excerpt:
+    """The word in the first triple that substitutes it, read with pandas (not the page's SQL)."""
+    triples = store.read("triples", "kind = 'word'", order_by="triple_id")
+    for element in ("positive", "negative"):
+        triples[f"has_{element}"] = triples[f"word_{element}"] == word
+    row = triples[triples["has_positive"] | triples["has_negative"]].iloc[0]
+    element = "positive" if row["has_positive"] else "negative"
+    return story.excerpt(row[f"text_{element}"], int(row[f"start_{element}"]), int(row[f"end_{element}"]))
+
+
+@pytest.mark.parametrize("name", ["micro", "fixture"])
+def test_story_tells_each_finding_in_plain_words_from_the_store(open_app, app_runs, name):
+    store = RunStore(app_runs[name])
+    at = open_app(app_runs[name])
+    shown = [m.value for m in at.markdown]
+    verdict = read_verdict(store)
+    rewards = store.read("rlhf_rewards", "metric = 'vader_reward'").set_index("model")
+    assert story.tuning_sentence(verdict.get("reward"), rewards.loc["base", "mean"], rewards.loc["tuned", "mean"]) \
+        in shown
+    ordinary = store.read("world_lexicon", "kind = 'ordinary'").sort_values(["lexicon_value", "word"])
+    examples = pd.concat([ordinary.sort_values(["lexicon_value", "word"], ascending=[False, True]).head(2),
+                          ordinary.head(1)])
+    assert story.reward_sentence("vader", "rloo", examples[["word", "lexicon_value"]]) in shown
+    assert story.learned_headline(verdict.get("policy"), verdict.get("learned")) in shown
+    report = read_divergence_report(store)
+    kinds = kinds_of(store)
+    chosen = story.featured_word(report, kinds)
+    assert f"{story.divergence_headline(report)} {story.word_sentence(chosen)}" in shown
+    html = "\n".join(h.proto.body for h in at.get("html"))
+    excerpt = first_excerpt(store, chosen.word)
+    assert f'>{excerpt.text[excerpt.start:]}' in html.replace('</mark>', '')  # the word, marked in its sentence
+    assert all(f.text in shown for f in verdict.findings)  # every answer in `lfp report`'s words, one click away
+    word_map = next(frame for frames in chart_data(at) for frame in frames if "quadrant" in frame.columns)
+    lens_value = "policy_value" if story.has_policy(report) else "tuned_value"
+    read = report[report[lens_value].notna()]
+    assert sorted(word_map["word"]) == sorted(read["word"])
+    merged = word_map.merge(read, on="word")
+    assert (merged["learned"] == merged[lens_value]).all() and (merged["reward"] == merged["lexicon_value"]).all()
+    assert word_map.set_index("word").loc[chosen.word, "sentence"] == excerpt.marked
+    samples = store.read("rlhf_samples")  # every sample, with every number, in an expander
+    assert frame_with(at, "opening", "tuned reward").to_numpy().tolist() == samples.to_numpy().tolist()
 
 
 def test_story_answers_a_preference_task_with_accuracy(open_app, app_runs):
     at = open_app(app_runs["dpo_fixture"])
     store = RunStore(app_runs["dpo_fixture"])
     row = store.read("probe_metrics", "variant = 'sae' AND metric = 'accuracy'").iloc[0]
-    answer = read_verdict(store).get("learned")
-    assert answer.text in [m.value for m in at.markdown] and percent(row["value"]) in answer.text
-    assert read_verdict(store).get("divergence") is None
+    verdict = read_verdict(store)
+    answer = verdict.get("learned")
+    shown = [m.value for m in at.markdown]
+    assert answer.text in shown and percent(row["value"]) in answer.text
+    assert story.learned_headline(verdict.get("policy"), answer, "answers") in shown
+    assert verdict.get("divergence") is None
 
 
 def test_story_lexicon_and_lfp_report_say_the_same_thing(open_app, app_runs, capsys):
     verdict = read_verdict(RunStore(app_runs["fixture"]))
     assert [f.key for f in verdict.findings] == ["reward", "policy", "learned", "divergence"]
-    story = [m.value for m in open_app(app_runs["fixture"]).markdown]
+    page = [m.value for m in open_app(app_runs["fixture"]).markdown]
     lexicon = [m.value for m in open_app(app_runs["fixture"], "views/lexicon.py").markdown]
-    assert all(f.text in story for f in verdict.findings)
-    assert verdict.get("learned").text in lexicon and verdict.get("divergence").text in lexicon
+    assert all(f.text in page for f in verdict.findings)
+    assert all(verdict.get(key).text in lexicon for key in ("policy", "learned", "divergence"))
     assert main(["report", str(app_runs["fixture"])]) == 0
     printed = capsys.readouterr().out.split("\n")
     assert all(f.text in printed for f in verdict.findings)
+
+
+TOUR = ["What the model was tuned for", "What tuning did", "Did it learn the feedback?", "Where it parts from the reward",
+        "Try a sentence yourself", "Switch a feature off"]
+
+
+def test_the_tour_walks_next_and_back_with_its_step_in_the_url(open_app, app_runs):
+    at = open_app(app_runs["micro"])
+    at.button(key="tour_start").click().run()
+    for step, heading in enumerate(TOUR, start=1):
+        assert at.query_params["tour"] == str(step) and [h.value for h in at.header] == [heading]
+        assert f"step {step} of {len(TOUR)}" in texts(at) and not at.info and not at.exception
+        assert at.button(key="tour_back").disabled == (step == 1)
+        assert at.button(key="tour_next").label == ("Finish" if step == len(TOUR) else "Next")
+        if step == 3:
+            at.button(key="tour_back").click().run()
+            assert at.query_params["tour"] == "2" and at.header[0].value == TOUR[1]
+            at.button(key="tour_next").click().run()
+        at.button(key="tour_next").click().run()
+    assert "tour" not in at.query_params and at.button(key="tour_start")  # finished: the Story again
+    store = RunStore(app_runs["micro"])
+    report = read_divergence_report(store)
+    chosen = story.featured_word(report, kinds_of(store))
+    at = open_app(app_runs["micro"], query={"tour": "4"})  # a shared link opens its step
+    assert at.header[0].value == TOUR[3] and f"{story.divergence_headline(report)} {story.word_sentence(chosen)}" in \
+        [m.value for m in at.markdown]
+    for asked, step in (("x", 1), ("99", len(TOUR)), ("0", 1)):
+        at = open_app(app_runs["micro"], query={"tour": asked})
+        assert at.header[0].value == TOUR[step - 1]
+    at.button(key="tour_leave").click().run()
+    assert "tour" not in at.query_params
+
+
+@pytest.mark.parametrize("name, waiting", [("bare", {2, 3, 4, 5, 6}), ("sae_only", {3, 4, 5, 6})])
+def test_the_tour_says_plainly_which_stage_a_step_waits_for(open_app, app_runs, name, waiting):
+    at = open_app(app_runs[name], query={"tour": "1"})
+    for step in range(1, len(TOUR) + 1):
+        said = [i.value for i in at.info]
+        assert bool(said) == (step in waiting), (step, said)
+        if said:
+            assert said[0].startswith("This run has not got this far yet.") and "lfp run --out" in said[0]
+        at.button(key="tour_next").click().run()
+        assert not at.exception
+
+
+def test_the_story_and_its_tour_on_a_dpo_run(open_app, dpo_run):
+    at = open_app(dpo_run)
+    verdict = read_verdict(RunStore(dpo_run))
+    shown = [m.value for m in at.markdown]
+    assert any(m.startswith("The model was tuned on pairs of answers, one preferred over the other") for m in shown)
+    assert story.learned_headline(verdict.get("policy"), verdict.get("learned")) in shown
+    assert all(f.text in shown for f in verdict.findings)
+    at.button(key="tour_start").click().run()
+    for heading in TOUR:
+        assert at.header[0].value == heading and not at.exception
+        at.button(key="tour_next").click().run()
+    assert "tour" not in at.query_params
 
 
 def test_layers_page_shows_divergence_and_sae_quality(open_app, app_runs):
@@ -309,21 +389,29 @@ def test_lexicon_page_shows_the_stores_numbers(open_app, app_runs):
         assert baselines.loc[variant, "kendall_tau"] == pytest.approx(
             test.query("variant == @variant and metric == 'kendall_tau'")["value"].iloc[0])
     report, recovery = store.read("lfp_divergence", order_by="rank"), store.read("divergence_recovery")
-    shown_report = at.dataframe[-4].value
+    shown_report = frame_with(at, "rank", "reason")
     assert shown_report["word"].tolist() == report["word"].tolist() and "kind" in shown_report.columns
-    assert len(at.dataframe[-3].value) == len(store.read("word_values"))
-    assert at.dataframe[-1].value["n_flagged"].tolist() == recovery.sort_values(
-        ["evidence", "kind"], ascending=[False, True])["n_flagged"].tolist()
-    lexicon = at.dataframe[-5].value
+    assert len(frame_with(at, "model", "value", "ci_low")) == len(store.read("word_values"))
+    expected_recovery = recovery.sort_values(["lens", "kind"], ascending=[False, True])
+    assert frame_with(at, "lens", "expected")[["lens", "kind", "n_opposite"]].to_numpy().tolist() == \
+        expected_recovery[["lens", "kind", "n_opposite"]].to_numpy().tolist()
+    shown = [m.value for m in at.markdown]
+    assert all(recovery_sentence(recovery, lens) in shown for lens in recovery["lens"].unique())
+    calibration = store.read("flag_calibration")
+    assert sorted(frame_with(at, "nominal", "n_flagged")["n_flagged"]) == sorted(calibration["n_flagged"])
+    policy = store.read("policy_values")
+    plotted = next(f for frames in chart_data(at) for f in frames if "policy_value" in f.columns)
+    assert sorted(plotted["word"]) == sorted(policy["word"]) and set(plotted["kind"]) == set(policy["kind"])
+    lexicon = frame_with(at, "probe_value", "abs_error")
     assert len(lexicon) == len(store.read("lexicon_comparison"))
     at.text_input(key="lexicon_search").set_value("GREAT").run()
-    found = at.dataframe[-5].value
+    found = frame_with(at, "probe_value", "abs_error")
     expected = store.read("lexicon_comparison")
     assert sorted(found["word"]) == sorted(expected[expected["word"].str.contains("great")]["word"])
     merged = found.merge(expected, on="word", suffixes=("", "_store"))
     assert (merged["probe_value"] == merged["probe_value_store"]).all()
     world = store.query("SELECT count(*) AS n FROM world_lexicon")["n"].iloc[0]
-    assert at.dataframe[-2].value["words"].sum() == world
+    assert frame_with(at, "corpus_occurrences")["words"].sum() == world
 
 
 def test_compare_page_puts_two_runs_side_by_side(open_app, app_runs):

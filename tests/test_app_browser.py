@@ -16,8 +16,10 @@ import pytest
 
 from lfp_engine.run.store import RunStore
 
-from .browser import PAGE_PATHS, chromium, chromium_path, open_page, settle, streamlit_app
+from .browser import (PAGE_PATHS, chromium, chromium_path, first_chart_top, open_page, opening_text, settle,
+                      streamlit_app, visible_text)
 from .contract_fixture import MARKUP_EXPLANATION, MARKUP_TOKEN
+from .plain_words import plain_problems
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: bash scripts/install.sh --test")
@@ -145,4 +147,57 @@ def test_live_pages_score_text_ablate_and_store_a_quiz_answer(live_app_run):
         page.wait_for_selector("text=Saved Browser Annotator's answer B", timeout=30_000)
         stored = RunStore(live_app_run).read("annotations", "annotator = ?", ["Browser Annotator"])
         assert stored["choice"].tolist() == [1]
+        assert page.locator('[data-testid="stException"]').count() == 0 and errors == []
+
+
+def test_the_story_opens_in_plain_words_with_a_chart_on_its_first_screen(app_runs):
+    """Issue 20's checks in a real browser at 1400 x 1000, before any expander is opened: the Story at
+    most 700 words, none of the statistician's words, Flesch reading ease at least 60 (tests/plain_words.py),
+    a chart within the first screen; the same rules for the openings of the Lexicon and What tuning changed."""
+    run = app_runs["micro"]
+    with streamlit_app(["--run", str(run)]) as url, chromium(1400, 1000) as page:
+        open_page(page, url)
+        assert plain_problems(visible_text(page)) == []
+        top = first_chart_top(page)
+        assert top is not None and top < 1000
+        assert page.locator('[data-testid="stExpander"] details[open]').count() == 0
+        for name in ("lexicon", "diffing"):
+            open_page(page, f"{url}/{PAGE_PATHS[name]}")
+            assert plain_problems(opening_text(page)) == [], name
+
+
+def test_the_playground_opens_in_plain_words(live_app_run):
+    with streamlit_app(["--run", str(live_app_run)]) as url, chromium(1400, 1000) as page:
+        open_page(page, f"{url}/{PAGE_PATHS['playground']}", timeout_ms=120_000)
+        opening = opening_text(page)
+        assert "Type a sentence" in opening and plain_problems(opening) == []
+
+
+def test_the_tour_clicks_through_from_the_story_and_back(app_runs):
+    run = app_runs["micro"]
+    headings = ["What the model was tuned for", "What tuning did", "Did it learn the feedback?",
+                "Where it parts from the reward", "Try a sentence yourself", "Switch a feature off"]
+    with streamlit_app(["--run", str(run)]) as url, chromium(1400, 1000) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        open_page(page, url)
+        page.get_by_role("button", name="Take the tour").click()
+        for step, heading in enumerate(headings, start=1):
+            page.wait_for_function(f"() => new URL(location.href).searchParams.get('tour') === '{step}'",
+                                   timeout=30_000)
+            settle(page)
+            assert page.locator('[data-testid="stMain"] h2').first.inner_text().strip() == heading
+            if step == 2:
+                page.get_by_role("button", name="Back").click()
+                page.wait_for_function("() => new URL(location.href).searchParams.get('tour') === '1'",
+                                       timeout=30_000)
+                settle(page)
+                page.get_by_role("button", name="Next").click()
+                page.wait_for_function("() => new URL(location.href).searchParams.get('tour') === '2'",
+                                       timeout=30_000)
+                settle(page)
+            page.get_by_role("button", name="Finish" if step == len(headings) else "Next").click()
+        page.wait_for_function("() => !new URL(location.href).searchParams.has('tour')", timeout=30_000)
+        settle(page)
+        assert page.get_by_role("button", name="Take the tour").count() == 1
         assert page.locator('[data-testid="stException"]').count() == 0 and errors == []

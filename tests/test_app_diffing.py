@@ -38,9 +38,12 @@ def test_the_page_on_the_micro_run_counts_tags_and_says_nothing_was_created(open
     shown = metrics(at)
     for tag in ("tuned-only", "base-only", "shared", "changed"):
         assert shown[f"{tag.capitalize()} latents"] == num(int(tags.get(tag, 0)))
+    pointer = "What it taught the model shows instead in what the model writes"
+    links = {(link.proto.page, link.proto.label) for link in at.get("page_link")}  # '' is the default page
     if tags.get("tuned-only", 0) == 0:  # then the latents most tied to the reward are shown instead
         assert "tuning created nothing" in texts(at)
         assert "There are no tuned-only latents" in texts(at) and "confirms 0" not in texts(at)
+        assert pointer in texts(at) and links == {("", "Open the Story"), ("lexicon", "Open the Lexicon")}
         top = RunStore(run).query("SELECT feature FROM crosscoder_latents WHERE top_rank IS NOT NULL ORDER BY top_rank")
         assert at.dataframe(key="diffing_top").value["latent"].tolist() == top["feature"].tolist()
 
@@ -48,7 +51,7 @@ def test_the_page_on_the_micro_run_counts_tags_and_says_nothing_was_created(open
 def test_the_page_ranks_tuned_only_latents_and_shows_one_when_picked(open_app, diffing_runs):
     run = diffing_runs["fixture"]
     at = open_app(run, PAGE)
-    assert not at.error
+    assert not at.error and "shows instead in what the model writes" not in texts(at)  # tuning made some
     top = RunStore(run).query("SELECT * FROM crosscoder_latents WHERE top_rank IS NOT NULL ORDER BY top_rank")
     table = at.dataframe(key="diffing_top").value
     assert table["latent"].tolist() == top["feature"].tolist()

@@ -38,24 +38,35 @@ def test_playground_shows_each_tokens_implicit_reward_and_the_texts_beside_the_t
                                                                                            live):
     at = open_app(live_app_run, "views/playground.py")
     expected = live.implicit_reward(EXAMPLE)
-    base = live.implicit_reward(EXAMPLE, "base")
+    together = live.reward_units(EXAMPLE)
     shown = metrics(at)
     assert shown["True reward of the text"] == num(expected.true_reward)
+    assert shown["What it learned to write (policy), text sum"] == num(together.totals["policy"]) != "–"
     assert shown["Implicit reward of the text, tuned model"] == num(expected.implicit_text_reward) != "–"
-    assert shown["Implicit reward of the text, base model"] == num(base.implicit_text_reward) != "–"
     assert shown["Tokens read"] == num(len(expected.tokens))
     assert "this tool's extension of the paper" in texts(at)
+    assert "large and noisy" in texts(at)  # when the policy's reading is unreliable, said in plain words
     body = html_of(at)
     for value in expected.tokens["reward"]:
         assert f'title="implicit reward {value:+.3f}"' in body
-    for value in expected.implicit_words["value"]:
-        assert f'title="implicit word value {value:+.3f}"' in body
-    # tuned and base per token, lexicon and implicit value per word
-    assert body.count('class="lfp-token"') == 2 * len(expected.tokens) + len(expected.words) + len(
-        expected.implicit_words)
+    words = together.words
+    for column, label in (("reward", "reward"), ("policy", "learned to write"), ("probe", "read inside")):
+        for value in words[column].dropna():
+            assert f'title="{label} {value:+.3f}"' in body
+    for value in together.tokens["policy"]:
+        assert f'title="learned to write {value:+.3f}"' in body
+    # three readings per word, the probe and the policy per token, the base model's probe per token
+    assert body.count('class="lfp-token"') == int(words[["reward", "policy", "probe"]].notna().sum().sum()) + \
+        len(together.tokens) + 2 * len(expected.tokens)
     layer, size, feature, _ = expected.tokens["drivers"].iloc[0][0]
     assert f"layer={layer}&amp;dict_size={size}&amp;feature={feature}" in body  # a link to the feature page
     assert not at.warning and not at.error
+
+
+def test_playground_opens_on_the_text_the_url_gives(open_app, live_app_run, live):
+    at = open_app(live_app_run, "views/playground.py", {"text": "A dreadful plot."})
+    assert at.text_area(key="playground_text").value == "A dreadful plot."
+    assert metrics(at)["Tokens read"] == num(len(live.implicit_reward("A dreadful plot.").tokens))
 
 
 @pytest.mark.parametrize("text, message", [("", "the text is empty"), ("  \n\t ", "the text is empty"),

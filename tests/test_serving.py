@@ -17,7 +17,7 @@ from lfp_engine.tuning import lexicon as lexicon_module
 from lfp_engine.tuning import reward as reward_module
 from lfp_engine.tuning.lexicon import word_spans
 from lfp_engine.validation.interventions import NO_INTERVENTION, Intervention
-from lfp_engine.run.manifest import read_manifest
+from lfp_engine.run.manifest import read_config, read_manifest
 from lfp_engine.serving import MAX_PROMPT_CHARS, LiveRun
 from lfp_engine.run.store import RunStore
 
@@ -210,3 +210,39 @@ def test_parallel_requests_return_what_they_return_alone(live):
     for a, b in zip(alone, together, strict=True):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert not alone[0].equals(alone[2])
+
+
+def test_the_policy_lens_reads_the_two_models_own_probabilities_beside_the_probe_and_the_reward(live, micro_run):
+    """Per token: beta (log pi_tuned - log pi_base) by plain forward passes in float64 after the document
+    separator; per word: the probe's and the lexicon's values times the reward's scale, the policy's
+    sum over the word's tokens; in all: the true reward, the probe's text reward, the policy's sum."""
+    import torch
+
+    together = live.reward_units(TEXT)
+    beta = read_config(RunStore(micro_run))[1]["rlhf"]["beta"]
+    ids = live.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    context = [live.tokenizer.bos_token_id if live.tokenizer.bos_token_id is not None else live.tokenizer.eos_token_id]
+    full = torch.tensor([context + ids])
+    logp = []
+    for name in ("tuned", "base"):
+        with torch.no_grad():
+            scores = torch.log_softmax(live.models[name](full).logits[0].double(), -1)
+        logp.append(np.array([scores[len(context) + j - 1, t].item() for j, t in enumerate(ids)]))
+    expected = beta * (logp[0] - logp[1])
+    np.testing.assert_allclose(together.tokens["policy"], expected, atol=1e-5 * beta)
+    assert together.totals["policy"] == pytest.approx(expected.sum(), abs=1e-4 * beta)
+    probe = live.implicit_reward(TEXT)
+    scale = live.config.reward.scale
+    words = together.words.set_index(["start", "end"])
+    lexicon = live.reward.lexicon  # the reward's own word values
+    for word, start, end in word_spans(TEXT):
+        if word.isspace():
+            continue
+        row = words.loc[(start, end)]
+        assert row["reward"] == pytest.approx(scale * lexicon.get(word, 0.0))
+        tokens = together.tokens[(together.tokens["start"] < end) & (together.tokens["end"] > start)]
+        assert row["policy"] == pytest.approx(tokens["policy"].sum())
+    implicit = probe.implicit_words.set_index(["start", "end"])["value"]
+    np.testing.assert_allclose(words.loc[implicit.index, "probe"], scale * implicit, rtol=1e-12)
+    assert together.totals["reward"] == probe.true_reward and together.totals["probe"] == probe.implicit_text_reward
+    assert live.policy_reading(TEXT).total == pytest.approx(together.totals["policy"])

@@ -17,15 +17,24 @@ LAB_PAGE = "views/lab.py"
 
 run = ui.current_run()
 st.title("What tuning changed")
+st.markdown("Here the model before tuning and the model after it are taken apart into the same small pieces, the "
+            "patterns each uses to read text. A piece only the tuned model has is something tuning made; each such "
+            "piece is then checked against the reward.")
+if not ui.needs(run, "crosscoder_latents", what="This page"):
+    st.stop()
+latents = run.crosscoder_latents()
+if not (latents["tag"] == "tuned-only").any():
+    st.info("Tuning made no new piece here. What it taught the model shows instead in what the model writes: the "
+            "Story and Lexicon pages read that from the two models' own word choices.")
+    story_link, lexicon_link, _ = st.columns([1, 1, 3])
+    story_link.page_link("views/story.py", label="Open the Story", icon=":material/auto_stories:")
+    lexicon_link.page_link("views/lexicon.py", label="Open the Lexicon", icon=":material/dictionary:")
+
+st.header("Which latents belong to which model")
 ui.explain("One dictionary of latents, read from the base and the tuned model at once (a crosscoder). A latent whose "
            "direction exists only in the tuned model is something tuning created; one only in the base model, "
            "something it removed; most latents are shared. Each tuned-only latent is then checked against the "
            "reward the model was tuned on.")
-if not ui.needs(run, "crosscoder_latents", what="This page"):
-    st.stop()
-latents = run.crosscoder_latents()
-
-st.header("Which latents belong to which model")
 counts = latents.pivot_table(index="layer", columns="tag", values="feature", aggfunc="count", fill_value=0)
 order = [t for t in ("tuned-only", "base-only", "shared", "changed", "dead") if t in counts.columns]
 shown = st.columns(4)

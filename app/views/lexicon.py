@@ -6,7 +6,9 @@ prints it); the divergence report, ranked, and what it recovers of a planted wor
 
 import streamlit as st
 
-from app import charts, ui
+from app import charts, storyline, ui
+from lfp_engine.report import story
+from lfp_engine.report.divergence import LENS_LABELS, recovery_sentence
 from lfp_engine.report.formatting import num, p_number, percent, signed, span
 
 # The columns of the divergence report the page shows (`kind` where the world planted one). A comment, not
@@ -15,8 +17,40 @@ REPORT_SHOWN = ("rank", "word", "kind", "split", "lexicon_value", "tuned_value",
                 "base_value", "base_ci_low", "base_ci_high", "difference", "difference_ci_low", "difference_ci_high",
                 "q_opposite", "divergent", "behaviour_difference", "behaviour_q", "reason")
 
+def lexicon_summary(run, verdict) -> str:
+    """The page's opening in plain words: what it shows, and the two lenses' answers (`lfp_engine.report.story`)."""
+    text = ("Every word the reward knows, beside what the model made of it: what tuning taught it to write, and how "
+            "it reads the word inside.")
+    if verdict.get("policy") is not None or verdict.get("learned") is not None:
+        text += " " + story.learned_headline(verdict.get("policy"), verdict.get("learned"), storyline.probed(run))
+    report = run.divergence_report()
+    return text + (" " + story.divergence_headline(report) if not report.empty else "")
+
+
+def policy_section(run, verdict) -> None:
+    """The policy lens (`lfp_engine/policy`): each word's policy value against its lexicon value, the
+    verdict's answer, its recovery of a planted world, as `lfp report` words them."""
+    st.header("What it learned to write: the policy lens")
+    if not ui.needs(run, "policy_values", what="The policy lens"):
+        return
+    if (finding := verdict.get("policy")) is not None:
+        st.markdown(finding.text)
+    st.altair_chart(charts.policy_vs_lexicon(run.policy_values()))
+    ui.explain("Each dot is a word: across, what the reward pays for it; up, what tuning taught the model to prefer "
+               "to write, beta log pi_tuned/pi_base of the sentences with the word against the same sentences with a "
+               "neutral word, in the reward's units (the base model's is 0 by definition). Whiskers: 95% bootstrap "
+               "intervals over the word's sentences. Colour: the kind the world planted.")
+    if run.has("divergence_recovery") and (run.divergence_recovery()["lens"] == "policy").any():
+        st.markdown(recovery_sentence(run.divergence_recovery(), "policy"))
+
+
 run = ui.current_run()
 st.title("Lexicon: the reward as the model learned it")
+verdict = run.verdict()
+st.markdown(lexicon_summary(run, verdict))
+policy_section(run, verdict)
+
+st.header("How it reads words inside: the probe")
 ui.explain("A linear probe reads, from the tuned model's SAE features, how much reward the model expects a word "
            "to earn. Put next to the word's true value in the lexicon, it shows what the model learned about the "
            "feedback and where it diverges.")
@@ -24,7 +58,6 @@ if not ui.needs(run, "probe_metrics", what="This page"):
     st.stop()
 
 metrics = run.probe_metrics()
-verdict = run.verdict()
 if (learned := verdict.get("learned")) is not None:
     st.markdown(learned.text)
 tau = run.probe_metric("sae", "test", "kendall_tau")
@@ -141,17 +174,37 @@ if run.has("world_lexicon"):
         st.dataframe(run.world_lexicon_summary(), hide_index=True)
     with recovered:
         if ui.needs(run, "divergence_recovery", what="The recovery of the planted words"):
-            st.dataframe(run.divergence_recovery(), hide_index=True, column_config={
-                c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
-                for c in ("recall", "recall_ci_low", "recall_ci_high", "precision", "precision_ci_low",
-                          "precision_ci_high", "shift", "shift_ci_low", "shift_ci_high")})
+            recovery = run.divergence_recovery()
+            for lens in LENS_LABELS:
+                if (recovery["lens"] == lens).any():
+                    st.markdown(recovery_sentence(recovery, lens))
+    if run.has("divergence_recovery"):
+        st.dataframe(run.divergence_recovery(), hide_index=True, key="lexicon_recovery", column_config={
+            c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
+            for c in ("recall", "recall_ci_low", "recall_ci_high", "flag_rate", "flag_rate_ci_low", "flag_rate_ci_high",
+                      "precision", "precision_ci_low", "precision_ci_high", "shift", "shift_ci_low", "shift_ci_high")})
     ui.explain("This run's world is synthetic: its reviews were written from templates with these sentiment words "
                "planted at known values. Ordinary words are used the way the reward scores them; contested words "
                "with the opposite polarity (the corpus teaches one sign, the reward pays the other); reward-only "
                "words only as names, where they say nothing about sentiment (only tuning could attach their value). "
-               "Held-out words never appeared in the prompts used for tuning. Recovery, evidence 'probe': per kind, "
-               "the share of its words the report flags (for ordinary words, the false-alarm rate), with a "
-               "Clopper-Pearson interval; row 'all': recall over the planted words and precision, the share of "
-               "flags that are planted. shift: how far tuning moved the kind's values toward the reward (mean of "
-               "sign(reward) x (tuned - base), bootstrap over words). Evidence 'behaviour', the control: words whose use tuning changed toward "
-               "the reward, which tuning does to every kind of word alike.")
+               "Held-out words never appeared in the prompts used for tuning. Each lens is scored by what it should "
+               "find for each kind (expected): inside the model (representation), contested words read against the "
+               "reward and no flag on the others (a flag on a reward-only word is a false alarm: the reviews give "
+               "them no value); in what it learned to write (policy), contested words against the reward and "
+               "reward-only words on its side. recall: the share of the kind with the expected outcome; flag rate: "
+               "the share read against the reward; row 'all': recall over the words expected against the reward, "
+               "and precision, the share of against-the-reward readings on such words; 95% Clopper-Pearson "
+               "intervals. shift: how far tuning moved the kind's values toward the reward inside (mean of "
+               "sign(reward) x (tuned - base), bootstrap over words). Behaviour, the control: words whose use tuning "
+               "changed toward or against the reward.")
+
+if run.has("flag_calibration"):
+    st.header("Would the flag fire on words that carry no value?")
+    st.dataframe(run.flag_calibration(), hide_index=True, key="lexicon_calibration",
+                 column_config={c: st.column_config.NumberColumn(c.replace("_", " "), format="%.3f")
+                                for c in ("rate", "rate_ci_low", "rate_ci_high", "nominal")})
+    ui.explain("The flag's rule on the triples' neutral words, which carry no value by construction and are read "
+               "held out exactly as a lexicon word is, each given a reward of either sign at random. rate: the chance "
+               "a null word is flagged at the 5% level before correction, with a Clopper-Pearson interval (nominal "
+               "5%: a calibrated flag fires at about that rate); n_flagged: the null words the report's own rule "
+               "(Benjamini-Hochberg over the words) flags, every one a false flag.")

@@ -1,125 +1,196 @@
-"""Story: the run in plain words for a non-specialist. What was trained, that tuning raised the
-reward, whether tuning taught the model the feedback it was given, and where what it learned
-diverges. The answers are the engine's verdict (`lfp_engine.report.verdict`), word for word what
-`lfp report` prints."""
+"""Story: the run for someone who has never heard of a probe.
+
+The first screen answers, each in one short sentence with a picture: what was trained and what the
+reward pays, what tuning did to the reward, whether the model learned the feedback (the verdict's two
+lenses in plain words), and where what it learned parts from the reward (one word in one sentence);
+one central picture places every word by what the reward pays and what the model learned. Every
+interval, null and test stays one click away, in expanders titled as questions, in the exact words
+`lfp report` prints (`lfp_engine.report.verdict`). The sentences are `lfp_engine.report.story`'s; the
+page computes nothing. `?tour=N` shows step N of the guided tour instead (`app/storyline.py`)."""
 
 import streamlit as st
 
-from app import charts, narrative, ui
+from app import charts, narrative, storyline, ui
 from lfp_engine.report.behaviour import kind_sentence
-from lfp_engine.report.divergence import PLANTED, featured, plain_example, recovery_sentence
+from lfp_engine.report.divergence import LENS_LABELS, recovery_sentence
 from lfp_engine.report.formatting import num, signed
 from lfp_engine.run.tasks import TASKS
 
-SAMPLES_SHOWN = 5
-STORY_COLUMNS = {"word": "word", "kind": "planted as", "lexicon_value": "reward", "tuned_value": "tuned model reads",
-                 "tuned_ci_low": "from", "tuned_ci_high": "to", "base_value": "before tuning",
-                 "difference": "tuned minus base", "behaviour_base_share": "use before", "behaviour_tuned_share":
-                 "use after", "reason": "why"}
+TOUR = "tour"  # the query parameter of the guided tour: the step shown (1 = first)
+FLAGGED_COLUMNS = {"word": "word", "kind": "planted as", "lexicon_value": "reward", "policy_value": "learned (policy)",
+                   "policy_ci_low": "policy from", "policy_ci_high": "policy to", "policy_q_opposite": "policy q",
+                   "tuned_value": "read inside (tuned)", "tuned_ci_low": "from", "tuned_ci_high": "to",
+                   "base_value": "read inside (base)", "difference": "tuned minus base", "q_opposite": "q",
+                   "behaviour_base_share": "use before", "behaviour_tuned_share": "use after",
+                   "lens_reason": "both lenses",
+                   "reason": "inside"}
 SAMPLE_COLUMNS = {"prompt": "opening", "base_completion": "base model writes", "base_reward": "base reward",
                   "tuned_completion": "tuned model writes", "tuned_reward": "tuned reward"}
 
-run = ui.current_run()
-preset, config = run.config()
-outputs = run.stage_outputs()
-spec = TASKS.get(config.get("task", ""))
-verdict = run.verdict()
 
-st.title("Did the model learn the feedback we gave it?")
-ui.explain("A language model was tuned to please a reward. Here we check, from the inside of the tuned "
-           "model, whether what it learned matches the reward it was given, and where it does not.")
-
-st.header("1. What was trained")
-st.markdown(f"The starting point is {narrative.base_model(config, outputs.get('world', {}))}. "
-            f"Its goal: *{spec.description if spec else config.get('task')}*; "
-            f"{narrative.tuning(config, spec)}. {narrative.reward(config, spec)}")
-if spec is not None and spec.reward == "vader" and run.has("world_lexicon"):
-    extremes = run.lexicon_extremes(4)
-    st.markdown("For example: " + ", ".join(f"**{w}** {signed(v, 2)}" for w, v in
-                                            zip(extremes["word"], extremes["lexicon_value"])) + ".")
-st.caption(f"Run `{ui.run_label_of(run)}`: preset `{preset}`, task `{config.get('task')}`, seed {config.get('seed')}.")
-
-st.header("2. Tuning raised the reward")
-metric = run.reward_metric()
-if metric is not None:
-    rewards = run.rlhf_rewards()
-    rows = rewards[rewards["metric"] == metric].set_index("model")
-    if {"base", "tuned"} <= set(rows.index):
-        base, tuned = rows.loc["base"], rows.loc["tuned"]
-        left, right, kl = st.columns(3)
-        left.metric("Base model, mean reward", num(base["mean"]))
-        right.metric("Tuned model, mean reward", num(tuned["mean"]), delta=signed(tuned["mean_difference"]))
-        kl.metric("Drift from the base model (KL)", num(tuned["kl_to_base"]))
-        if (finding := verdict.get("reward")) is not None:
-            st.markdown(finding.text)
-        st.altair_chart(charts.reward_bars(rewards, metric))
-        ui.explain("Bars: the mean reward of each model's completions to the same openings; whiskers: one "
-                   "standard deviation of the completions. KL measures how far the tuned model's word choices "
-                   "moved from the base model's.")
-    if run.has("rlhf_training_log") and "reward" in run.rlhf_training_log():
-        with st.expander("The reward during tuning"):
-            st.altair_chart(charts.training_curve(run.rlhf_training_log(), "reward", "mean reward of a batch"))
-            ui.explain("Each point is the mean reward of one training batch, as the trainer logged it.")
-    if run.has("rlhf_samples"):
-        st.subheader("Before and after, on the same openings")
-        samples = run.rlhf_samples().rename(columns=SAMPLE_COLUMNS)
-        st.table(samples.head(SAMPLES_SHOWN).style.format(precision=2).hide(axis="index"))
-        ui.explain("Both models continue the same opening under the same random seed; the reward scores each "
-                   "completion.")
-        with st.expander(f"All {len(samples)} stored samples"):
-            st.dataframe(samples, hide_index=True)
-else:
-    ui.needs(run, "rlhf_rewards", what="The before/after comparison")
-
-st.header("3. Did tuning teach the model the feedback?")
-ui.explain("We fit a simple linear probe that reads, from the sparse features of the tuned model, how much "
-           "reward the model expects a word to earn, then compare that with the true reward on words the probe "
-           "was never fitted on. Telling good words from bad ones is easy; the test is whether the model orders "
-           "words of the same polarity like the reward, beyond what probes fit to shuffled targets reach, and "
-           "whether it does so better than the same probe on the model before tuning.")
-if ui.needs(run, "probe_metrics", what="This answer"):
-    learned = verdict.get("learned")
-    if learned is None:
-        st.info("The probe stage recorded neither a Kendall tau nor an accuracy on its test set for the "
-                "SAE probe.")
+def go(step: int | None) -> None:
+    """Move the tour to `step` (None: leave it); the step lives in the URL, so a tour can be shared."""
+    if step is None:
+        st.query_params.pop(TOUR, None)
     else:
-        st.markdown(learned.text)
-    if run.probe_metric("sae", "test", "kendall_tau") is not None and ui.needs(run, "lexicon_comparison",
-                                                                               what="The chart"):
-        words = run.lexicon_comparison(split="test")
-        st.altair_chart(charts.probe_vs_lexicon(words, color="polarity"))
-        ui.explain("Each dot is a word. Across: its true reward in the lexicon. Up: the value the probe reads "
-                   "in the tuned model. On the dashed diagonal, the two agree exactly; Kendall tau measures "
-                   "how well the two orders of the words agree (1 = same order, 0 = unrelated).")
-    elif run.probe_metric("sae", "test", "accuracy") is not None and run.has("probe_pca"):
-        st.altair_chart(charts.pca(run.probe_pca()))
-        ui.explain("The probe's inputs for preferred and rejected answers, flattened to two dimensions: "
-                   "the further apart the colours, the more clearly the model separates them.")
+        st.query_params[TOUR] = str(step)
 
-if (divergence := verdict.get("divergence")) is not None:
-    st.header("4. Where does what it learned diverge from the reward?")
-    st.markdown(divergence.text)
-    report = run.divergence_report()
-    planted = report.loc[report["kind"] != "ordinary", "word"] if "kind" in report.columns else ()
-    if (example := featured(report, planted)) is not None:
-        st.subheader("One word, in detail")
-        st.markdown(plain_example(example) + (" " + PLANTED[example.kind] if getattr(example, "kind", None) in PLANTED
-                                               else ""))
-        if run.has("divergence_recovery"):
-            st.markdown(recovery_sentence(run.divergence_recovery()))
-        flagged = report[report["divergent"]]
-        st.dataframe(flagged[[c for c in STORY_COLUMNS if c in flagged.columns]].head(10).rename(columns=STORY_COLUMNS),
-                     hide_index=True)
-    ui.explain("Every word is read by a probe fitted without it (cross-fitting), with a 95% interval over the "
-               "sentences it was substituted into. A word diverges when its value lies on the other side of zero "
-               "from its reward, tested word by word with the false-discovery rate over all words held at 5%; the "
-               "model before tuning, read the same way, says whether tuning put the disagreement there. 'use "
-               "before/after': the share of completions of the same openings that contain the word.")
-    if run.has("behaviour_kinds"):
-        st.subheader("What tuning taught the model to write")
+
+def tour_step(scenes: list, asked: str) -> int:
+    """The step the URL asks for, kept within the tour (an unreadable one starts it)."""
+    try:
+        return min(max(int(asked), 1), len(scenes))
+    except ValueError:
+        return 1
+
+
+def show_tour(run, asked: str) -> None:
+    scenes = storyline.tour(run)
+    step = tour_step(scenes, asked)
+    scene = scenes[step - 1]
+    st.caption(f"Guided tour · step {step} of {len(scenes)}")
+    st.header(scene.heading)
+    scene.show(run, notes=False)
+    if scene.action is not None and scene.needs is None:
+        label, page, query = scene.action
+        if st.button(label, key=f"tour_{scene.key}", icon=":material/open_in_new:"):
+            st.switch_page(page, query_params=query)
+    back, forward, leave = st.columns([1, 1, 4])
+    back.button("Back", key="tour_back", on_click=go, args=(step - 1,), disabled=step == 1,
+                icon=":material/arrow_back:")
+    forward.button("Next" if step < len(scenes) else "Finish", key="tour_next", type="primary", on_click=go,
+                   args=(step + 1 if step < len(scenes) else None,), icon=":material/arrow_forward:")
+    leave.button("Leave the tour", key="tour_leave", on_click=go, args=(None,))
+
+
+def finding(scene: storyline.Scene, run) -> None:
+    with st.container(border=True):
+        st.markdown(f"**{scene.heading}**")
+        scene.show(run)
+
+
+run = ui.current_run()
+st.title("Did the model learn the feedback we gave it?")
+if TOUR in st.query_params:
+    show_tour(run, st.query_params[TOUR])
+    st.stop()
+
+intro, start = st.columns([5, 1], vertical_alignment="center")
+intro.markdown("A language model was tuned on feedback. Did it learn what the feedback asks for, and where "
+               "does it part from it?")
+start.button("Take the tour", key="tour_start", type="primary", on_click=go, args=(1,), icon=":material/tour:")
+
+found = storyline.divergence(run)
+for column, scene in zip(st.columns(3), (storyline.reward_scene(run), storyline.tuning_scene(run),
+                                         storyline.learned_scene(run))):
+    with column:
+        finding(scene, run)
+
+parts, chart = st.columns([1, 2])
+with parts:
+    finding(storyline.divergence_scene(run, found), run)
+with chart:
+    st.markdown("**Every word: what the reward pays, and what the model learned**")
+    if found is not None and not found.words.empty:
+        storyline.word_map_picture(found, (found.featured.word,) if found.featured is not None else (), height=340)
+        ui.explain("Each dot is a word. In the top-right and bottom-left corners, the model learned what the reward "
+                   "pays; in the other two, it learned the opposite. Hover over a dot to see the word in a sentence.")
+    else:
+        ui.needs(run, "word_values", what="This picture")
+
+# -- the evidence, one click away: the verdict in `lfp report`'s words, and every table behind it ------
+st.subheader("The evidence, one click away")
+preset, config = run.config()
+verdict = run.verdict()
+spec = TASKS.get(config.get("task", ""))
+
+with st.expander("How sure are we?"):
+    for answer in verdict.findings:
+        st.markdown(f"**{answer.question}**")
+        st.markdown(answer.text)
+    if not verdict.findings:
+        st.markdown("No question is answered yet: the run's stages have not got that far.")
+
+with st.expander("Compared with what?"):
+    metric = run.reward_metric()
+    if metric is not None:
+        rewards = run.rlhf_rewards()
+        rows = rewards[rewards["metric"] == metric].set_index("model")
+        if {"base", "tuned"} <= set(rows.index):
+            cols = st.columns(3)
+            cols[0].metric("Base model, mean reward", num(rows.loc["base", "mean"]))
+            cols[1].metric("Tuned model, mean reward", num(rows.loc["tuned", "mean"]),
+                           delta=signed(rows.loc["tuned", "mean_difference"]))
+            cols[2].metric("Drift from the base model (KL)", num(rows.loc["tuned", "kl_to_base"]))
+            st.altair_chart(charts.reward_bars(rewards, metric))
+            ui.explain("Bars: the mean reward of each model's completions to the same held-out openings; whiskers: "
+                       "one standard deviation of the completions. KL: how far the tuned model's word choices moved "
+                       "from the base model's.")
+    if run.has("probe_metrics"):
+        st.markdown("**Inside the model: the probe against its baselines and the model before tuning**")
+        st.dataframe(run.probe_metrics(), hide_index=True, key="story_probe_metrics")
+        ui.explain("variant 'sae': the probe on the tuned model; 'base_model': the same probe on the model before "
+                   "tuning; 'tuned_minus_base': their paired difference; 'polarity_only': a readout that knows only "
+                   "each word's polarity; 'shuffled' and 'xavier': probes with no real signal. p: against probes "
+                   "refit to targets shuffled between words (null_q95: what one in twenty reaches).")
+    if run.has("policy_metrics"):
+        st.markdown("**What it writes: the policy lens against shuffled lexicon values**")
+        st.dataframe(run.policy_metrics(), hide_index=True, key="story_policy_metrics")
+        ui.explain("beta log pi_tuned/pi_base of each word against a neutral word in the same sentence, on held-out "
+                   "words. The base model's reading is 0 by definition, so every value is already tuned minus base. "
+                   "p: against the lexicon's values permuted among the words; sign agreement against 50%.")
+
+if run.has("divergence_recovery"):
+    with st.expander("Did the tool find what the world planted?"):
+        recovery = run.divergence_recovery()
+        for lens in LENS_LABELS:
+            if (recovery["lens"] == lens).any():
+                st.markdown(recovery_sentence(recovery, lens))
+        st.dataframe(recovery, hide_index=True, key="story_recovery")
+        ui.explain("This world is synthetic: its reviews were written with sentiment words planted at known values. "
+                   "Contested words are used with the opposite polarity to the reward's; reward-only words only as "
+                   "names. Each lens is scored by what it should find for each kind.")
+
+if run.has("flag_calibration"):
+    with st.expander("Would it flag words that carry no value?"):
+        st.dataframe(run.flag_calibration(), hide_index=True, key="story_calibration")
+        ui.explain("The flag's rule applied to the triples' neutral words, which carry no value by construction and "
+                   "are read held out exactly as a lexicon word is. rate: the chance a null word is flagged before "
+                   "correction (nominal 5%); n_flagged: null words the report's own rule flags, every one a false "
+                   "flag.")
+
+if found is not None:
+    with st.expander("Which words part from the reward, with every number?"):
+        flagged = found.report[found.report["divergent"].astype(bool) |
+                               found.report.get("policy_divergent", found.report["divergent"]).astype(bool)]
+        st.dataframe(flagged[[c for c in FLAGGED_COLUMNS if c in flagged.columns]].rename(columns=FLAGGED_COLUMNS),
+                     hide_index=True, key="story_flagged")
+        ui.explain("Words either lens reads against the reward. Inside: each word read by a probe that never saw it, "
+                   "with a 95% interval over its sentences and the probe's fit. Policy: beta log pi_tuned/pi_base of "
+                   "the word against a neutral word in the same sentences, with a 95% bootstrap interval. A word is "
+                   "flagged when its value lies on the other side of zero from the reward, the false-discovery rate "
+                   "over all words held at 5% (q). The whole report is on the Lexicon page.")
+
+if run.has("behaviour_kinds"):
+    with st.expander("Does it write the planted words more or less often?"):
         for row in run.behaviour_kinds().itertuples():
             if row.kind != "ordinary":
                 st.markdown(kind_sentence(row, run.behaviour_examples(row.kind, row.polarity)))
         ui.explain("Both models complete the same held-out openings under the same random seed; a completion "
-                   "counts if it contains one of the group's words. The competitors: for words used as praise, the "
-                   "ordinary praise words of the same role; for names, the world's other names.")
+                   "counts if it contains one of the group's words.")
+
+with st.expander("How was this run made?"):
+    st.markdown(f"The starting point is {narrative.base_model(config, run.stage_outputs().get('world', {}))}. "
+                f"Its goal: *{spec.description if spec else config.get('task')}*; "
+                f"{narrative.tuning(config, spec)}. {narrative.reward(config, spec)}")
+    st.caption(f"Run `{ui.run_label_of(run)}`: preset `{preset}`, task `{config.get('task')}`, "
+               f"seed {config.get('seed')}.")
+
+if run.has("rlhf_samples"):
+    with st.expander("Every stored before-and-after sample"):
+        st.dataframe(run.rlhf_samples().rename(columns=SAMPLE_COLUMNS), hide_index=True, key="story_samples")
+        ui.explain("Both models continue the same opening under the same random seed; the reward scores each "
+                   "completion.")
+        if run.has("rlhf_training_log") and "reward" in run.rlhf_training_log():
+            st.altair_chart(charts.training_curve(run.rlhf_training_log(), "reward", "mean reward of a batch"))
+            ui.explain("The reward during tuning: the mean reward of each training batch, as the trainer logged it.")
