@@ -13,7 +13,7 @@ reward-only names appear, and a word the run planted as contested (in the ordina
 words*, whose sentiment slots draw only the probe's test words (never in its training triples,
 nor in RL prompts), and *all words*, that whole vocabulary. Each sentence is read by `LiveRun.implicit_reward` on the tuned and on
 the base model (each through its own probe), which gives the text's implicit reward beside the
-task's true reward; and by the policy lens (METHOD.md section 10, `lfp_engine.policy.text`): the
+task's true reward; and by the policy lens (docs/method.md, "The policy lens", `lfp_engine.policy.text`): the
 sum over the text's tokens of beta log pi_tuned/pi_base, each text read after the document
 separator. That sum has no target here: it is the text's implicit reward only up to beta log Z of
 the (empty) prompt, and it also carries how much more or less likely the tuned model finds the

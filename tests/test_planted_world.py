@@ -45,13 +45,16 @@ def test_micro_run_counts_behaviour_and_reports_divergence_against_the_planted_t
     assert sorted(report["word"]) == sorted(values.loc[values["model"] == "tuned", "word"])
     assert report["rank"].tolist() == list(range(1, len(report) + 1))
     assert (report["divergent"] == (report["q_opposite"] < 0.05)).all()
-    assert report.loc[report["divergent"], "z_opposite"].max() <= report.loc[~report["divergent"], "z_opposite"].min()
+    if report["divergent"].any():  # ranked by z: every flagged word before every other
+        assert report.loc[report["divergent"], "z_opposite"].max() <= report.loc[~report["divergent"], "z_opposite"].min()
+    assert (report["policy_divergent"] == (report["policy_q_opposite"] < 0.05)).all()
     difference = values[values["model"] == "tuned_minus_base"].set_index("word")["value"]
     np.testing.assert_allclose(report.set_index("word").loc[difference.index, "difference"], difference)
-    recovery = store.read("divergence_recovery").set_index(["evidence", "kind"])
-    for kind in KINDS:
-        planted = truth[truth["kind"] == kind]
-        row = recovery.loc[("probe", kind)]
-        assert row["n_words"] == len(planted)
-        assert row["n_flagged"] == report["word"].isin(planted["word"]).__and__(report["divergent"]).sum()
-    assert recovery.loc[("probe", "all"), "n_flagged"] == report["divergent"].sum()
+    recovery = store.read("divergence_recovery").set_index(["lens", "kind"])
+    for lens, flag in (("representation", "divergent"), ("policy", "policy_divergent")):
+        for kind in KINDS:
+            planted = truth[truth["kind"] == kind]
+            row = recovery.loc[(lens, kind)]
+            assert row["n_words"] == len(planted)
+            assert row["n_opposite"] == report["word"].isin(planted["word"]).__and__(report[flag]).sum()
+        assert recovery.loc[(lens, "all"), "n_opposite"] == report[flag].sum()

@@ -1,4 +1,4 @@
-"""The policy lens (METHOD.md section 10): beta log pi_tuned/pi_base per token, word, text and triple,
+"""The policy lens (docs/method.md, "The policy lens"): beta log pi_tuned/pi_base per token, word, text and triple,
 checked against plain float64 forward passes, against TRL's own DPO implicit reward, and its measures
 against scipy."""
 

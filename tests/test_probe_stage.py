@@ -37,7 +37,7 @@ def test_probe_tables_follow_the_contract(micro_run):
     store = RunStore(micro_run)
     metrics = store.read("probe_metrics")
     assert set(metrics["variant"]) == {"sae", "xavier", "shuffled", "raw_mlp", "base_model", "polarity_only",
-                                       "tuned_minus_base"}
+                                       "tuned_minus_base", "tuned_over_base"}
     taus = metrics[metrics["subset"].str.startswith("test") & (metrics["metric"] == "kendall_tau")]
     assert set(taus["subset"]) == {"test", "test_positive", "test_negative", "test_within"}
     readouts = taus[taus["test"] == "permutation"]

@@ -1,4 +1,4 @@
-"""The policy lens: what tuning taught the model to prefer to write (METHOD.md section 10).
+"""The policy lens: what tuning taught the model to prefer to write (docs/method.md, "The policy lens").
 
 The paper's probe (sections 3.3, 4.1) reads how the tuned model *represents* a word it reads. What
 KL-regularised RL and DPO change first is what the model *prefers to write*, and that has a closed

@@ -1,4 +1,4 @@
-"""beta log pi_tuned(y_t | x, y<t) / pi_base(y_t | x, y<t), token by token (METHOD.md section 10).
+"""beta log pi_tuned(y_t | x, y<t) / pi_base(y_t | x, y<t), token by token (docs/method.md, "The policy lens").
 
 Both models read the same token ids under the same prompt (`generation.token_logprobs`: batched,
 padding never scored, float64 log-softmax); beta is the KL coefficient the policy was tuned with

@@ -1,4 +1,4 @@
-"""Settings of the policy lens: the tuned policy's implicit reward (METHOD.md section 10)."""
+"""Settings of the policy lens: the tuned policy's implicit reward (docs/method.md, "The policy lens")."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ reward's tokenizer finds them; the text: the sum over its tokens, which is the s
 reward r(x, y) - beta log Z(x) when the policy is at its optimum. Z(x) depends on the prompt, so a
 text's sum is only comparable with another text's read under the same prompt; alone it also
 carries how much more or less likely the tuned model finds the whole text, which is large and noisy
-for a text the policy would never write (METHOD.md section 10, caveats).
+for a text the policy would never write (docs/method.md, "The policy lens", caveats).
 """
 
 from __future__ import annotations

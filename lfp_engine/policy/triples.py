@@ -5,8 +5,7 @@ separator), the prompt's term beta log Z cancels between versions, and so does e
 substituted word (identical tokens, identical context): beta [log pi/pi_base (x+) - log pi/pi_base
 (x0)] is what tuning taught the policy about writing the positive word rather than the neutral one in
 that sentence, including what it expects after it, in the reward's units. Its slope against the
-reward's own difference r(x+) - r(x0) is the share of the reward the policy absorbed (METHOD.md
-section 10): 1 at the optimum of the KL-regularised objective.
+reward's own difference r(x+) - r(x0) is the share of the reward the policy absorbed (docs/method.md, "The policy lens"): 1 at the optimum of the KL-regularised objective.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-word policy values and how they measure up against the lexicon (METHOD.md section 10).
+"""Per-word policy values and how they measure up against the lexicon (docs/method.md, "The policy lens").
 
 A word's policy value is the mean, over the triples that substitute it, of beta [log pi/pi_base
 (x_word) - log pi/pi_base (x_neutral)] (`triples.py`), with a 95% percentile bootstrap interval over

@@ -3,7 +3,7 @@
 The paper reads the implicit reward at words (section 4.1, tables 2 and 9; figure 4 sets each
 word's error against how often the tuned model writes it) but never asks which words the model
 learned *against* the reward, nor whether tuning put that there. The report does, word by word,
-through two lenses (METHOD.md section 10) and a control:
+through two lenses (docs/method.md, "The policy lens") and a control:
 
 - `word_values` (stage `probe`): each word's cross-fitted value in the tuned and in the base model,
   read by a probe that never saw the word, with a 95% bootstrap interval over the word's triples,
@@ -94,7 +94,7 @@ EXPECTED = {
     "policy": {"contested": "opposite", "reward_only": "agrees", "ordinary": "not_opposite"},
     "behaviour": {"contested": "opposite", "reward_only": "agrees", "ordinary": "not_opposite"},
 }
-"""What each lens should find for each planted kind (DESIGN.md, planted ground truth). Contested words are
+"""What each lens should find for each planted kind (docs/method.md, "The planted world"). Contested words are
 written against the reward in the corpus, so the model reads them against it inside and tuning cannot
 easily turn that: both lenses should read them opposite. Reward-only words carry no value in the
 corpus: inside, the model should read none (a representation flag there is a false alarm), while the

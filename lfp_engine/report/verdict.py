@@ -2,8 +2,7 @@
 numbers, their intervals and their tests, with the numbers beside every sentence.
 
 1. *Did tuning raise the reward?* From the paired comparison of base and tuned completions.
-2. *Did tuning teach the model the feedback, in what it prefers to write?* The policy lens (METHOD.md
-   section 10, table `policy_metrics`): on held-out words, does beta log pi_tuned/pi_base take the
+2. *Did tuning teach the model the feedback, in what it prefers to write?* The policy lens (docs/method.md, "The policy lens", table `policy_metrics`): on held-out words, does beta log pi_tuned/pi_base take the
    reward's sign (against 50%) and order words of one polarity like the reward (within-polarity
    Kendall tau against the lexicon's values permuted among the words)? The base model's reading is 0
    by definition, so the reading is itself tuned minus base. DPO tasks: the implicit reward's

@@ -1,4 +1,4 @@
-"""Stage `policy`: the policy lens, what tuning taught the model to prefer to write (METHOD.md section 10).
+"""Stage `policy`: the policy lens, what tuning taught the model to prefer to write (docs/method.md, "The policy lens").
 
 Reads the contrastive triples with the tuned and the base model's own probabilities,
 beta log pi_tuned/pi_base (`lfp_engine.policy`), element against neutral; no SAE, no probe, so it
