@@ -372,3 +372,23 @@ def test_codes_that_differ_only_by_a_rescaling_read_no_change():
     amplitude = fits.metrics.set_index(["variant", "metric"])
     assert amplitude.loc[("tuned_over_base", "code_scale_ratio"), "value"] == pytest.approx(1 / 3)
     assert learned_from_taus(fits.metrics, False).answer in ("already_there", "no_evidence")
+
+
+def test_a_word_error_estimated_on_null_words_calibrates_the_flag():
+    """Null words whose readings stray from 0 by more than their contexts and the fit say (a word
+    error of 0.2): the flag fires far above its nominal rate without the word error, and at it with
+    the word error estimated on the other half of the null words."""
+    from lfp_engine.probe.crossfit import cross_validated_word_error, split_halves, word_error
+    from lfp_engine.report.divergence import calibration_table
+
+    rng = np.random.default_rng(11)
+    n = 2000
+    value = rng.normal(0, np.sqrt(0.05 ** 2 + 0.03 ** 2 + 0.2 ** 2), n)
+    half = 1.959964 * np.hypot(0.05, 0.03)
+    nulls = pd.DataFrame({"word": [f"n{i}" for i in range(n)], "model": "tuned", "value": value, "se_contexts": 0.05,
+                          "se_fit": 0.03, "se_word": 0.0, "ci_low": value - half, "ci_high": value + half})
+    assert word_error(nulls) == pytest.approx(0.2, rel=0.1)
+    naive = calibration_table(nulls).iloc[0]
+    assert naive["rate"] > 0.3
+    calibrated = calibration_table(cross_validated_word_error(nulls, split_halves(nulls["word"], rng))).iloc[0]
+    assert calibrated["rate_ci_low"] <= 0.05 <= calibrated["rate_ci_high"] and calibrated["rate"] < 0.07

@@ -21,16 +21,21 @@ x_h the held-out word's mean code, m the fit's mean code, r_w the residuals of w
 multinomial resample of W words has Cov(c) = I - 11'/W, so the fit's variance is
 sum_w I_w^2 - (sum_w I_w)^2 / W. One decomposition per fold serves every word (a brute-force
 bootstrap of refits agrees, tests/test_probe_controls.py). The interval is value +- 1.96 x
-sqrt(se_contexts^2 + se_fit^2). Both models read the same triples and are cross-fitted on the same
+sqrt(se_contexts^2 + se_fit^2 + se_word^2) (the last below). Both models read the same triples and are cross-fitted on the same
 folds, so a word's tuned-minus-base value is the mean of the row-by-row differences, its context
 part resamples those rows paired, and its fit part is the jackknife of the difference
 (I_w tuned - I_w base), the same training words resampled for both.
 
-**Null words**, for the report's calibration (`lfp_engine.report.divergence.calibration`): the
-neutral words of the triples are, by the world's construction, words the model attaches no value
-to (target 0). Held out whole in their own word-grouped folds and read the same way, value and
-interval, they are words with no true divergence on which the report's flag must fire no more often
-than its nominal rate.
+**The reading of a word has an error of its own** (`se_word`). The neutral words of the triples
+are, by the world's construction, words the model attaches no value to (target 0). Held out whole
+in their own word-grouped folds and read the same way (`null_crossfit`), they are *null words*: on
+the seed-0 tiny run their readings strayed from 0 more than their contexts and the fit explain (the
+flag fired on 22% of them, nominal 5%: docs/results.md). That excess is the probe's error on a word
+as such: its codes read along the probe's weights for reasons of that word alone. Its size is
+estimated on the null words (`word_error`, an empirical null, Efron 2004) and added to every word's
+interval. The null words' own intervals take it from the other half of them
+(`cross_validated_word_error`), so the report's calibration on them
+(`lfp_engine.report.divergence.calibration_table`) checks the rule out of sample.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from lfp_engine.statistics import MIN_RESAMPLED, resampled_means
 
 Z = float(stats.norm.ppf(0.975))
 WORD_VALUE_COLUMNS = ["word", "model", "split", "polarity", "lexicon_value", "value", "ci_low", "ci_high",
-                      "n_examples", "se_contexts", "se_fit"]
+                      "n_examples", "se_contexts", "se_fit", "se_word"]
 """The `word_values` table (docs/store.md); `null_word_values` has the same columns."""
 NULL_ELEMENT = "neutral"
 """The rows whose words make the calibration's null words."""
@@ -189,5 +194,39 @@ def word_value_table(rows: pd.DataFrame, model: str, fit_variance: pd.Series, n_
         first = group.iloc[0]
         mean = float(values.mean())
         out.append((word, model, first["split"], first["polarity"], float(first["lexicon_value"]), mean, mean - half,
-                    mean + half, len(values), contexts, fit))
+                    mean + half, len(values), contexts, fit, 0.0))
     return pd.DataFrame(out, columns=WORD_VALUE_COLUMNS)
+
+
+def word_error(nulls: pd.DataFrame) -> float:
+    """The standard deviation of a word's reading around its true value that neither its contexts nor
+    the fit explain: over null words (true value 0), the root of the mean of value^2 - se_contexts^2
+    - se_fit^2 (0 when the two parts explain all of it). An empirical null (Efron 2004): how far the
+    probe reads a word that carries nothing from 0, for reasons of that word alone."""
+    excess = nulls["value"] ** 2 - nulls["se_contexts"] ** 2 - nulls["se_fit"] ** 2
+    excess = excess[np.isfinite(excess)]
+    return float(np.sqrt(max(0.0, excess.mean()))) if len(excess) else 0.0
+
+
+def with_word_error(table: pd.DataFrame, se_word: float | pd.Series) -> pd.DataFrame:
+    """`table` (`WORD_VALUE_COLUMNS`) with the word error added to every interval in quadrature."""
+    half = Z * np.sqrt(table["se_contexts"] ** 2 + table["se_fit"] ** 2 + np.asarray(se_word) ** 2)
+    return table.assign(se_word=se_word, ci_low=table["value"] - half, ci_high=table["value"] + half)
+
+
+def split_halves(words: np.ndarray, rng: np.random.Generator) -> dict[str, int]:
+    """Each null word's half (0 or 1), drawn at random, for the cross-validated word error."""
+    order = rng.permutation(np.sort(np.asarray(words, dtype=str)))
+    return {word: i % 2 for i, word in enumerate(order)}
+
+
+def cross_validated_word_error(nulls: pd.DataFrame, halves: dict[str, int]) -> pd.DataFrame:
+    """The null words' tables with each word's error estimated on the *other* half of the null words
+    (per model), so their intervals, and the report's calibration read from them, do not fit the
+    words they are checked on."""
+    parts = []
+    for model, group in nulls.groupby("model", sort=False):
+        half = group["word"].map(halves)
+        errors = {h: word_error(group[half != h]) for h in (0, 1)}
+        parts.append(with_word_error(group, half.map(errors).to_numpy(float)))
+    return pd.concat(parts, ignore_index=True)

@@ -23,8 +23,9 @@ import pandas as pd
 
 from lfp_engine.probe.agreement import (DIFFERENCE, accuracy_difference_row, agreement_rows, difference_rows,
                                         measure_agreement)
-from lfp_engine.probe.crossfit import (NULL_ELEMENT, CrossFit, crossfit, null_crossfit, paired_difference_rows,
-                                      prediction_rows, word_value_table)
+from lfp_engine.probe.crossfit import (NULL_ELEMENT, CrossFit, cross_validated_word_error, crossfit, null_crossfit,
+                                      paired_difference_rows, prediction_rows, split_halves, with_word_error,
+                                      word_error, word_value_table)
 from lfp_engine.probe.dataset import ProbeDataset, build_dataset, on_one_scale
 from lfp_engine.probe.encoding import CodeLayout, Encoder, TokenizedText, tokenize
 from lfp_engine.probe.linear import LinearProbe, baselines, fit, fit_sharing_strength
@@ -145,28 +146,37 @@ def polarity_only_rows(data: ProbeDataset, words: WordSet) -> list[MetricRow]:
 
 
 def cross_fitted_values(datasets: Mapping[str, ProbeDataset], probes: Mapping[str, LinearProbe],
-                        settings: ProbeSettings, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        settings: ProbeSettings, seed: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """`word_values`: every word of the tuned and the base model, each read by a probe that never saw it,
-    with the uncertainty of its contexts and of the fit (`crossfit.py`), and (with both models) their
-    paired difference, model 'tuned_minus_base'; and `null_word_values`, the neutral words read the
-    same way."""
+    with the uncertainty of its contexts, of the fit and of the reading of a word (`crossfit.py`), and
+    (with both models) their paired difference, model 'tuned_minus_base'; and `null_word_values`, the
+    neutral words read the same way (their word error estimated on the other half of them)."""
     rng = np.random.default_rng([seed, 3])
     paired = {MODEL_OF_VARIANT[v]: v for v in datasets if v in MODEL_OF_VARIANT}
     fits = {model: crossfit(datasets[v], probes[v].alpha, settings.cv_folds) for model, v in paired.items()}
-    rows = {model: prediction_rows(datasets[paired[model]], fit.predictions) for model, fit in fits.items()}
+    values = _value_tables(datasets, paired, fits, None, settings.n_bootstrap, rng)
+    nulls = {model: null_crossfit(datasets[v], probes[v].alpha, settings.cv_folds) for model, v in paired.items()}
+    if any(null is None for null in nulls.values()):
+        return values, None
+    null_values = _value_tables(datasets, paired, nulls, NULL_ELEMENT, settings.n_bootstrap, rng)
+    halves = split_halves(null_values["word"].unique(), np.random.default_rng([seed, 6]))
+    errors = {model: word_error(group) for model, group in null_values.groupby("model")}
+    values = pd.concat([with_word_error(group, errors[model]) for model, group in values.groupby("model", sort=False)],
+                       ignore_index=True)
+    return values, cross_validated_word_error(null_values, halves)
+
+
+def _value_tables(datasets: Mapping[str, ProbeDataset], paired: Mapping[str, str], fits: Mapping[str, CrossFit],
+                  element: str | None, n_bootstrap: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Each model's value table from its cross-fit, and their paired difference (rows and jackknife)."""
+    rows = {model: prediction_rows(datasets[paired[model]], fit.predictions, element) for model, fit in fits.items()}
     variances = {model: _by_word(fit, fit.fit_variance()) for model, fit in fits.items()}
     if {"tuned", "base"} <= set(rows):
         rows[DIFFERENCE] = paired_difference_rows(rows["tuned"], rows["base"])
         fit = fits["tuned"]
         variances[DIFFERENCE] = _by_word(fit, fit.fit_variance(fit.influence - fits["base"].influence))
-    tables = [word_value_table(frame, model, variances[model], settings.n_bootstrap, rng) for model, frame in rows.items()]
-    nulls = []
-    for model, variant in paired.items():
-        null = null_crossfit(datasets[variant], probes[variant].alpha, settings.cv_folds)
-        if null is not None:
-            frame = prediction_rows(datasets[variant], null.predictions, NULL_ELEMENT)
-            nulls.append(word_value_table(frame, model, _by_word(null, null.fit_variance()), settings.n_bootstrap, rng))
-    return pd.concat(tables, ignore_index=True), pd.concat(nulls, ignore_index=True) if nulls else None
+    return pd.concat([word_value_table(frame, model, variances[model], n_bootstrap, rng)
+                      for model, frame in rows.items()], ignore_index=True)
 
 
 def _by_word(fit: CrossFit, variance: np.ndarray) -> pd.Series:
