@@ -392,3 +392,26 @@ def test_a_word_error_estimated_on_null_words_calibrates_the_flag():
     assert naive["rate"] > 0.3
     calibrated = calibration_table(cross_validated_word_error(nulls, split_halves(nulls["word"], rng))).iloc[0]
     assert calibrated["rate_ci_low"] <= 0.05 <= calibrated["rate_ci_high"] and calibrated["rate"] < 0.07
+
+
+def test_the_rechosen_null_chooses_each_strength_as_the_probe_does():
+    """Each null probe's strength is the argmin of the probe's own cross-validation on its shuffled
+    targets (computed independently with `cv_errors` one column at a time and scikit-learn's Ridge)."""
+    from lfp_engine.probe.nulls import rechosen_null
+    from lfp_engine.probe.strength import DEFAULT_ALPHAS, cv_errors
+
+    words, values, split = planted_words(np.random.default_rng(0), 20)
+    data = with_neutral_rows(planted_dataset(np.random.default_rng(1), words, values, split, 1.0), words, values,
+                             split)
+    test = WordSet.of(data, data.test)
+    null = rechosen_null(data, test, 12, np.random.default_rng(3), folds=5)
+    rows = np.flatnonzero(data.fitted)
+    targets = word_shuffles(data.target[rows], data.word[rows], data.scored[rows], 12, np.random.default_rng(3))
+    refits = []
+    for k in range(12):
+        errors = cv_errors(data.X[rows], targets[:, k], data.cv_groups[rows], DEFAULT_ALPHAS, 5, ~data.scored[rows])
+        alpha = DEFAULT_ALPHAS[int(np.argmin(errors))]
+        refits.append(Ridge(alpha=alpha).fit(data.X[rows], targets[:, k]).predict(data.X[test.rows]))
+    expected = word_taus(test.truth, test.average(np.column_stack(refits)), test.positive)
+    for measure, taus in expected.items():
+        np.testing.assert_allclose(null.taus[measure], taus, atol=1e-9)

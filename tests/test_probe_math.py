@@ -17,7 +17,8 @@ from lfp_engine.run.errors import InputError
 from lfp_engine.probe.dataset import ProbeDataset, build_dataset, target_scale
 from lfp_engine.probe.implicit_reward import word_rewards
 from lfp_engine.probe.kendall import tau_b
-from lfp_engine.probe.linear import (DEFAULT_ALPHAS, cv_errors, fit, fit_logistic, fit_regression,
+from lfp_engine.probe.strength import DEFAULT_ALPHAS, cv_errors
+from lfp_engine.probe.linear import (fit, fit_logistic, fit_regression,
                                      fit_sharing_strength, shuffled_probe, xavier_probe)
 from lfp_engine.probe.measures import sign_agreement, word_values
 from lfp_engine.probe.zero_point import ContextTokens, context_tokens

@@ -179,3 +179,25 @@ def test_the_zero_points_shared_tokens_have_the_same_codes_in_every_element(micr
             np.testing.assert_allclose(codes[shared.positions], neutral[shared.positions], atol=1e-5)
             checked += 1
     assert checked >= 4
+
+
+def test_the_neutral_element_and_the_shared_tokens_are_read_in_one_pass(micro_run):
+    """One pass over the neutral texts gives the neutral representations and the zero point's shared
+    tokens exactly as a pass for each would."""
+    from lfp_engine.probe.variants import tokenized_elements
+
+    store = RunStore(micro_run)
+    _, card = load_probe(RunPaths(micro_run).probe)
+    tuned = encoder_of(micro_run, "tuned", card)
+    triples = store.read("triples", order_by="triple_id").head(40)
+    neutral = tokenized_elements(triples, "word", tuned.tokenizer, card.max_tokens)["neutral"]
+    drawn = context_tokens(triples, tuned.tokenizer, card.max_tokens, set(), 3, np.random.default_rng(0))
+    assert all(c.ids == t.ids for c, t in zip(drawn.texts, neutral))
+    (means, raw), (shared, shared_raw) = tuned.representations_with_positions(
+        neutral, [c.positions for c in drawn.texts], with_raw=True)
+    alone, alone_raw = tuned.representations(neutral, with_raw=True)
+    codes, codes_raw = tuned.position_codes(drawn.texts, with_raw=True)
+    np.testing.assert_allclose(means, alone, atol=1e-6)
+    np.testing.assert_allclose(raw, alone_raw, atol=1e-6)
+    np.testing.assert_allclose(shared, codes, atol=1e-6)
+    np.testing.assert_allclose(shared_raw, codes_raw, atol=1e-6)

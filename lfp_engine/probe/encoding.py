@@ -173,6 +173,26 @@ class Encoder:
                 raw_out[offsets[i]:offsets[i + 1]] = raw.cpu().numpy()
         return self._gathered(out, raw_out)
 
+    def representations_with_positions(self, texts: Sequence[TokenizedText], extra: Sequence[Sequence[int]],
+                                       desc: str = "encode", with_raw: bool = False) -> tuple:
+        """One forward pass per text gives both `representations(texts)` and the codes at positions
+        `extra[i]` of text i (as `position_codes` would on the same ids): the neutral element of a
+        triple and the shared tokens of the probe's zero point are the same token ids, read once.
+        Returns (representations, extra codes), each with its raw MLP outputs when `with_raw`."""
+        if len(extra) != len(texts):
+            raise InputError(f"{len(extra)} lists of extra positions for {len(texts)} texts")
+        merged = [TokenizedText(t.ids, list(t.positions) + list(e)) for t, e in zip(texts, extra, strict=True)]
+        rows = self.position_codes(merged, desc, with_raw)
+        own = np.array([len(t.positions) for t in texts])
+        starts = np.concatenate([[0], np.cumsum(own + np.array([len(e) for e in extra]))[:-1]]).astype(int)
+        mine = np.concatenate([np.arange(a, a + n) for a, n in zip(starts, own, strict=True)])
+        rest = np.setdiff1d(np.arange(sum(len(t.positions) for t in merged)), mine)
+        parts = rows if with_raw else (rows,)
+        means = tuple(np.add.reduceat(part[mine], np.concatenate([[0], np.cumsum(own)[:-1]]), axis=0) / own[:, None]
+                      for part in parts)
+        extras = tuple(part[rest] for part in parts)
+        return (means, extras) if with_raw else (means[0], extras[0])
+
     def _gathered(self, out: np.ndarray, raw_out: np.ndarray | None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Each row was filled by the one process that encoded its batch (zeros elsewhere): summed over
         the processes, so every process holds every row; refused when the model overflowed."""

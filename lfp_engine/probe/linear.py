@@ -29,10 +29,9 @@ from sklearn.model_selection import GroupKFold
 
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.nulls import word_shuffles
-from lfp_engine.probe.ridge import held_out_predictions
+from lfp_engine.probe.strength import DEFAULT_ALPHAS, check_data, cv_errors
 from lfp_engine.run.errors import InputError
 
-DEFAULT_ALPHAS = tuple(10.0 ** np.arange(-3, 4.5, 0.5))
 
 
 @dataclass
@@ -58,36 +57,6 @@ class LinearProbe:
         return np.asarray(X, dtype=np.float64) * self.weights
 
 
-def _check(X: np.ndarray, y: np.ndarray) -> None:
-    if X.ndim != 2 or len(X) != len(y) or len(y) == 0:
-        raise InputError(f"probe data must be X [n, d] and y [n] with n > 0, got {X.shape} and {y.shape}")
-    if not (np.isfinite(X).all() and np.isfinite(y).all()):
-        raise InputError("probe data contains NaN or infinite values")
-
-
-def cv_errors(X: np.ndarray, y: np.ndarray, groups: Sequence[str], alphas: Sequence[float] = DEFAULT_ALPHAS,
-              n_folds: int = 5, anchor: np.ndarray | None = None) -> np.ndarray:
-    """Held-out error of a ridge at each of `alphas`, folds by `groups`. With `anchor` (the zero
-    point's rows) it is the mean squared error of the lexicon-word rows plus that of the anchor
-    rows: each kind counts once however many anchor rows there are, so the zero point cannot buy a
-    strength that reads every word as 0."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    _check(X, y)
-    groups = np.asarray(groups)
-    kinds = np.zeros(len(y), dtype=np.int64) if anchor is None else np.asarray(anchor, dtype=bool).astype(np.int64)
-    folds = min(n_folds, len(np.unique(groups)))
-    if folds < 2:
-        raise InputError("cross-validating the probe needs triples of at least two different words")
-    counts = np.bincount(kinds, minlength=2)
-    sse = np.zeros((2, len(alphas)))
-    for train, held in GroupKFold(n_splits=folds).split(X, y, groups):
-        squared = (held_out_predictions(X[train], y[train], X[held], alphas) - y[held, None]) ** 2
-        for kind in (0, 1):
-            sse[kind] += squared[kinds[held] == kind].sum(axis=0)
-    return (sse[counts > 0] / counts[counts > 0, None]).sum(axis=0)
-
-
 def fit_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> LinearProbe:
     """The ridge probe at a given strength."""
     model = Ridge(alpha=alpha).fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64))
@@ -107,7 +76,7 @@ def fit_logistic(X: np.ndarray, labels: np.ndarray, Cs: Sequence[float] = tuple(
     positive and negative rewrites stay in one fold)."""
     X = np.asarray(X, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    _check(X, labels)
+    check_data(X, labels)
     if len(np.unique(labels)) < 2:
         raise InputError("the logistic probe needs both positive and negative examples")
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)

@@ -6,7 +6,11 @@ chance: word values share structure (activation norm, frequency) that any readou
 controls instead:
 
 - The permutation null: the probe is refit, with the regularisation its cross-validation chose,
-  to training targets shuffled between words. Each training word's mean target is handed to
+  to training targets shuffled between words. (Keeping the real probe's strength, rather than
+  choosing it again for each shuffle, makes the null probes no better than a re-chosen strength
+  would: the null can only be the harder to beat for it. `rechosen_null` chooses it again, by the
+  probe's own cross-validation on each shuffle's targets; on the tiny world the two nulls'
+  p-values and critical values are compared in docs/results.md, "The permutation null's strength".) Each training word's mean target is handed to
   another training word (of either polarity); each row keeps its deviation from its word's mean,
   and rows that carry no lexicon word keep their targets. A null probe so learns a word-level
   structure of the real size from the same codes, just not the real one. The p-value of a
@@ -20,6 +24,7 @@ controls instead:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +32,13 @@ import numpy as np
 from lfp_engine.probe.dataset import ProbeDataset
 from lfp_engine.probe.kendall import word_taus
 from lfp_engine.probe.ridge import RidgeSolver
+from lfp_engine.probe.strength import DEFAULT_ALPHAS, cv_errors
 from lfp_engine.probe.words import WordSet
 
 NULL_BATCH = 200
 """Shuffled target vectors solved at once (bounds memory: rows x batch floats)."""
+RECHOSEN_CHUNK = 25
+"""Shuffled target vectors cross-validated at once (bounds memory: held-out rows x chunk x strengths)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,30 @@ def permutation_null(data: ProbeDataset, alpha: float, words: WordSet, n_permuta
         targets = word_shuffles(data.target[fit_rows], data.word[fit_rows], carries_word, size, rng)
         values = words.average(solver.fit(targets).predict(test_inputs))
         for measure, taus in word_taus(words.truth, values, words.positive).items():
+            parts.setdefault(measure, []).append(taus)
+    return NullDistribution({measure: np.concatenate(chunks) for measure, chunks in parts.items()})
+
+
+def rechosen_null(data: ProbeDataset, words: WordSet, n_permutations: int, rng: np.random.Generator,
+                  folds: int, alphas: Sequence[float] = DEFAULT_ALPHAS) -> NullDistribution:
+    """As `permutation_null` (the same shuffles for the same `rng`), but each null probe's strength is
+    chosen again, by the probe's own cross-validation (`strength.cv_errors`) on its shuffled targets."""
+    fit_rows = np.flatnonzero(data.fitted)
+    X, carries_word = data.X[fit_rows], data.scored[fit_rows]
+    test_inputs = data.X[words.rows]
+    solvers: dict[int, RidgeSolver] = {}
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_permutations, NULL_BATCH):
+        size = min(NULL_BATCH, n_permutations - start)
+        targets = word_shuffles(data.target[fit_rows], data.word[fit_rows], carries_word, size, rng)
+        chosen = np.concatenate([np.argmin(cv_errors(X, targets[:, k:k + RECHOSEN_CHUNK], data.cv_groups[fit_rows],
+                                                     alphas, folds, ~carries_word), axis=1)
+                                 for k in range(0, size, RECHOSEN_CHUNK)])
+        predictions = np.empty((len(words.rows), size))
+        for a in np.unique(chosen):
+            solver = solvers.setdefault(int(a), RidgeSolver(X, alphas[int(a)]))
+            predictions[:, chosen == a] = solver.fit(targets[:, chosen == a]).predict(test_inputs)
+        for measure, taus in word_taus(words.truth, words.average(predictions), words.positive).items():
             parts.setdefault(measure, []).append(taus)
     return NullDistribution({measure: np.concatenate(chunks) for measure, chunks in parts.items()})
 

@@ -34,27 +34,31 @@ class RidgeFit:
         return np.asarray(X, dtype=np.float64) @ self.weights + self.intercepts
 
 
-def held_out_predictions(X: np.ndarray, y: np.ndarray, X_held: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
-    """[held rows, alphas]: a ridge fit on (X, y) at each of `alphas`, predicting `X_held`.
+def held_out_predictions(X: np.ndarray, Y: np.ndarray, X_held: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+    """A ridge fit on (X, Y) at each of `alphas`, predicting `X_held`: [held rows, alphas] for Y [n], or
+    [held rows, k, alphas] for k target columns Y [n, k].
 
     Cross-validation fits the same rows at every strength, so the normal equations are decomposed
     once without alpha (gram = V diag(lam) V') and each strength only shifts the eigenvalues: every
     strength costs one product with the held-out rows' projections, where a fit per strength
     decomposes anew (scikit-learn's `Ridge` in a loop: the probe stage's cost before)."""
     X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
     alphas = np.asarray(alphas, dtype=np.float64)
-    x_mean, y_mean = X.mean(axis=0), y.mean()
+    x_mean, y_mean = X.mean(axis=0), Y.mean(axis=0)
     centered = X - x_mean
     held = np.asarray(X_held, dtype=np.float64) - x_mean
     if X.shape[1] > X.shape[0]:  # dual: w = Xc' (Xc Xc' + alpha I)^-1 yc
         eigenvalues, vectors = np.linalg.eigh(centered @ centered.T)
-        projected, target = held @ centered.T @ vectors, vectors.T @ (y - y_mean)
+        projected, target = held @ centered.T @ vectors, vectors.T @ (Y - y_mean)
     else:  # primal: w = (Xc' Xc + alpha I)^-1 Xc' yc
         eigenvalues, vectors = np.linalg.eigh(centered.T @ centered)
-        projected, target = held @ vectors, vectors.T @ (centered.T @ (y - y_mean))
-    eigenvalues = np.maximum(eigenvalues, 0.0)
-    return projected @ (target[:, None] / (eigenvalues[:, None] + alphas[None, :])) + y_mean
+        projected, target = held @ vectors, vectors.T @ (centered.T @ (Y - y_mean))
+    shrink = 1.0 / (np.maximum(eigenvalues, 0.0)[:, None] + alphas[None, :])  # [d, alphas]
+    if Y.ndim == 1:
+        return projected @ (target[:, None] * shrink) + y_mean
+    scaled = target[:, :, None] * shrink[:, None, :]  # [d, k, alphas]
+    return np.einsum("hd,dka->hka", projected, scaled) + y_mean[None, :, None]
 
 
 class RidgeSolver:

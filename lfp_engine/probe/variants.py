@@ -58,15 +58,20 @@ def encode_variants(encoders: Mapping[str, Encoder], texts: Mapping[str, list[To
                     triples: pd.DataFrame, kind: str, context: ContextTokens | None) -> dict[str, ProbeDataset]:
     """The dataset of every variant that needs a forward pass: 'sae' and 'raw_mlp' from the tuned
     model's encoder (one pass gives both), 'base_model' from the base model's; word triples also
-    encode the `context` tokens of their zero point, at the same positions for every model."""
+    encode the `context` tokens of their zero point, at the same positions for every model, in the
+    neutral element's own pass (they are tokens of the same ids, `zero_point.context_tokens`)."""
+    if context is not None and any(c.ids != t.ids for c, t in zip(context.texts, texts["neutral"], strict=True)):
+        raise InputError("the zero point's shared tokens must be read from the neutral elements' own token ids")
     datasets: dict[str, ProbeDataset] = {}
     for variant, encoder in encoders.items():
         model = MODEL_OF_VARIANT[variant]
         tuned = variant == "sae"
-        encoded = {e: encoder.representations(texts[e], desc=f"encode {model} {e}", with_raw=tuned) for e in ELEMENTS}
+        read = [e for e in ELEMENTS if context is None or e != "neutral"]
+        encoded = {e: encoder.representations(texts[e], desc=f"encode {model} {e}", with_raw=tuned) for e in read}
         if context is not None:
-            encoded["context"] = encoder.position_codes(context.texts, desc=f"encode {model} shared tokens",
-                                                        with_raw=tuned)
+            neutral, shared = encoder.representations_with_positions(
+                texts["neutral"], [c.positions for c in context.texts], desc=f"encode {model} neutral", with_raw=tuned)
+            encoded |= {"neutral": neutral, "context": shared}
         if tuned:
             datasets["raw_mlp"] = build_dataset({e: raw for e, (_, raw) in encoded.items()}, triples, kind, context)
             encoded = {e: codes for e, (codes, _) in encoded.items()}
